@@ -1,0 +1,113 @@
+/*
+ * Settings: one declarative table (CONFIG_SETTINGS below). Each row gives the
+ * type, the struct field, the environment variable, default, bounds and help.
+ * The flag is derived from the variable: RATE_LIMIT_IP_RPS -> --rate-limit-ip-rps.
+ * Environment is read first, flags override it. --help text is generated
+ * from the same table, so it cannot drift.
+ */
+#ifndef IOT_CONFIG_H
+#define IOT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* X(type, field, ENV, default, min, max, help); STR rows ignore min/max. */
+#define CONFIG_SETTINGS(X)                                                                         \
+    X(STR, database_url, "DATABASE_URL", "sqlite:iot-ingest.db", 0, 0,                             \
+      "Database: sqlite:PATH or postgresql://URI")                                                 \
+    X(STR, api_key, "API_KEY", "", 0, 0,                                                           \
+      "Global API key (X-API-Key); empty disables it and the legacy endpoints")                    \
+    X(STR, ingest_host, "INGEST_HOST", "127.0.0.1", 0, 0, "Address to listen on")                  \
+    X(INT, ingest_port, "INGEST_PORT", 8000, 0, 65535,                                             \
+      "TCP port to listen on (0 = any free port)")                                                 \
+    X(INT, max_body_bytes, "MAX_BODY_BYTES", 1048576, 256, 67108864,                               \
+      "Largest request body, also after gzip inflation")                                           \
+    X(INT, max_readings_per_packet, "MAX_READINGS_PER_PACKET", 1000, 1, 100000,                    \
+      "Most readings in one packet")                                                               \
+    X(INT, max_future_skew_s, "MAX_FUTURE_SKEW_S", 300, 0, 86400 * 365,                            \
+      "Readings further in the future are rejected")                                               \
+    X(INT, max_past_age_s, "MAX_PAST_AGE_S", 604800, 1, 86400 * 3650,                              \
+      "Readings older than this are rejected")                                                     \
+    X(DBL, rate_limit_ip_rps, "RATE_LIMIT_IP_RPS", 500, 0, 1e9,                                    \
+      "Requests per second per client IP on /ingest/ (0 = off)")                                   \
+    X(DBL, rate_limit_device_rps, "RATE_LIMIT_DEVICE_RPS", 50, 0, 1e9,                             \
+      "Requests per second per device (0 = off)")                                                  \
+    X(DBL, rate_limit_burst, "RATE_LIMIT_BURST", 100, 1, 1e9, "Token bucket size")                 \
+    X(INT, rate_limit_max_buckets, "RATE_LIMIT_MAX_BUCKETS", 65536, 16, 16777216,                  \
+      "Most rate-limit buckets kept per limit (least recently used are evicted)")                  \
+    X(STR, trusted_proxies, "TRUSTED_PROXIES", "", 0, 0,                                           \
+      "Comma-separated CIDRs whose X-Forwarded-For is believed")                                   \
+    X(INT, sensor_cache_ttl_s, "SENSOR_CACHE_TTL_S", 60, 0, 86400,                                 \
+      "Seconds a cached device/sensor/threshold lookup is trusted")                                \
+    X(INT, sensor_cache_max, "SENSOR_CACHE_MAX", 100000, 16, 100000000,                            \
+      "Most devices kept in the resolver cache")                                                   \
+    X(INT, state_cache_max, "STATE_CACHE_MAX", 1000000, 16, 100000000,                             \
+      "Most sensors whose classification state is kept in memory")                                 \
+    X(INT, alert_clear_after, "ALERT_CLEAR_AFTER", 1, 1, 1000000,                                  \
+      "Consecutive normal readings that resolve an alert")                                         \
+    X(STR, broker_url, "BROKER_URL", "memory", 0, 0, "Broker: memory, none, or an engine URL")     \
+    X(INT, broker_throttle_ms, "BROKER_THROTTLE_MS", 0, 0, 86400000,                               \
+      "At most one publication per sensor per this many ms (0 = off)")                             \
+    X(INT, broker_queue_max, "BROKER_QUEUE_MAX", 65536, 1, 1048576,                                \
+      "Capacity of the in-memory broker queue")                                                    \
+    X(INT, http_threads, "HTTP_THREADS", 2, 1, 256, "HTTP worker threads")                         \
+    X(INT, http_max_connections, "HTTP_MAX_CONNECTIONS", 4096, 16, 1000000,                        \
+      "Most open client connections")                                                              \
+    X(INT, http_idle_timeout_s, "HTTP_IDLE_TIMEOUT_S", 30, 1, 86400,                               \
+      "Idle or stalled connections are closed after this many seconds")                            \
+    X(INT, write_queue_max, "WRITE_QUEUE_MAX", 4096, 1, 1000000,                                   \
+      "Packets waiting for the writer before new ones get 503")                                    \
+    X(INT, commit_batch_max, "COMMIT_BATCH_MAX", 1, 1, 100000,                                     \
+      "Most packets committed in one transaction")                                                 \
+    X(STR, db_sync, "DB_SYNC", "full", 0, 0,                                                       \
+      "full: a 2xx survives power loss; normal: survives a process crash only")                    \
+    X(INT, db_busy_timeout_ms, "DB_BUSY_TIMEOUT_MS", 5000, 0, 600000,                              \
+      "How long a write waits for a lock before giving up (503)")                                  \
+    X(INT, sqlite_cache_mb, "SQLITE_CACHE_MB", 16, 1, 65536, "SQLite page cache per connection")   \
+    X(STR, log_level, "LOG_LEVEL", "info", 0, 0, "debug, info, warn, error or off")                \
+    X(STR, log_format, "LOG_FORMAT", "logfmt", 0, 0, "logfmt or json")
+
+enum config_type { CONFIG_INT, CONFIG_DBL, CONFIG_STR };
+
+struct config {
+#define CONFIG_FIELD_INT(f)                      int64_t f;
+#define CONFIG_FIELD_DBL(f)                      double f;
+#define CONFIG_FIELD_STR(f)                      char *f;
+#define X(type, field, env, def, min, max, help) CONFIG_FIELD_##type(field)
+    CONFIG_SETTINGS(X)
+#undef X
+};
+
+/* Fills cfg with defaults. Strings are owned by cfg (config_fini frees). */
+int config_init(struct config *cfg);
+void config_fini(struct config *cfg);
+
+/*
+ * Reads every setting from the environment, then from argv flags
+ * (--flag VALUE or --flag=VALUE). Arguments that are not settings are left,
+ * in order, in rest[] (borrowed pointers into argv, *nrest set). Returns 0, or
+ * IOT_EINVAL with a one-line message in err.
+ */
+int config_load(struct config *cfg, int argc, char **argv, char **rest, int *nrest, char *err,
+                size_t errlen);
+
+/* Checks cross-field rules (enums, formats). 0 or IOT_EINVAL + message. */
+int config_validate(const struct config *cfg, char *err, size_t errlen);
+
+/* Prints one line per setting: flag, env, default, help. */
+void config_print_help(FILE *out);
+
+/* Formats the flag for an env name: "RATE_LIMIT_BURST" -> "--rate-limit-burst". */
+void config_flag_name(const char *env, char *out, size_t outlen);
+
+/* Iteration for documentation generators (man page). */
+struct config_row {
+    enum config_type type;
+    const char *env;
+    const char *def;
+    double min, max;
+    const char *help;
+};
+int config_rows(const struct config_row **rows);
+
+#endif

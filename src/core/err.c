@@ -1,0 +1,32 @@
+#include "core/err.h"
+
+const char *iot_strerror(int err)
+{
+    switch (err) {
+    case IOT_OK:
+        return "ok";
+    case IOT_ENOMEM:
+        return "out of memory";
+    case IOT_EINVAL:
+        return "invalid argument";
+    case IOT_ENOTFOUND:
+        return "not found";
+    case IOT_EEXIST:
+        return "already exists";
+    case IOT_EBUSY:
+        return "database busy";
+    case IOT_EUNAVAIL:
+        return "database unavailable";
+    case IOT_EDB:
+        return "database error";
+    case IOT_EIO:
+        return "i/o error";
+    case IOT_ETOOBIG:
+        return "over limit";
+    case IOT_EFULL:
+        return "queue full";
+    case IOT_ESHUTDOWN:
+        return "shutting down";
+    }
+    return "unknown error";
+}
