@@ -1,0 +1,55 @@
+/* Backend selection by URL scheme, and the shared enum names. */
+#include "store/store.h"
+#include "core/err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const class_names[] = {"normal", "warning", "spike", "alert", "invalid"};
+static const char *const kind_names[] = {"threshold", "delta_spike", "no_data"};
+static const char *const event_names[] = {"triggered", "escalated", "resolved"};
+
+const char *severity_name(enum severity s)
+{
+    return s == SEV_CRITICAL ? "critical" : "warning";
+}
+const char *alert_kind_name(enum alert_kind k)
+{
+    return kind_names[k];
+}
+const char *alert_event_name(enum alert_event e)
+{
+    return event_names[e];
+}
+const char *reading_class_name(enum reading_class c)
+{
+    return class_names[c];
+}
+
+enum reading_class reading_class_parse(const char *s)
+{
+    for (int i = 0; i < CLASS_INVALID; i++)
+        if (s && strcmp(s, class_names[i]) == 0) return (enum reading_class)i;
+    return CLASS_INVALID;
+}
+
+int store_open(const char *url, const struct store_open_opts *opts, struct store **out, char *err,
+               size_t errlen)
+{
+    *out = NULL;
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        const char *path = url + 7;
+        if (strncmp(path, "//", 2) == 0) path += 2; /* sqlite:///abs/path */
+        if (!*path) {
+            snprintf(err, errlen, "DATABASE_URL sqlite: needs a file path");
+            return IOT_EINVAL;
+        }
+        return store_sqlite_open(path, opts, out, err, errlen);
+    }
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        snprintf(err, errlen, "the PostgreSQL backend is not built into this release");
+        return IOT_EINVAL;
+    }
+    snprintf(err, errlen, "DATABASE_URL must be sqlite:PATH or postgresql://...");
+    return IOT_EINVAL;
+}

@@ -1,0 +1,344 @@
+/*
+ * The storage interface. Everything above src/store/ talks to the database
+ * through these wrappers only; backends (SQLite, later PostgreSQL) provide an
+ * ops table and are found by the DATABASE_URL scheme (store_open).
+ *
+ * One struct store is one database connection: it is NOT thread-safe; each
+ * thread that needs the database (the writer, the readers, a job) opens its
+ * own or serialises access. All times are UTC ms since the epoch.
+ *
+ * Every function returns 0 or a negative code from core/err.h. IOT_EBUSY and
+ * IOT_EUNAVAIL are retryable (locked past the busy timeout, disk full,
+ * server gone); the caller answers 503 and may retry later. Error details go
+ * to the store's last-error text (store_errmsg), never to stdout.
+ */
+#ifndef IOT_STORE_H
+#define IOT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_UUID_MAX      64  /* longest device/sensor uuid accepted */
+#define STORE_NAME_MAX      128 /* longest name, type or unit */
+#define STORE_PACKET_ID_MAX 64
+#define STORE_KEY_HASH_LEN  32 /* SHA-256 */
+
+enum severity { SEV_WARNING = 0, SEV_CRITICAL = 1 };
+enum alert_kind { ALERT_THRESHOLD = 0, ALERT_DELTA_SPIKE = 1, ALERT_NO_DATA = 2, ALERT_KINDS = 3 };
+enum alert_event { EVENT_TRIGGERED = 0, EVENT_ESCALATED = 1, EVENT_RESOLVED = 2 };
+/* Reading classes, in the order SPEC §4 tests them; CLASS_INVALID is never stored. */
+enum reading_class { CLASS_NORMAL = 0, CLASS_WARNING, CLASS_SPIKE, CLASS_ALERT, CLASS_INVALID };
+
+const char *severity_name(enum severity s);
+const char *alert_kind_name(enum alert_kind k);
+const char *alert_event_name(enum alert_event e);
+const char *reading_class_name(enum reading_class c);
+/* Parses a stored class name; returns CLASS_INVALID if unknown. */
+enum reading_class reading_class_parse(const char *s);
+
+struct store_threshold {
+    int64_t id; /* 0 = no active threshold of this severity */
+    double min, max, delta_max;
+    unsigned char has_min, has_max, has_delta;
+};
+
+struct store_device {
+    int64_t id;
+    char uuid[STORE_UUID_MAX + 1];
+    unsigned char key_hash[STORE_KEY_HASH_LEN];
+    int is_active;
+};
+
+struct store_sensor {
+    int64_t id, device_id;
+    char uuid[STORE_UUID_MAX + 1];
+    int is_active;
+    struct store_threshold thr[2]; /* indexed by enum severity */
+};
+
+/* Per-sensor classification state (table sensor_state). */
+struct store_sensor_state {
+    int64_t sensor_id;
+    int has_last;      /* 0 until the first non-late reading */
+    int64_t last_ts;   /* newest reading time seen */
+    double last_value; /* value of that reading */
+    enum reading_class last_class;
+    int64_t normal_run; /* consecutive normal readings (non-late) */
+};
+
+struct store_alert {
+    int64_t id;                                 /* 0 until inserted */
+    int64_t sensor_id, device_id, threshold_id; /* threshold_id 0 = NULL */
+    enum severity severity;
+    enum alert_kind kind;
+    int active; /* status: 1 active, 0 resolved */
+    double first_value, last_value;
+    int64_t hit_count;
+    int64_t triggered_at, last_seen_at, resolved_at; /* resolved_at 0 = NULL */
+    char message[200];
+};
+
+struct store_reading {
+    int64_t sensor_id;
+    double value;
+    int64_t ts, ingested_at;
+    enum reading_class cls;
+    int late;
+};
+
+/* One row of the device status endpoint. */
+struct store_sensor_status {
+    int64_t sensor_id;
+    char uuid[STORE_UUID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    int has_reading;
+    double last_value;
+    int64_t last_ts;
+    enum reading_class last_class;
+    int64_t active_alerts;
+    int critical_active, no_data_active;
+};
+typedef int (*store_status_cb)(const struct store_sensor_status *row, void *ud);
+
+struct store_open_opts {
+    int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
+    int64_t busy_timeout_ms;
+    int64_t cache_mb;
+    int read_only; /* connection used only for reads */
+};
+
+struct store;
+
+struct store_ops {
+    const char *name;
+    void (*close)(struct store *s);
+    const char *(*errmsg)(struct store *s);
+    int (*ping)(struct store *s);
+    int (*schema_init)(struct store *s); /* create or upgrade; idempotent */
+    int (*schema_version)(struct store *s, int *out);
+
+    /* Lookups (resolver, auth, status). */
+    int (*device_get)(struct store *s, const char *uuid, struct store_device *out);
+    int (*device_get_by_id)(struct store *s, int64_t id, struct store_device *out);
+    /* *out is malloc'ed (caller frees), sorted by uuid. */
+    int (*device_sensors)(struct store *s, int64_t device_id, struct store_sensor **out, size_t *n);
+    int (*sensor_get)(struct store *s, int64_t sensor_id, struct store_sensor *out);
+    int (*device_status)(struct store *s, int64_t device_id, store_status_cb cb, void *ud);
+
+    /* Provisioning. */
+    int (*device_add)(struct store *s, const char *uuid, const char *name,
+                      const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id);
+    int (*device_set_active)(struct store *s, const char *uuid, int active);
+    int (*sensor_add)(struct store *s, const char *device_uuid, const char *uuid, const char *name,
+                      const char *type, const char *unit, int64_t now, int64_t *id,
+                      int64_t *device_id);
+    int (*sensor_set_active)(struct store *s, const char *uuid, int active);
+    int (*threshold_set)(struct store *s, const char *sensor_uuid, enum severity sev,
+                         const struct store_threshold *t, int64_t now, int64_t *id);
+    int (*threshold_clear)(struct store *s, const char *sensor_uuid, enum severity sev);
+
+    /* Transactions and savepoints (the writer nests one savepoint per packet). */
+    int (*tx_begin)(struct store *s);
+    int (*tx_commit)(struct store *s);
+    int (*tx_rollback)(struct store *s);
+    int (*savepoint)(struct store *s);
+    int (*savepoint_release)(struct store *s);
+    int (*savepoint_rollback)(struct store *s);
+    /*
+     * A number that changes whenever another connection or process may
+     * have changed sensor state or alerts; cached state read before a change
+     * must be dropped. Called inside a transaction.
+     */
+    int (*change_epoch)(struct store *s, uint64_t *out);
+
+    /* Idempotency: ENOTFOUND if unknown; *response malloc'ed. */
+    int (*packet_get)(struct store *s, int64_t device_id, const char *packet_id, int64_t since,
+                      char **response);
+    /* IOT_EEXIST if (device, packet_id) already recorded. */
+    int (*packet_put)(struct store *s, int64_t device_id, const char *packet_id,
+                      const char *response, int64_t now);
+    int (*packets_purge)(struct store *s, int64_t before);
+
+    /* Sensor state and alerts; within the writer's transaction. */
+    int (*state_get)(struct store *s, int64_t sensor_id, struct store_sensor_state *out);
+    int (*state_put)(struct store *s, const struct store_sensor_state *st);
+    /* Fills out[kind] for each active alert; present[kind] set to 1. */
+    int (*alerts_active)(struct store *s, int64_t sensor_id, struct store_alert out[ALERT_KINDS],
+                         int present[ALERT_KINDS]);
+    int (*alert_insert)(struct store *s, struct store_alert *a); /* sets a->id */
+    int (*alert_update)(struct store *s, const struct store_alert *a);
+    int (*notification_insert)(struct store *s, int64_t alert_id, enum alert_event ev,
+                               enum severity sev, int64_t now);
+    int (*readings_insert)(struct store *s, const struct store_reading *rows, size_t n);
+    int (*device_touch)(struct store *s, int64_t device_id, int64_t last_seen);
+};
+
+/* Every backend's connection struct begins with this. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/*
+ * Opens the database named by url ("sqlite:PATH" or "postgresql://..."). On
+ * failure returns the error and a one-line reason in err; *out is NULL.
+ */
+int store_open(const char *url, const struct store_open_opts *opts, struct store **out, char *err,
+               size_t errlen);
+
+static inline void store_close(struct store *s)
+{
+    if (s) s->ops->close(s);
+}
+static inline const char *store_errmsg(struct store *s)
+{
+    return s->ops->errmsg(s);
+}
+static inline const char *store_backend(struct store *s)
+{
+    return s->ops->name;
+}
+static inline int store_ping(struct store *s)
+{
+    return s->ops->ping(s);
+}
+static inline int store_schema_init(struct store *s)
+{
+    return s->ops->schema_init(s);
+}
+static inline int store_schema_version(struct store *s, int *v)
+{
+    return s->ops->schema_version(s, v);
+}
+static inline int store_device_get(struct store *s, const char *uuid, struct store_device *d)
+{
+    return s->ops->device_get(s, uuid, d);
+}
+static inline int store_device_get_by_id(struct store *s, int64_t id, struct store_device *d)
+{
+    return s->ops->device_get_by_id(s, id, d);
+}
+static inline int store_device_sensors(struct store *s, int64_t device_id,
+                                       struct store_sensor **out, size_t *n)
+{
+    return s->ops->device_sensors(s, device_id, out, n);
+}
+static inline int store_sensor_get(struct store *s, int64_t id, struct store_sensor *out)
+{
+    return s->ops->sensor_get(s, id, out);
+}
+static inline int store_device_status(struct store *s, int64_t device_id, store_status_cb cb,
+                                      void *ud)
+{
+    return s->ops->device_status(s, device_id, cb, ud);
+}
+static inline int store_device_add(struct store *s, const char *uuid, const char *name,
+                                   const unsigned char h[STORE_KEY_HASH_LEN], int64_t now,
+                                   int64_t *id)
+{
+    return s->ops->device_add(s, uuid, name, h, now, id);
+}
+static inline int store_device_set_active(struct store *s, const char *uuid, int active)
+{
+    return s->ops->device_set_active(s, uuid, active);
+}
+static inline int store_sensor_add(struct store *s, const char *device_uuid, const char *uuid,
+                                   const char *name, const char *type, const char *unit,
+                                   int64_t now, int64_t *id, int64_t *device_id)
+{
+    return s->ops->sensor_add(s, device_uuid, uuid, name, type, unit, now, id, device_id);
+}
+static inline int store_sensor_set_active(struct store *s, const char *uuid, int active)
+{
+    return s->ops->sensor_set_active(s, uuid, active);
+}
+static inline int store_threshold_set(struct store *s, const char *sensor_uuid, enum severity sev,
+                                      const struct store_threshold *t, int64_t now, int64_t *id)
+{
+    return s->ops->threshold_set(s, sensor_uuid, sev, t, now, id);
+}
+static inline int store_threshold_clear(struct store *s, const char *sensor_uuid, enum severity sev)
+{
+    return s->ops->threshold_clear(s, sensor_uuid, sev);
+}
+static inline int store_tx_begin(struct store *s)
+{
+    return s->ops->tx_begin(s);
+}
+static inline int store_tx_commit(struct store *s)
+{
+    return s->ops->tx_commit(s);
+}
+static inline int store_tx_rollback(struct store *s)
+{
+    return s->ops->tx_rollback(s);
+}
+static inline int store_savepoint(struct store *s)
+{
+    return s->ops->savepoint(s);
+}
+static inline int store_savepoint_release(struct store *s)
+{
+    return s->ops->savepoint_release(s);
+}
+static inline int store_savepoint_rollback(struct store *s)
+{
+    return s->ops->savepoint_rollback(s);
+}
+static inline int store_change_epoch(struct store *s, uint64_t *out)
+{
+    return s->ops->change_epoch(s, out);
+}
+static inline int store_packet_get(struct store *s, int64_t device_id, const char *packet_id,
+                                   int64_t since, char **response)
+{
+    return s->ops->packet_get(s, device_id, packet_id, since, response);
+}
+static inline int store_packet_put(struct store *s, int64_t device_id, const char *packet_id,
+                                   const char *response, int64_t now)
+{
+    return s->ops->packet_put(s, device_id, packet_id, response, now);
+}
+static inline int store_packets_purge(struct store *s, int64_t before)
+{
+    return s->ops->packets_purge(s, before);
+}
+static inline int store_state_get(struct store *s, int64_t sensor_id, struct store_sensor_state *o)
+{
+    return s->ops->state_get(s, sensor_id, o);
+}
+static inline int store_state_put(struct store *s, const struct store_sensor_state *st)
+{
+    return s->ops->state_put(s, st);
+}
+static inline int store_alerts_active(struct store *s, int64_t sensor_id,
+                                      struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
+{
+    return s->ops->alerts_active(s, sensor_id, out, present);
+}
+static inline int store_alert_insert(struct store *s, struct store_alert *a)
+{
+    return s->ops->alert_insert(s, a);
+}
+static inline int store_alert_update(struct store *s, const struct store_alert *a)
+{
+    return s->ops->alert_update(s, a);
+}
+static inline int store_notification_insert(struct store *s, int64_t alert_id, enum alert_event ev,
+                                            enum severity sev, int64_t now)
+{
+    return s->ops->notification_insert(s, alert_id, ev, sev, now);
+}
+static inline int store_readings_insert(struct store *s, const struct store_reading *rows, size_t n)
+{
+    return s->ops->readings_insert(s, rows, n);
+}
+static inline int store_device_touch(struct store *s, int64_t device_id, int64_t last_seen)
+{
+    return s->ops->device_touch(s, device_id, last_seen);
+}
+
+/* Backend constructors, used by store_open. */
+int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
+                      char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,856 @@
+/*
+ * SQLite backend of the store interface: WAL journal, one connection per
+ * struct store, prepared statements prepared once and reused, busy timeout.
+ * Timestamps are INTEGER ms (SPEC §3); key hashes are stored as hex text.
+ */
+#include "store/store.h"
+#include "store/sqlite_schema.h"
+#include "core/err.h"
+#include "core/secret.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum stmt_id {
+    ST_DEVICE_GET,
+    ST_DEVICE_GET_BY_ID,
+    ST_DEVICE_SENSORS,
+    ST_SENSOR_GET,
+    ST_DEVICE_STATUS,
+    ST_DEVICE_ADD,
+    ST_DEVICE_SET_ACTIVE,
+    ST_SENSOR_ADD,
+    ST_SENSOR_SET_ACTIVE,
+    ST_THRESHOLD_CLEAR,
+    ST_THRESHOLD_INSERT,
+    ST_PACKET_GET,
+    ST_PACKET_PUT,
+    ST_PACKETS_PURGE,
+    ST_STATE_GET,
+    ST_STATE_PUT,
+    ST_ALERTS_ACTIVE,
+    ST_ALERT_INSERT,
+    ST_ALERT_UPDATE,
+    ST_NOTIFY_INSERT,
+    ST_READING_INSERT,
+    ST_DEVICE_TOUCH,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_DEVICE_GET] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
+                      " WHERE device_uuid = ?1",
+    [ST_DEVICE_GET_BY_ID] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
+                            " WHERE id = ?1",
+    [ST_DEVICE_SENSORS] =
+        "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"
+        " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"
+        " ON t.sensor_id = s.id AND t.is_active = 1 WHERE s.device_id = ?1 ORDER BY s.sensor_uuid",
+    [ST_SENSOR_GET] =
+        "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"
+        " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"
+        " ON t.sensor_id = s.id AND t.is_active = 1 WHERE s.id = ?1",
+    [ST_DEVICE_STATUS] =
+        "SELECT s.id, s.sensor_uuid, s.name, st.last_ts, st.last_value, st.last_class,"
+        " (SELECT count(*) FROM alerts a WHERE a.sensor_id = s.id AND a.status = 'active'),"
+        " (SELECT count(*) FROM alerts a WHERE a.sensor_id = s.id AND a.status = 'active'"
+        "   AND a.severity = 'critical'),"
+        " (SELECT count(*) FROM alerts a WHERE a.sensor_id = s.id AND a.status = 'active'"
+        "   AND a.kind = 'no_data')"
+        " FROM sensors s LEFT JOIN sensor_state st ON st.sensor_id = s.id"
+        " WHERE s.device_id = ?1 ORDER BY s.sensor_uuid",
+    [ST_DEVICE_ADD] =
+        "INSERT INTO devices(device_uuid, name, device_key_hash, is_active, created_at)"
+        " VALUES (?1, ?2, ?3, 1, ?4)",
+    [ST_DEVICE_SET_ACTIVE] = "UPDATE devices SET is_active = ?2 WHERE device_uuid = ?1",
+    [ST_SENSOR_ADD] = "INSERT INTO sensors(sensor_uuid, device_id, name, sensor_type, unit,"
+                      " is_active, created_at)"
+                      " SELECT ?1, d.id, ?2, ?3, ?4, 1, ?5 FROM devices d WHERE d.device_uuid = ?6"
+                      " RETURNING id, device_id",
+    [ST_SENSOR_SET_ACTIVE] = "UPDATE sensors SET is_active = ?2 WHERE sensor_uuid = ?1",
+    [ST_THRESHOLD_CLEAR] =
+        "UPDATE alert_thresholds SET is_active = 0 WHERE is_active = 1 AND severity = ?2"
+        " AND sensor_id = (SELECT id FROM sensors WHERE sensor_uuid = ?1)",
+    [ST_THRESHOLD_INSERT] =
+        "INSERT INTO alert_thresholds(sensor_id, severity, min_value, max_value, delta_max,"
+        " is_active, created_at) SELECT s.id, ?2, ?3, ?4, ?5, 1, ?6 FROM sensors s"
+        " WHERE s.sensor_uuid = ?1 RETURNING id",
+    [ST_PACKET_GET] = "SELECT response FROM ingest_packets WHERE device_id = ?1 AND packet_id = ?2"
+                      " AND created_at >= ?3",
+    [ST_PACKET_PUT] = "INSERT INTO ingest_packets(device_id, packet_id, created_at, response)"
+                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(device_id, packet_id) DO UPDATE"
+                      " SET created_at = excluded.created_at, response = excluded.response"
+                      " WHERE ingest_packets.created_at < ?5",
+    [ST_PACKETS_PURGE] = "DELETE FROM ingest_packets WHERE created_at < ?1",
+    [ST_STATE_GET] = "SELECT last_ts, last_value, last_class, normal_run FROM sensor_state"
+                     " WHERE sensor_id = ?1",
+    [ST_STATE_PUT] = "INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
+                     " normal_run) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sensor_id) DO UPDATE"
+                     " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
+                     " last_class = excluded.last_class, normal_run = excluded.normal_run",
+    [ST_ALERTS_ACTIVE] =
+        "SELECT id, sensor_id, device_id, threshold_id, severity, kind, first_value, last_value,"
+        " hit_count, triggered_at, last_seen_at, message FROM alerts"
+        " WHERE sensor_id = ?1 AND status = 'active'",
+    [ST_ALERT_INSERT] =
+        "INSERT INTO alerts(sensor_id, device_id, threshold_id, severity, kind, status,"
+        " first_value, last_value, hit_count, triggered_at, last_seen_at, resolved_at, message)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_ALERT_UPDATE] = "UPDATE alerts SET threshold_id = ?2, severity = ?3, status = ?4,"
+                        " last_value = ?5, hit_count = ?6, last_seen_at = ?7, resolved_at = ?8"
+                        " WHERE id = ?1",
+    [ST_NOTIFY_INSERT] = "INSERT INTO alert_notifications(alert_id, event, severity, created_at)"
+                         " VALUES (?1, ?2, ?3, ?4)",
+    [ST_READING_INSERT] = "INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
+                          " late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1"
+                        " AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+};
+
+struct sqlite_store {
+    struct store base;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char err[256];
+};
+
+static const struct store_ops sqlite_ops;
+
+/* Maps a SQLite result code to our codes; records the message. */
+static int fail(struct sqlite_store *s, int rc)
+{
+    snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return IOT_EBUSY;
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+    case SQLITE_NOLFS:
+        return IOT_EUNAVAIL;
+    case SQLITE_CONSTRAINT:
+        return IOT_EEXIST;
+    case SQLITE_NOMEM:
+        return IOT_ENOMEM;
+    default:
+        return IOT_EDB;
+    }
+}
+
+/* Returns the statement reset and with bindings cleared, preparing it on first use. */
+static int stmt(struct sqlite_store *s, enum stmt_id id, sqlite3_stmt **out)
+{
+    if (!s->st[id]) {
+        int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK) return fail(s, rc);
+    } else {
+        sqlite3_reset(s->st[id]);
+        sqlite3_clear_bindings(s->st[id]);
+    }
+    *out = s->st[id];
+    return 0;
+}
+
+/* Steps a statement that returns no rows (or ignores them) and resets it. */
+static int exec_done(struct sqlite_store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int exec_sql(struct sqlite_store *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : fail(s, rc);
+}
+
+static void bind_opt_double(sqlite3_stmt *st, int i, int has, double v)
+{
+    if (has)
+        sqlite3_bind_double(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A malformed stored hash decodes to all zeros, which no key hashes to in practice. */
+static void hex_to_hash(const char *hex, unsigned char h[STORE_KEY_HASH_LEN])
+{
+    memset(h, 0, STORE_KEY_HASH_LEN);
+    if (!hex || strlen(hex) != 2 * STORE_KEY_HASH_LEN) return;
+    for (int i = 0; i < STORE_KEY_HASH_LEN; i++) {
+        int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
+        if (a < 0 || b < 0) {
+            memset(h, 0, STORE_KEY_HASH_LEN);
+            return;
+        }
+        h[i] = (unsigned char)(a << 4 | b);
+    }
+}
+
+static void sq_close(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static const char *sq_errmsg(struct store *base)
+{
+    return ((struct sqlite_store *)base)->err;
+}
+
+static int sq_ping(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int v;
+    int rc = sqlite_schema_read_version(s->db, &v);
+    if (rc) return fail(s, sqlite3_errcode(s->db));
+    return 0;
+}
+
+static int sq_schema_init(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    return sqlite_schema_apply(s->db, s->err, sizeof s->err);
+}
+
+static int sq_schema_version(struct store *base, int *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    return sqlite_schema_read_version(s->db, out) ? fail(s, sqlite3_errcode(s->db)) : 0;
+}
+
+static int read_device(struct sqlite_store *s, sqlite3_stmt *st, struct store_device *out)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return IOT_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        int e = fail(s, rc);
+        sqlite3_reset(st);
+        return e;
+    }
+    out->id = sqlite3_column_int64(st, 0);
+    copy_text(out->uuid, sizeof out->uuid, st, 1);
+    hex_to_hash((const char *)sqlite3_column_text(st, 2), out->key_hash);
+    out->is_active = sqlite3_column_int(st, 3);
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int sq_device_get(struct store *base, const char *uuid, struct store_device *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DEVICE_GET, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+    return read_device(s, st, out);
+}
+
+static int sq_device_get_by_id(struct store *base, int64_t id, struct store_device *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DEVICE_GET_BY_ID, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    return read_device(s, st, out);
+}
+
+/*
+ * Reads rows of (sensor, optional threshold) ordered by sensor, folding the
+ * 0..2 threshold rows of each sensor into one struct store_sensor.
+ */
+static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_sensor **out,
+                        size_t *n)
+{
+    size_t cap = 0, len = 0;
+    struct store_sensor *arr = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (len == 0 || arr[len - 1].id != id) {
+            if (len == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                struct store_sensor *na = realloc(arr, ncap * sizeof *arr);
+                if (!na) {
+                    free(arr);
+                    sqlite3_reset(st);
+                    return IOT_ENOMEM;
+                }
+                arr = na;
+                cap = ncap;
+            }
+            struct store_sensor *x = &arr[len++];
+            memset(x, 0, sizeof *x);
+            x->id = id;
+            x->device_id = sqlite3_column_int64(st, 1);
+            copy_text(x->uuid, sizeof x->uuid, st, 2);
+            x->is_active = sqlite3_column_int(st, 3);
+        }
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+            const char *sev = (const char *)sqlite3_column_text(st, 5);
+            struct store_threshold *t =
+                &arr[len - 1].thr[sev && strcmp(sev, "critical") == 0 ? SEV_CRITICAL : SEV_WARNING];
+            t->id = sqlite3_column_int64(st, 4);
+            if ((t->has_min = sqlite3_column_type(st, 6) != SQLITE_NULL))
+                t->min = sqlite3_column_double(st, 6);
+            if ((t->has_max = sqlite3_column_type(st, 7) != SQLITE_NULL))
+                t->max = sqlite3_column_double(st, 7);
+            if ((t->has_delta = sqlite3_column_type(st, 8) != SQLITE_NULL))
+                t->delta_max = sqlite3_column_double(st, 8);
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        int e = fail(s, rc);
+        sqlite3_reset(st);
+        free(arr);
+        return e;
+    }
+    sqlite3_reset(st);
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+static int sq_device_sensors(struct store *base, int64_t device_id, struct store_sensor **out,
+                             size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DEVICE_SENSORS, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, device_id);
+    return read_sensors(s, st, out, n);
+}
+
+static int sq_sensor_get(struct store *base, int64_t sensor_id, struct store_sensor *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    struct store_sensor *arr;
+    size_t n;
+    int rc = stmt(s, ST_SENSOR_GET, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, sensor_id);
+    if ((rc = read_sensors(s, st, &arr, &n))) return rc;
+    if (n == 0)
+        rc = IOT_ENOTFOUND;
+    else
+        *out = arr[0];
+    free(arr);
+    return rc;
+}
+
+static int sq_device_status(struct store *base, int64_t device_id, store_status_cb cb, void *ud)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DEVICE_STATUS, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, device_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_sensor_status r;
+        memset(&r, 0, sizeof r);
+        r.sensor_id = sqlite3_column_int64(st, 0);
+        copy_text(r.uuid, sizeof r.uuid, st, 1);
+        copy_text(r.name, sizeof r.name, st, 2);
+        r.has_reading = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        r.last_ts = sqlite3_column_int64(st, 3);
+        r.last_value = sqlite3_column_double(st, 4);
+        r.last_class = reading_class_parse((const char *)sqlite3_column_text(st, 5));
+        r.active_alerts = sqlite3_column_int64(st, 6);
+        r.critical_active = sqlite3_column_int64(st, 7) > 0;
+        r.no_data_active = sqlite3_column_int64(st, 8) > 0;
+        int cbrc = cb(&r, ud);
+        if (cbrc) {
+            sqlite3_reset(st);
+            return cbrc;
+        }
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int sq_device_add(struct store *base, const char *uuid, const char *name,
+                         const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    char hex[2 * STORE_KEY_HASH_LEN + 1];
+    int rc = stmt(s, ST_DEVICE_ADD, &st);
+    if (rc) return rc;
+    secret_hash_hex(key_hash, hex);
+    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    if ((rc = exec_done(s, st))) return rc;
+    *id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+/* Runs an UPDATE by uuid; IOT_ENOTFOUND when no row matched. */
+static int set_active(struct sqlite_store *s, enum stmt_id id, const char *uuid, int active)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, id, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, active ? 1 : 0);
+    if ((rc = exec_done(s, st))) return rc;
+    return sqlite3_changes(s->db) ? 0 : IOT_ENOTFOUND;
+}
+
+static int sq_device_set_active(struct store *base, const char *uuid, int active)
+{
+    return set_active((struct sqlite_store *)base, ST_DEVICE_SET_ACTIVE, uuid, active);
+}
+
+static int sq_sensor_set_active(struct store *base, const char *uuid, int active)
+{
+    return set_active((struct sqlite_store *)base, ST_SENSOR_SET_ACTIVE, uuid, active);
+}
+
+static int sq_sensor_add(struct store *base, const char *device_uuid, const char *uuid,
+                         const char *name, const char *type, const char *unit, int64_t now,
+                         int64_t *id, int64_t *device_id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_SENSOR_ADD, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, unit, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_text(st, 6, device_uuid, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        *device_id = sqlite3_column_int64(st, 1);
+        rc = exec_done(s, st); /* finish the statement */
+        return rc;
+    }
+    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int sq_threshold_clear(struct store *base, const char *sensor_uuid, enum severity sev)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_THRESHOLD_CLEAR, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, severity_name(sev), -1, SQLITE_STATIC);
+    return exec_done(s, st);
+}
+
+/* Replaces the active threshold of (sensor, severity) in one transaction. */
+static int sq_threshold_set(struct store *base, const char *sensor_uuid, enum severity sev,
+                            const struct store_threshold *t, int64_t now, int64_t *id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = exec_sql(s, "BEGIN IMMEDIATE");
+    if (rc) return rc;
+    if ((rc = sq_threshold_clear(base, sensor_uuid, sev))) goto out;
+    if ((rc = stmt(s, ST_THRESHOLD_INSERT, &st))) goto out;
+    sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, severity_name(sev), -1, SQLITE_STATIC);
+    bind_opt_double(st, 3, t->has_min, t->min);
+    bind_opt_double(st, 4, t->has_max, t->max);
+    bind_opt_double(st, 5, t->has_delta, t->delta_max);
+    sqlite3_bind_int64(st, 6, now);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        rc = exec_done(s, st);
+    } else {
+        rc = src == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, src);
+        sqlite3_reset(st);
+    }
+out:
+    if (rc == 0) return exec_sql(s, "COMMIT");
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int sq_tx_begin(struct store *base)
+{
+    return exec_sql((struct sqlite_store *)base, "BEGIN IMMEDIATE");
+}
+
+static int sq_tx_commit(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc = exec_sql(s, "COMMIT");
+    if (rc && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int sq_tx_rollback(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    if (sqlite3_get_autocommit(s->db)) return 0; /* SQLite already rolled back */
+    return exec_sql(s, "ROLLBACK");
+}
+
+static int sq_savepoint(struct store *base)
+{
+    return exec_sql((struct sqlite_store *)base, "SAVEPOINT pkt");
+}
+
+static int sq_savepoint_release(struct store *base)
+{
+    return exec_sql((struct sqlite_store *)base, "RELEASE pkt");
+}
+
+static int sq_savepoint_rollback(struct store *base)
+{
+    return exec_sql((struct sqlite_store *)base, "ROLLBACK TO pkt; RELEASE pkt");
+}
+
+/*
+ * PRAGMA data_version changes whenever another connection (a job, the
+ * CLI, an operator's sqlite3 shell) commits to the file; the writer's own
+ * commits leave it unchanged. That is exactly "someone else may have
+ * changed state": no cooperation needed from out-of-band writers.
+ */
+static int sq_change_epoch(struct store *base, uint64_t *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    uint32_t v = 0;
+    int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_DATA_VERSION, &v);
+    if (rc != SQLITE_OK) return fail(s, rc);
+    *out = v;
+    return 0;
+}
+
+static int sq_packet_get(struct store *base, int64_t device_id, const char *packet_id,
+                         int64_t since, char **response)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_PACKET_GET, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, device_id);
+    sqlite3_bind_text(st, 2, packet_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, since);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        *response = strdup(t ? t : "");
+        sqlite3_reset(st);
+        return *response ? 0 : IOT_ENOMEM;
+    }
+    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+/*
+ * Records a packet id. An expired row (older than the 24 h window, not yet
+ * purged) is overwritten; a live one makes this IOT_EEXIST.
+ */
+static int sq_packet_put(struct store *base, int64_t device_id, const char *packet_id,
+                         const char *response, int64_t now)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_PACKET_PUT, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, device_id);
+    sqlite3_bind_text(st, 2, packet_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_text(st, 4, response, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now - 86400000);
+    if ((rc = exec_done(s, st))) return rc;
+    return sqlite3_changes(s->db) ? 0 : IOT_EEXIST;
+}
+
+static int sq_packets_purge(struct store *base, int64_t before)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_PACKETS_PURGE, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, before);
+    return exec_done(s, st);
+}
+
+static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_STATE_GET, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, sensor_id);
+    memset(out, 0, sizeof *out);
+    out->sensor_id = sensor_id;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->has_last = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        out->last_ts = sqlite3_column_int64(st, 0);
+        out->last_value = sqlite3_column_double(st, 1);
+        out->last_class = reading_class_parse((const char *)sqlite3_column_text(st, 2));
+        if (out->last_class == CLASS_INVALID) out->last_class = CLASS_NORMAL;
+        out->normal_run = sqlite3_column_int64(st, 3);
+        rc = SQLITE_DONE;
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int sq_state_put(struct store *base, const struct store_sensor_state *x)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_STATE_PUT, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, x->sensor_id);
+    if (x->has_last) {
+        sqlite3_bind_int64(st, 2, x->last_ts);
+        sqlite3_bind_double(st, 3, x->last_value);
+        sqlite3_bind_text(st, 4, reading_class_name(x->last_class), -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 5, x->normal_run);
+    return exec_done(s, st);
+}
+
+static enum alert_kind kind_parse(const char *k)
+{
+    if (k && strcmp(k, "delta_spike") == 0) return ALERT_DELTA_SPIKE;
+    if (k && strcmp(k, "no_data") == 0) return ALERT_NO_DATA;
+    return ALERT_THRESHOLD;
+}
+
+static int sq_alerts_active(struct store *base, int64_t sensor_id,
+                            struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_ALERTS_ACTIVE, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, sensor_id);
+    for (int k = 0; k < ALERT_KINDS; k++)
+        present[k] = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        enum alert_kind k = kind_parse((const char *)sqlite3_column_text(st, 5));
+        struct store_alert *a = &out[k];
+        memset(a, 0, sizeof *a);
+        present[k] = 1;
+        a->id = sqlite3_column_int64(st, 0);
+        a->sensor_id = sqlite3_column_int64(st, 1);
+        a->device_id = sqlite3_column_int64(st, 2);
+        a->threshold_id = sqlite3_column_int64(st, 3);
+        const char *sev = (const char *)sqlite3_column_text(st, 4);
+        a->severity = sev && strcmp(sev, "critical") == 0 ? SEV_CRITICAL : SEV_WARNING;
+        a->kind = k;
+        a->active = 1;
+        a->first_value = sqlite3_column_double(st, 6);
+        a->last_value = sqlite3_column_double(st, 7);
+        a->hit_count = sqlite3_column_int64(st, 8);
+        a->triggered_at = sqlite3_column_int64(st, 9);
+        a->last_seen_at = sqlite3_column_int64(st, 10);
+        copy_text(a->message, sizeof a->message, st, 11);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int sq_alert_insert(struct store *base, struct store_alert *a)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_ALERT_INSERT, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, a->sensor_id);
+    sqlite3_bind_int64(st, 2, a->device_id);
+    bind_opt_int(st, 3, a->threshold_id);
+    sqlite3_bind_text(st, 4, severity_name(a->severity), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, alert_kind_name(a->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, a->active ? "active" : "resolved", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 7, a->first_value);
+    sqlite3_bind_double(st, 8, a->last_value);
+    sqlite3_bind_int64(st, 9, a->hit_count);
+    sqlite3_bind_int64(st, 10, a->triggered_at);
+    sqlite3_bind_int64(st, 11, a->last_seen_at);
+    bind_opt_int(st, 12, a->resolved_at);
+    sqlite3_bind_text(st, 13, a->message, -1, SQLITE_STATIC);
+    if ((rc = exec_done(s, st))) return rc;
+    a->id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static int sq_alert_update(struct store *base, const struct store_alert *a)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_ALERT_UPDATE, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, a->id);
+    bind_opt_int(st, 2, a->threshold_id);
+    sqlite3_bind_text(st, 3, severity_name(a->severity), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->active ? "active" : "resolved", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 5, a->last_value);
+    sqlite3_bind_int64(st, 6, a->hit_count);
+    sqlite3_bind_int64(st, 7, a->last_seen_at);
+    bind_opt_int(st, 8, a->resolved_at);
+    return exec_done(s, st);
+}
+
+static int sq_notification_insert(struct store *base, int64_t alert_id, enum alert_event ev,
+                                  enum severity sev, int64_t now)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_NOTIFY_INSERT, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, alert_id);
+    sqlite3_bind_text(st, 2, alert_event_name(ev), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, severity_name(sev), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    return exec_done(s, st);
+}
+
+/* SQLite has no round trips: one reused single-row statement per row is the fast path. */
+static int sq_readings_insert(struct store *base, const struct store_reading *rows, size_t n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_READING_INSERT, &st);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, rows[i].sensor_id);
+        sqlite3_bind_double(st, 2, rows[i].value);
+        sqlite3_bind_int64(st, 3, rows[i].ts);
+        sqlite3_bind_int64(st, 4, rows[i].ingested_at);
+        sqlite3_bind_text(st, 5, reading_class_name(rows[i].cls), -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, rows[i].late);
+        if ((rc = exec_done(s, st))) return rc;
+    }
+    return 0;
+}
+
+static int sq_device_touch(struct store *base, int64_t device_id, int64_t last_seen)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DEVICE_TOUCH, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, device_id);
+    sqlite3_bind_int64(st, 2, last_seen);
+    return exec_done(s, st);
+}
+
+int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
+                      char *err, size_t errlen)
+{
+    *out = NULL;
+    struct sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) return IOT_ENOMEM;
+    s->base.ops = &sqlite_ops;
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "no memory");
+        sq_close(&s->base);
+        return IOT_EUNAVAIL;
+    }
+    sqlite3_busy_timeout(s->db, (int)opts->busy_timeout_ms);
+    sqlite3_extended_result_codes(s->db, 1);
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
+             " PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY;",
+             opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024);
+    if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
+        int e = fail(s, rc);
+        sq_close(&s->base);
+        return e;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .ping = sq_ping,
+    .schema_init = sq_schema_init,
+    .schema_version = sq_schema_version,
+    .device_get = sq_device_get,
+    .device_get_by_id = sq_device_get_by_id,
+    .device_sensors = sq_device_sensors,
+    .sensor_get = sq_sensor_get,
+    .device_status = sq_device_status,
+    .device_add = sq_device_add,
+    .device_set_active = sq_device_set_active,
+    .sensor_add = sq_sensor_add,
+    .sensor_set_active = sq_sensor_set_active,
+    .threshold_set = sq_threshold_set,
+    .threshold_clear = sq_threshold_clear,
+    .tx_begin = sq_tx_begin,
+    .tx_commit = sq_tx_commit,
+    .tx_rollback = sq_tx_rollback,
+    .savepoint = sq_savepoint,
+    .savepoint_release = sq_savepoint_release,
+    .savepoint_rollback = sq_savepoint_rollback,
+    .change_epoch = sq_change_epoch,
+    .packet_get = sq_packet_get,
+    .packet_put = sq_packet_put,
+    .packets_purge = sq_packets_purge,
+    .state_get = sq_state_get,
+    .state_put = sq_state_put,
+    .alerts_active = sq_alerts_active,
+    .alert_insert = sq_alert_insert,
+    .alert_update = sq_alert_update,
+    .notification_insert = sq_notification_insert,
+    .readings_insert = sq_readings_insert,
+    .device_touch = sq_device_touch,
+};
