@@ -21,8 +21,8 @@ struct broker_reading {
     char sensor_uuid[BROKER_UUID_MAX + 1];
     char device_uuid[BROKER_UUID_MAX + 1];
     double value;
-    int64_t ts_ms;   /* reading time, UTC ms */
-    char cls[8];     /* classifier verdict: "normal" */
+    int64_t ts_ms; /* reading time, UTC ms */
+    char cls[8];   /* classifier verdict: "normal" */
 };
 
 /* Called on a broker-owned thread; msg is borrowed for the call only. */
@@ -42,7 +42,7 @@ struct broker;
 struct broker_ops {
     const char *name;
     int (*publish)(struct broker *b, const struct broker_reading *msg);
-    /* Adds a subscriber; returns 0 or IOT_EINVAL/IOT_ENOMEM. */
+    /* Adds a subscriber; returns 0 or IOT_EINVAL/IOT_ENOMEM/IOT_EFULL (too many). */
     int (*subscribe)(struct broker *b, broker_subscriber_fn fn, void *ud);
     void (*stats)(struct broker *b, struct broker_stats *out);
     enum broker_health (*health)(struct broker *b);
@@ -67,7 +67,10 @@ static inline void broker_stats(struct broker *b, struct broker_stats *out)
 {
     b->ops->stats(b, out);
 }
-static inline enum broker_health broker_health(struct broker *b) { return b->ops->health(b); }
+static inline enum broker_health broker_health(struct broker *b)
+{
+    return b->ops->health(b);
+}
 static inline void broker_destroy(struct broker *b)
 {
     if (b) b->ops->destroy(b);
@@ -91,7 +94,7 @@ int broker_throttle_create(struct broker *inner, int64_t throttle_ms, size_t max
  * Factory: "memory", "none", (later an engine URL). Wraps in the throttle
  * when throttle_ms > 0. Returns 0, IOT_EINVAL (message in err) or IOT_ENOMEM.
  */
-int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_ms, struct broker **out,
-                           char *err, size_t errlen);
+int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_ms,
+                           struct broker **out, char *err, size_t errlen);
 
 #endif
