@@ -1,0 +1,178 @@
+#include "ingest/router.h"
+#include "ingest/classifier.h"
+#include "core/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct router {
+    struct sensor_states *states;
+    int64_t clear_after;
+    struct router_stats stats;   /* committed */
+    struct router_stats batch;   /* applied in the open transaction */
+    struct router_stats pending; /* applied in the open packet */
+    uint64_t packet_seq;
+    struct store_reading *rows; /* scratch for the batch insert */
+    size_t rows_cap;
+    struct sensor_entry **touched; /* distinct entries of the packet, for state_put */
+    size_t touched_cap;
+};
+
+int router_create(size_t state_cache_max, int64_t alert_clear_after, struct router **out)
+{
+    struct router *r = calloc(1, sizeof *r);
+    if (!r) return IOT_ENOMEM;
+    r->clear_after = alert_clear_after;
+    int rc = sensor_states_create(state_cache_max, &r->states);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void router_destroy(struct router *r)
+{
+    if (!r) return;
+    sensor_states_destroy(r->states);
+    free(r->rows);
+    free(r->touched);
+    free(r);
+}
+
+int router_begin_tx(struct router *r, struct store *s)
+{
+    memset(&r->batch, 0, sizeof r->batch);
+    return sensor_states_validate(r->states, s);
+}
+
+static void add_stats(struct router_stats *to, const struct router_stats *from)
+{
+    for (int c = 0; c < CLASS_INVALID; c++)
+        to->by_class[c] += from->by_class[c];
+    to->late += from->late;
+    to->alerts.opened += from->alerts.opened;
+    to->alerts.escalated += from->alerts.escalated;
+    to->alerts.resolved += from->alerts.resolved;
+}
+
+static int by_time(const void *a, const void *b)
+{
+    const struct write_reading *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->index - y->index;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *np = realloc(*p, ncap * elem);
+    if (!np) return IOT_ENOMEM;
+    *p = np;
+    *cap = ncap;
+    return 0;
+}
+
+/* Classifies one reading and runs its alert transitions; updates e's state. */
+static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
+                     struct write_reading *w, int64_t now)
+{
+    struct store_sensor_state *st = &e->st;
+    struct alert_set set = {e->alerts, e->present};
+    struct alert_reading ar = {w->sensor_id, w->device_id, w->sensor_uuid, w->value, w->ts, now};
+    int rc = 0;
+
+    w->late = st->has_last && w->ts < st->last_ts;
+    if (w->late) {
+        w->cls = classifier_range_class(w->thr, w->value);
+        r->pending.late++;
+        return 0;
+    }
+    w->cls = classifier_classify(w->thr, st->has_last, st->last_value, w->value);
+    switch (w->cls) {
+    case CLASS_ALERT:
+        rc = alert_engine_violation(s, set, ALERT_THRESHOLD, SEV_CRITICAL, w->thr[SEV_CRITICAL].id,
+                                    &ar, &r->pending.alerts);
+        break;
+    case CLASS_WARNING:
+        rc = alert_engine_violation(s, set, ALERT_THRESHOLD, SEV_WARNING, w->thr[SEV_WARNING].id,
+                                    &ar, &r->pending.alerts);
+        break;
+    case CLASS_SPIKE: {
+        int64_t thr_id = 0;
+        classifier_is_spike(w->thr, st->last_value, w->value, &thr_id);
+        rc = alert_engine_violation(s, set, ALERT_DELTA_SPIKE, SEV_WARNING, thr_id, &ar,
+                                    &r->pending.alerts);
+        break;
+    }
+    case CLASS_NORMAL:
+    case CLASS_INVALID:
+        break;
+    }
+    if (rc) return rc;
+    st->normal_run = w->cls == CLASS_NORMAL ? st->normal_run + 1 : 0;
+    rc = alert_engine_after_reading(s, set, w->cls == CLASS_NORMAL, st->normal_run, r->clear_after,
+                                    &ar, &r->pending.alerts);
+    if (rc) return rc;
+    st->has_last = 1;
+    st->last_ts = w->ts;
+    st->last_value = w->value;
+    st->last_class = w->cls;
+    return 0;
+}
+
+int router_apply(struct router *r, struct store *s, struct write_job *job)
+{
+    int rc;
+    size_t ntouched = 0;
+    memset(&r->pending, 0, sizeof r->pending);
+    sensor_states_next_packet(r->states);
+    r->packet_seq++;
+    qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
+    if ((rc = grow((void **)&r->rows, &r->rows_cap, job->nreadings, sizeof *r->rows)) ||
+        (rc = grow((void **)&r->touched, &r->touched_cap, job->nreadings, sizeof *r->touched)))
+        return rc;
+
+    for (size_t i = 0; i < job->nreadings; i++) {
+        struct write_reading *w = &job->readings[i];
+        struct sensor_entry *e;
+        if ((rc = sensor_states_get(r->states, s, w->sensor_id, &e))) return rc;
+        if (e->router_mark != r->packet_seq) {
+            e->router_mark = r->packet_seq;
+            r->touched[ntouched++] = e;
+        }
+        if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
+        r->rows[i] = (struct store_reading){w->sensor_id,     w->value, w->ts,
+                                            job->received_at, w->cls,   w->late};
+        r->pending.by_class[w->cls]++;
+    }
+    if ((rc = store_readings_insert(s, r->rows, job->nreadings))) return rc;
+    for (size_t k = 0; k < ntouched; k++)
+        if ((rc = store_state_put(s, &r->touched[k]->st))) return rc;
+
+    add_stats(&r->batch, &r->pending);
+    return 0;
+}
+
+void router_abort_packet(struct router *r)
+{
+    sensor_states_evict_pinned(r->states);
+}
+
+void router_end_tx(struct router *r, int committed)
+{
+    if (committed)
+        add_stats(&r->stats, &r->batch);
+    else
+        sensor_states_clear(r->states);
+    memset(&r->batch, 0, sizeof r->batch);
+}
+
+void router_stats(struct router *r, struct router_stats *out)
+{
+    *out = r->stats;
+}

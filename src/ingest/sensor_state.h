@@ -1,0 +1,52 @@
+/*
+ * In-memory cache of per-sensor classification state and active alerts,
+ * used only by the writer thread (no locking). The database is the
+ * authority: entries are loaded inside the writer's transaction on a miss,
+ * and the whole cache is dropped whenever the store's change epoch moves
+ * (another process wrote). Bounded by max entries, least recently used
+ * first out; entries touched by the packet in progress are pinned.
+ */
+#ifndef IOT_SENSOR_STATE_H
+#define IOT_SENSOR_STATE_H
+
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sensor_entry {
+    struct store_sensor_state st;
+    struct store_alert alerts[ALERT_KINDS];
+    int present[ALERT_KINDS];
+    uint64_t router_mark; /* owned by the router: last packet that touched it */
+    /* Internal: cache links and the pin of the packet in progress. */
+    uint64_t pin;
+    struct sensor_entry *hnext, *lprev, *lnext;
+};
+
+struct sensor_states;
+
+int sensor_states_create(size_t max_entries, struct sensor_states **out);
+void sensor_states_destroy(struct sensor_states *c); /* accepts NULL */
+
+/* Drops every entry if the store's change epoch moved. Call after tx begin. */
+int sensor_states_validate(struct sensor_states *c, struct store *s);
+
+/*
+ * Returns the entry of sensor_id, loading state and active alerts from s on
+ * a miss, and pins it to the current packet (see sensor_states_next_packet).
+ * The pointer stays valid until the next packet starts.
+ */
+int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
+                      struct sensor_entry **out);
+
+/* Starts a new packet: unpins the previous packet's entries. */
+void sensor_states_next_packet(struct sensor_states *c);
+/* Evicts every entry pinned by the current packet (its savepoint rolled back). */
+void sensor_states_evict_pinned(struct sensor_states *c);
+/* Drops everything (transaction failed). */
+void sensor_states_clear(struct sensor_states *c);
+
+size_t sensor_states_size(struct sensor_states *c);
+
+#endif
