@@ -1,0 +1,52 @@
+/*
+ * Authentication: X-Device-Key (the device's own key) or X-API-Key (the
+ * global key). Both are hashed and compared in constant time; an unknown
+ * device costs the same as a wrong key and gets the same answer.
+ */
+#include "core/clock.h"
+#include "core/secret.h"
+#include "http/http_int.h"
+
+#include <string.h>
+
+static int header_hash(struct request *rq, const char *name, unsigned char h[SECRET_HASH_LEN])
+{
+    const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+    if (!v) return 0;
+    return secret_hash(v, strlen(v), h) == 0;
+}
+
+int auth_api_key(struct request *rq)
+{
+    unsigned char h[SECRET_HASH_LEN];
+    if (!header_hash(rq, "X-API-Key", h)) return 0;
+    int ok = secret_hash_equal(h, rq->srv->api_key_hash);
+    return ok && rq->srv->api_key_set;
+}
+
+enum auth_result auth_device(struct request *rq, const struct store_device *dev)
+{
+    static const unsigned char nobody[SECRET_HASH_LEN];
+    unsigned char h[SECRET_HASH_LEN];
+    int ok = 0;
+    if (header_hash(rq, "X-Device-Key", h)) ok = secret_hash_equal(h, dev ? dev->key_hash : nobody);
+    ok = ok && dev;
+    if (!ok) ok = auth_api_key(rq) && dev;
+    if (!ok) {
+        atomic_fetch_add_explicit(&rq->srv->metrics.auth_failures, 1, memory_order_relaxed);
+        return AUTH_DENIED;
+    }
+    return dev->is_active ? AUTH_OK : AUTH_INACTIVE;
+}
+
+int auth_device_rate(struct request *rq, int64_t device_id, int *replied)
+{
+    int retry = 1;
+    *replied = 0;
+    if (rl_take(rq->srv->rl_device, &device_id, sizeof device_id, clock_mono_ms(), &retry))
+        return MHD_YES;
+    atomic_fetch_add_explicit(&rq->srv->metrics.rate_limited_device, 1, memory_order_relaxed);
+    *replied = 1;
+    return reply_retry(rq, 429, retry, "rate_limited_device",
+                       "too many requests for this device; retry later");
+}

@@ -1,0 +1,171 @@
+/*
+ * GET /metrics: Prometheus text exposition (format 0.0.4). Values are pulled
+ * from each component's stats at scrape time; nothing is kept twice.
+ */
+#include "http/http_int.h"
+#include "ingest/packet_decode.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *http_route_name(int route);
+
+static void header(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static unsigned long long ld(atomic_ullong *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void http_section(FILE *f, struct http_metrics *m)
+{
+    header(f, "iot_ingest_http_requests_total", "counter", "HTTP requests by route and status.");
+    for (int r = 0; r < METRICS_ROUTES; r++)
+        for (int i = 0; i < METRICS_STATUSES; i++) {
+            unsigned long long v = ld(&m->requests[r][i]);
+            if (!v) continue;
+            char code[16];
+            if (metrics_status_codes[i])
+                snprintf(code, sizeof code, "%u", metrics_status_codes[i]);
+            else
+                snprintf(code, sizeof code, "other");
+            fprintf(f, "iot_ingest_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                    http_route_name(r), code, v);
+        }
+    header(f, "iot_ingest_http_request_duration_seconds", "histogram",
+           "Time from request start to the response being queued.");
+    for (int r = 0; r < METRICS_ROUTES; r++) {
+        unsigned long long cum = 0;
+        for (int b = 0; b <= METRICS_LAT_BUCKETS; b++) {
+            cum += ld(&m->lat_bucket[r][b]);
+            if (b < METRICS_LAT_BUCKETS)
+                fprintf(f,
+                        "iot_ingest_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+                        "%llu\n",
+                        http_route_name(r), metrics_lat_bounds[b], cum);
+            else
+                fprintf(f,
+                        "iot_ingest_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+                        "%llu\n",
+                        http_route_name(r), cum);
+        }
+        fprintf(f, "iot_ingest_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+                http_route_name(r), (double)ld(&m->lat_sum_us[r]) / 1e6);
+        fprintf(f, "iot_ingest_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                http_route_name(r), cum);
+    }
+    header(f, "iot_ingest_rate_limited_total", "counter", "Requests refused by a rate limit.");
+    fprintf(f, "iot_ingest_rate_limited_total{limit=\"ip\"} %llu\n", ld(&m->rate_limited_ip));
+    fprintf(f, "iot_ingest_rate_limited_total{limit=\"device\"} %llu\n",
+            ld(&m->rate_limited_device));
+    header(f, "iot_ingest_auth_failures_total", "counter", "Failed authentications.");
+    fprintf(f, "iot_ingest_auth_failures_total %llu\n", ld(&m->auth_failures));
+    header(f, "iot_ingest_readings_rejected_total", "counter", "Readings rejected, by reason.");
+    for (int r = REJECT_UNKNOWN_SENSOR; r <= REJECT_STALE_TIMESTAMP; r++)
+        fprintf(f, "iot_ingest_readings_rejected_total{reason=\"%s\"} %llu\n",
+                reject_reason_name((enum reject_reason)r), ld(&m->rejected[r]));
+    header(f, "iot_ingest_packets_deduplicated_total", "counter",
+           "Packets answered from the packet_id memory.");
+    fprintf(f, "iot_ingest_packets_deduplicated_total %llu\n", ld(&m->deduplicated));
+}
+
+static void writer_section(FILE *f, struct writer *w)
+{
+    struct writer_stats ws;
+    writer_get_stats(w, &ws);
+    header(f, "iot_ingest_readings_stored_total", "counter", "Readings committed, by class.");
+    for (int c = 0; c < CLASS_INVALID; c++)
+        fprintf(f, "iot_ingest_readings_stored_total{class=\"%s\"} %llu\n",
+                reading_class_name((enum reading_class)c),
+                (unsigned long long)ws.router.by_class[c]);
+    header(f, "iot_ingest_readings_late_total", "counter", "Late readings committed.");
+    fprintf(f, "iot_ingest_readings_late_total %llu\n", (unsigned long long)ws.router.late);
+    header(f, "iot_ingest_alert_transitions_total", "counter", "Alert transitions committed.");
+    fprintf(f, "iot_ingest_alert_transitions_total{event=\"triggered\"} %llu\n",
+            (unsigned long long)ws.router.alerts.opened);
+    fprintf(f, "iot_ingest_alert_transitions_total{event=\"escalated\"} %llu\n",
+            (unsigned long long)ws.router.alerts.escalated);
+    fprintf(f, "iot_ingest_alert_transitions_total{event=\"resolved\"} %llu\n",
+            (unsigned long long)ws.router.alerts.resolved);
+    header(f, "iot_ingest_write_queue_depth", "gauge", "Jobs waiting for the writer.");
+    fprintf(f, "iot_ingest_write_queue_depth %zu\n", ws.queue_depth);
+    header(f, "iot_ingest_commits_total", "counter", "Transactions committed by the writer.");
+    fprintf(f, "iot_ingest_commits_total %llu\n", (unsigned long long)ws.commits);
+    header(f, "iot_ingest_db_errors_total", "counter", "Writer transactions that failed.");
+    fprintf(f, "iot_ingest_db_errors_total %llu\n", (unsigned long long)ws.commit_failures);
+    header(f, "iot_ingest_commit_jobs_total", "counter",
+           "Jobs committed (divide by commits for the mean batch size).");
+    fprintf(f, "iot_ingest_commit_jobs_total %llu\n", (unsigned long long)ws.batch_jobs_sum);
+    header(f, "iot_ingest_commit_seconds_total", "counter", "Time spent in write transactions.");
+    fprintf(f, "iot_ingest_commit_seconds_total %.6f\n", (double)ws.commit_us_sum / 1e6);
+}
+
+static void cache_section(FILE *f, struct resolver *r)
+{
+    struct resolver_stats rs;
+    resolver_get_stats(r, &rs);
+    header(f, "iot_ingest_cache_requests_total", "counter", "Resolver cache lookups by result.");
+    fprintf(f, "iot_ingest_cache_requests_total{result=\"hit\"} %llu\n",
+            (unsigned long long)rs.hits);
+    fprintf(f, "iot_ingest_cache_requests_total{result=\"miss\"} %llu\n",
+            (unsigned long long)rs.misses);
+    header(f, "iot_ingest_cache_entries", "gauge", "Devices held in the resolver cache.");
+    fprintf(f, "iot_ingest_cache_entries %zu\n", rs.entries);
+}
+
+static void broker_section(FILE *f, struct broker *b)
+{
+    struct broker_stats bs = {0};
+    if (b) broker_stats(b, &bs);
+    header(f, "iot_ingest_broker_messages_total", "counter", "Broker publications by outcome.");
+    fprintf(f, "iot_ingest_broker_messages_total{outcome=\"published\"} %llu\n",
+            (unsigned long long)bs.published);
+    fprintf(f, "iot_ingest_broker_messages_total{outcome=\"throttled\"} %llu\n",
+            (unsigned long long)bs.throttled);
+    fprintf(f, "iot_ingest_broker_messages_total{outcome=\"dropped\"} %llu\n",
+            (unsigned long long)bs.dropped);
+    header(f, "iot_ingest_broker_up", "gauge", "1 when the broker is healthy.");
+    fprintf(f, "iot_ingest_broker_up %d\n", b && broker_health(b) == BROKER_OK);
+}
+
+static void process_section(FILE *f, struct http_server *s)
+{
+    long rss_pages = 0;
+    FILE *st = fopen("/proc/self/statm", "r");
+    if (st) {
+        long size;
+        if (fscanf(st, "%ld %ld", &size, &rss_pages) != 2) rss_pages = 0;
+        fclose(st);
+    }
+    header(f, "iot_ingest_process_resident_memory_bytes", "gauge", "Resident set size.");
+    fprintf(f, "iot_ingest_process_resident_memory_bytes %ld\n", rss_pages * 4096L);
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    header(f, "iot_ingest_open_connections", "gauge", "Open client connections.");
+    fprintf(f, "iot_ingest_open_connections %u\n", di ? di->num_connections : 0);
+    header(f, "iot_ingest_build_info", "gauge", "Build information.");
+    fprintf(f, "iot_ingest_build_info{version=\"%s\"} 1\n", IOT_VERSION);
+}
+
+int ep_metrics(struct request *rq)
+{
+    struct http_server *s = rq->srv;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return MHD_NO;
+    http_section(f, &s->metrics);
+    writer_section(f, s->d.writer);
+    cache_section(f, s->d.resolver);
+    broker_section(f, s->d.broker);
+    process_section(f, s);
+    if (fclose(f) != 0) {
+        free(text);
+        return MHD_NO;
+    }
+    return reply_text(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}

@@ -1,0 +1,156 @@
+/*
+ * POST /ingest/packets: decode, authenticate (device key or API key), take a
+ * device token, resolve and validate every reading, then hand the valid ones
+ * to the writer. The answer is prepared before the job is queued, because
+ * the writer remembers it with the packet_id inside the same transaction.
+ */
+#include "core/err.h"
+#include "http/http_int.h"
+#include "ingest/packet_decode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Rewrites a remembered answer with "duplicate": true. */
+static json_t *as_duplicate(const char *stored)
+{
+    json_t *j = json_loads(stored, 0, NULL);
+    if (j) json_object_set_new(j, "duplicate", json_true());
+    return j;
+}
+
+static int finish_packet(struct request *rq)
+{
+    struct write_job *job = &rq->job;
+    switch (job->status) {
+    case WRITE_STORED: {
+        json_t *a = rq->answer;
+        rq->answer = NULL;
+        return reply_json(rq, (unsigned)rq->answer_status, a);
+    }
+    case WRITE_DUPLICATE: {
+        atomic_fetch_add_explicit(&rq->srv->metrics.deduplicated, 1, memory_order_relaxed);
+        json_t *j = as_duplicate(job->stored_response);
+        if (!j) return reply_store_error(rq, IOT_EDB);
+        return reply_json(rq, 200, j);
+    }
+    case WRITE_NOTHING: {
+        json_t *a = rq->answer;
+        rq->answer = NULL;
+        json_object_set_new(a, "detail", json_string("no reading in the packet is valid"));
+        json_object_set_new(a, "code", json_string("no_valid_readings"));
+        return reply_json(rq, 422, a);
+    }
+    case WRITE_FAILED:
+    case WRITE_PENDING:
+        break;
+    }
+    return reply_store_error(rq, job->err);
+}
+
+/* Validates one decoded reading; on success fills w. */
+static enum reject_reason check_reading(struct request *rq, const struct device_ref *dref,
+                                        const struct decoded_packet *p,
+                                        const struct decoded_reading *d, struct write_reading *w)
+{
+    const struct config *cfg = rq->srv->d.cfg;
+    const struct store_sensor *sen = d->uuid_ok ? device_ref_sensor(dref, d->sensor_uuid) : NULL;
+    if (!sen || !sen->is_active) return REJECT_UNKNOWN_SENSOR;
+    if (!d->value_ok) return REJECT_INVALID_VALUE;
+    int64_t ts;
+    enum reject_reason why = decode_effective_ts(d, p, rq->received, cfg->max_future_skew_s * 1000,
+                                                 cfg->max_past_age_s * 1000, &ts);
+    if (why != REJECT_NONE) return why;
+    memset(w, 0, sizeof *w);
+    w->index = d->index;
+    w->sensor_id = sen->id;
+    w->device_id = dref->dev.id;
+    memcpy(w->sensor_uuid, sen->uuid, sizeof w->sensor_uuid);
+    memcpy(w->device_uuid, dref->dev.uuid, sizeof w->device_uuid);
+    w->value = d->value;
+    w->ts = ts;
+    memcpy(w->thr, sen->thr, sizeof w->thr);
+    return REJECT_NONE;
+}
+
+int ep_packets(struct request *rq)
+{
+    struct http_server *s = rq->srv;
+    struct decoded_packet p;
+    char detail[256];
+    const char *code = NULL;
+    int rc =
+        packet_decode(rq->body ? rq->body : "", rq->len, (size_t)s->d.cfg->max_readings_per_packet,
+                      &p, detail, sizeof detail, &code);
+    if (rc == IOT_ENOMEM) return MHD_NO;
+    if (rc) return reply_error(rq, 400, code, "%s", detail);
+
+    const struct device_ref *dref = NULL;
+    rc = resolver_get(s->d.resolver, p.device_uuid, &dref);
+    if (rc && rc != IOT_ENOTFOUND) {
+        decoded_packet_fini(&p);
+        return reply_store_error(rq, rc);
+    }
+    int ret, replied;
+    switch (auth_device(rq, dref ? &dref->dev : NULL)) {
+    case AUTH_DENIED:
+        ret = reply_error(rq, 401, "unauthorized", "missing or invalid device key");
+        goto out;
+    case AUTH_INACTIVE:
+        ret = reply_error(rq, 403, "device_inactive", "this device is disabled");
+        goto out;
+    case AUTH_OK:
+        break;
+    }
+    ret = auth_device_rate(rq, dref->dev.id, &replied);
+    if (replied) goto out;
+
+    struct write_reading *w = calloc(p.n, sizeof *w);
+    json_t *rejected = json_array();
+    json_t *answer = json_pack("{s:s, s:i, s:o, s:b}", "device_uuid", p.device_uuid, "accepted",
+                               (json_int_t)0, "rejected", rejected, "duplicate", 0);
+    if (!w || !answer) {
+        free(w);
+        json_decref(answer);
+        ret = MHD_NO;
+        goto out;
+    }
+    size_t nvalid = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        const struct decoded_reading *d = &p.readings[i];
+        enum reject_reason why = check_reading(rq, dref, &p, d, &w[nvalid]);
+        if (why == REJECT_NONE) {
+            nvalid++;
+            continue;
+        }
+        atomic_fetch_add_explicit(&s->metrics.rejected[why], 1, memory_order_relaxed);
+        json_array_append_new(
+            rejected, json_pack("{s:i, s:o, s:s}", "index", (json_int_t)d->index, "sensor_uuid",
+                                d->uuid_ok ? json_string(d->sensor_uuid) : json_null(), "reason",
+                                reject_reason_name(why)));
+    }
+    json_object_set_new(answer, "accepted", json_integer((json_int_t)nvalid));
+    if (nvalid == 0 && !p.packet_id[0]) {
+        free(w);
+        json_object_set_new(answer, "detail", json_string("no reading in the packet is valid"));
+        json_object_set_new(answer, "code", json_string("no_valid_readings"));
+        ret = reply_json(rq, 422, answer);
+        goto out;
+    }
+    rq->answer = answer;
+    rq->answer_status = 200;
+    rq->finish = finish_packet;
+    rq->job.device_id = dref->dev.id;
+    memcpy(rq->job.packet_id, p.packet_id, sizeof rq->job.packet_id);
+    rq->job.readings = w;
+    rq->job.nreadings = nvalid;
+    if (p.packet_id[0] && !(rq->job.response = json_dumps(answer, JSON_COMPACT))) {
+        ret = MHD_NO;
+        goto out;
+    }
+    ret = http_submit(rq);
+out:
+    resolver_release(s->d.resolver, dref);
+    decoded_packet_fini(&p);
+    return ret;
+}

@@ -1,0 +1,93 @@
+/* Private to src/http/: the server state and one request, shared by the endpoints. */
+#ifndef IOT_HTTP_INT_H
+#define IOT_HTTP_INT_H
+
+#include "http/client_ip.h"
+#include "http/metrics.h"
+#include "http/rate_limit.h"
+#include "http/server.h"
+#include "ingest/write_job.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+enum route {
+    ROUTE_HEALTH,
+    ROUTE_METRICS,
+    ROUTE_PACKETS,
+    ROUTE_READINGS,
+    ROUTE_READINGS_BULK,
+    ROUTE_STATUS,
+    ROUTE_OTHER,
+    ROUTE_COUNT
+};
+
+struct http_server {
+    struct http_deps d;
+    struct MHD_Daemon *mhd;
+    struct rate_limiter *rl_ip, *rl_device;
+    struct cidr_list *trusted;
+    int api_key_set;
+    unsigned char api_key_hash[32];
+    atomic_long in_flight;
+    struct http_metrics metrics;
+};
+
+struct request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    enum route route;
+    char route_arg[STORE_UUID_MAX + 1]; /* device uuid of the status route */
+    int path_too_long;
+    int64_t t_start;  /* monotonic ms */
+    int64_t received; /* wall ms */
+    char client_ip[CLIENT_IP_LEN];
+
+    char *body;
+    size_t len, cap;
+    int body_too_big;
+    int early_done; /* a response was queued before the body was read */
+
+    /* Write path: the job, and the answer prepared while it is queued. */
+    struct write_job job;
+    json_t *answer;                    /* success body to send (and remember) */
+    int answer_status;                 /* 200 or 201 */
+    int (*finish)(struct request *rq); /* builds the reply after the writer is done */
+    atomic_int job_done;
+    int suspended;
+    int status; /* final status, for metrics */
+};
+
+/* reply.c: queue a response. All return MHD_YES/MHD_NO for the access handler. */
+int reply_json(struct request *rq, unsigned status, json_t *body); /* steals body */
+int reply_error(struct request *rq, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int reply_retry(struct request *rq, unsigned status, int retry_after_s, const char *code,
+                const char *detail);
+int reply_text(struct request *rq, unsigned status, const char *content_type, char *text,
+               size_t len); /* takes text (malloc'ed) */
+
+/* auth.c */
+enum auth_result { AUTH_OK, AUTH_DENIED, AUTH_INACTIVE };
+/* 1 if X-API-Key is present and equals API_KEY (constant time). */
+int auth_api_key(struct request *rq);
+/* Device key of dev, or the API key. Same cost whether or not dev exists. */
+enum auth_result auth_device(struct request *rq, const struct store_device *dev);
+/* Takes a per-device token after authentication; replies 429 itself when limited. */
+int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
+
+/* Writer plumbing (server.c): suspends rq and submits rq->job; replies 503 itself on refusal. */
+int http_submit(struct request *rq);
+
+/* Endpoints: each returns the MHD result of its reply. */
+int ep_packets(struct request *rq);
+int ep_legacy(struct request *rq, int bulk);
+int ep_status(struct request *rq);
+int ep_health(struct request *rq);
+int ep_metrics(struct request *rq);
+
+/* Maps a store/writer error to 503 (retryable) or 500. */
+int reply_store_error(struct request *rq, int err);
+
+#endif
