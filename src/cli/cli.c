@@ -1,0 +1,122 @@
+#include "cli/cli.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_help(const struct cli_cmd *cmd)
+{
+    printf("usage: iot-ingest %s%s%s [flags]\n\n%s\n", cmd->name, cmd->args ? " " : "",
+           cmd->args ? cmd->args : "", cmd->summary);
+    if (cmd->flags && cmd->flags[0].name) {
+        printf("\nFlags:\n");
+        for (const struct cli_flag *f = cmd->flags; f->name; f++)
+            printf("  %-28s %s%s\n", f->name, f->help, f->required ? " (required)" : "");
+    }
+    printf("\n");
+    config_print_help(stdout);
+}
+
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *cfg,
+              const char **pos)
+{
+    char *rest[CLI_MAX_ARGS];
+    int nrest = 0;
+    char err[IOT_ERRBUF];
+    if (argc > CLI_MAX_ARGS) {
+        fprintf(stderr, "iot-ingest: too many arguments\n");
+        return -1;
+    }
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help(cmd);
+            return 1;
+        }
+    if (config_load(cfg, argc, argv, rest, &nrest, err, sizeof err) ||
+        config_validate(cfg, err, sizeof err)) {
+        fprintf(stderr, "iot-ingest %s: %s\n", cmd->name, err);
+        return -1;
+    }
+    enum log_level lvl;
+    if (log_level_parse(cfg->log_level, &lvl) == 0) log_min_level = lvl;
+    log_set_format_json(strcmp(cfg->log_format, "json") == 0);
+
+    int npos = 0;
+    for (int i = 0; i < nrest; i++) {
+        const char *a = rest[i];
+        if (strncmp(a, "--", 2) == 0) {
+            const char *eq = strchr(a, '=');
+            size_t len = eq ? (size_t)(eq - a) : strlen(a);
+            const struct cli_flag *f = cmd->flags;
+            while (f && f->name && !(strlen(f->name) == len && strncmp(f->name, a, len) == 0))
+                f++;
+            if (!f || !f->name) {
+                fprintf(stderr, "iot-ingest %s: unknown flag %.*s (see --help)\n", cmd->name,
+                        (int)len, a);
+                return -1;
+            }
+            if (eq)
+                *f->value = eq + 1;
+            else if (i + 1 < nrest)
+                *f->value = rest[++i];
+            else {
+                fprintf(stderr, "iot-ingest %s: flag %s needs a value\n", cmd->name, f->name);
+                return -1;
+            }
+            continue;
+        }
+        if (npos >= cmd->npos) {
+            fprintf(stderr, "iot-ingest %s: unexpected argument \"%.64s\"\n", cmd->name, a);
+            return -1;
+        }
+        pos[npos++] = a;
+    }
+    if (npos < cmd->npos) {
+        fprintf(stderr, "iot-ingest %s: missing %s (see --help)\n", cmd->name, cmd->args);
+        return -1;
+    }
+    for (const struct cli_flag *f = cmd->flags; f && f->name; f++)
+        if (f->required && !*f->value) {
+            fprintf(stderr, "iot-ingest %s: %s is required\n", cmd->name, f->name);
+            return -1;
+        }
+    return 0;
+}
+
+int cli_open_store(const struct config *cfg, struct store **out)
+{
+    char err[IOT_ERRBUF];
+    struct store_open_opts o = {
+        .sync_full = strcmp(cfg->db_sync, "full") == 0,
+        .busy_timeout_ms = cfg->db_busy_timeout_ms,
+        .cache_mb = cfg->sqlite_cache_mb,
+    };
+    int rc = store_open(cfg->database_url, &o, out, err, sizeof err);
+    if (rc) fprintf(stderr, "iot-ingest: %s\n", err);
+    return rc;
+}
+
+int cli_parse_double(const char *flag, const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) {
+        fprintf(stderr, "iot-ingest: %s must be a number, got \"%.64s\"\n", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_print_json(void *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) return IOT_ENOMEM;
+    printf("%s\n", s);
+    free(s);
+    return fflush(stdout) == 0 ? 0 : IOT_EIO;
+}

@@ -1,0 +1,52 @@
+/* Shared plumbing of the subcommands: settings, flags, opening the store. */
+#ifndef IOT_CLI_H
+#define IOT_CLI_H
+
+#include "core/config.h"
+#include "store/store.h"
+
+#include <stdio.h>
+
+#define CLI_MAX_ARGS 64
+#define EXIT_USAGE   2
+
+/* A subcommand-specific flag: --name VALUE, stored as a borrowed pointer into argv. */
+struct cli_flag {
+    const char *name;
+    const char **value;
+    int required;
+    const char *help;
+};
+
+struct cli_cmd {
+    const char *name; /* "device add" */
+    const char *args; /* positional synopsis, e.g. "UUID" */
+    const char *summary;
+    struct cli_flag *flags; /* terminated by a zero row */
+    int npos;               /* positional arguments required */
+    int (*run)(struct config *cfg, const char **pos);
+};
+
+/*
+ * Loads settings (environment, then every settings flag anywhere in argv),
+ * then the command's own flags and positionals from what is left. Prints
+ * --help and returns 1 (caller exits 0) if asked; on a usage error prints one
+ * line on stderr and returns -1. 0 on success.
+ */
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *cfg,
+              const char **pos);
+
+/* Opens DATABASE_URL with the settings' options; one-line error on stderr. */
+int cli_open_store(const struct config *cfg, struct store **out);
+
+/* Parses a double flag value; -1 and a message on stderr if it is not a finite number. */
+int cli_parse_double(const char *flag, const char *s, double *out);
+
+/* Prints a JSON object (jansson) on one line on stdout; steals obj. */
+int cli_print_json(void *obj);
+
+/* Subcommands. */
+extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
+    cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear;
+
+#endif

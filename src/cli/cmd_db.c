@@ -1,0 +1,113 @@
+/* db init (create or upgrade the schema) and db demo (a fixed demo fleet). */
+#include "cli/cli.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/secret.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static int run_db_init(struct config *cfg, const char **pos)
+{
+    (void)pos;
+    struct store *s;
+    if (cli_open_store(cfg, &s)) return 1;
+    int v = 0, rc = store_schema_init(s);
+    if (!rc) rc = store_schema_version(s, &v);
+    if (rc)
+        fprintf(stderr, "iot-ingest db init: %s\n", store_errmsg(s));
+    else
+        cli_print_json(json_pack("{s:s, s:i}", "backend", store_backend(s), "schema_version", v));
+    store_close(s);
+    return rc ? 1 : 0;
+}
+
+/*
+ * The demo fleet. Its keys are public (they are in this file and in the
+ * README): for trying the gateway on a laptop, never for a real deployment.
+ */
+struct demo_sensor {
+    const char *uuid, *name, *type, *unit;
+    double warn_min, warn_max, crit_min, crit_max, delta;
+};
+static const struct demo_device {
+    const char *uuid, *name, *key;
+    struct demo_sensor sensors[3];
+} demo[] = {
+    {"demo-device-1",
+     "Demo greenhouse",
+     "demo-key-1-NOT-SECRET-do-not-use-in-production",
+     {{"demo-device-1-temp", "Temperature", "temperature", "C", 5, 30, 0, 40, 10},
+      {"demo-device-1-hum", "Humidity", "humidity", "%", 30, 80, 10, 95, 25},
+      {"demo-device-1-co2", "CO2", "co2", "ppm", 350, 1200, 300, 2000, 500}}},
+    {"demo-device-2",
+     "Demo cold room",
+     "demo-key-2-NOT-SECRET-do-not-use-in-production",
+     {{"demo-device-2-temp", "Temperature", "temperature", "C", -25, -15, -30, -5, 8},
+      {"demo-device-2-hum", "Humidity", "humidity", "%", 20, 70, 5, 90, 25},
+      {"demo-device-2-door", "Door", "contact", "open", 0, 0, 0, 1, 1}}},
+};
+
+static int add_demo_sensor(struct store *s, const char *device_uuid, const struct demo_sensor *d,
+                           int64_t now)
+{
+    int64_t id, dev_id, tid;
+    int rc =
+        store_sensor_add(s, device_uuid, d->uuid, d->name, d->type, d->unit, now, &id, &dev_id);
+    if (rc == IOT_EEXIST) return 0; /* already there: keep whatever the user changed */
+    if (rc) return rc;
+    struct store_threshold w = {.min = d->warn_min, .max = d->warn_max, .has_min = 1, .has_max = 1};
+    struct store_threshold c = {.min = d->crit_min,
+                                .max = d->crit_max,
+                                .delta_max = d->delta,
+                                .has_min = 1,
+                                .has_max = 1,
+                                .has_delta = 1};
+    if ((rc = store_threshold_set(s, d->uuid, SEV_WARNING, &w, now, &tid))) return rc;
+    return store_threshold_set(s, d->uuid, SEV_CRITICAL, &c, now, &tid);
+}
+
+static int run_db_demo(struct config *cfg, const char **pos)
+{
+    (void)pos;
+    struct store *s;
+    if (cli_open_store(cfg, &s)) return 1;
+    int rc = store_schema_init(s);
+    int64_t now = clock_now_ms();
+    json_t *devices = json_array();
+    for (size_t i = 0; !rc && i < sizeof demo / sizeof demo[0]; i++) {
+        const struct demo_device *d = &demo[i];
+        unsigned char h[SECRET_HASH_LEN];
+        int64_t id;
+        if ((rc = secret_hash(d->key, strlen(d->key), h))) break;
+        rc = store_device_add(s, d->uuid, d->name, h, now, &id);
+        if (rc == IOT_EEXIST) rc = 0;
+        for (int k = 0; !rc && k < 3; k++)
+            rc = add_demo_sensor(s, d->uuid, &d->sensors[k], now);
+        json_array_append_new(
+            devices, json_pack("{s:s, s:s}", "device_uuid", d->uuid, "device_key", d->key));
+    }
+    if (rc) {
+        fprintf(stderr, "iot-ingest db demo: %s: %s\n", iot_strerror(rc), store_errmsg(s));
+        json_decref(devices);
+    } else {
+        cli_print_json(json_pack("{s:o}", "demo_devices", devices));
+    }
+    store_close(s);
+    return rc ? 1 : 0;
+}
+
+static struct cli_flag no_flags[] = {{0, 0, 0, 0}};
+
+const struct cli_cmd cmd_db_init = {
+    "db init", NULL, "Creates the schema in DATABASE_URL, or upgrades it in place; idempotent.",
+    no_flags,  0,    run_db_init};
+const struct cli_cmd cmd_db_demo = {
+    "db demo",
+    NULL,
+    "Adds the demo fleet (2 devices, 6 sensors, thresholds) with fixed, public, demo-only keys;\n"
+    "idempotent. Never use these keys outside a laptop.",
+    no_flags,
+    0,
+    run_db_demo};
