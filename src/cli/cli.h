@@ -47,6 +47,7 @@ int cli_print_json(void *obj);
 
 /* Subcommands. */
 extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
-    cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear;
+    cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear, cmd_job_baseline,
+    cmd_job_explain, cmd_job_silence, cmd_jobs;
 
 #endif

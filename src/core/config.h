@@ -64,6 +64,31 @@
     X(INT, db_busy_timeout_ms, "DB_BUSY_TIMEOUT_MS", 5000, 0, 600000,                              \
       "How long a write waits for a lock before giving up (503)")                                  \
     X(INT, sqlite_cache_mb, "SQLITE_CACHE_MB", 16, 1, 65536, "SQLite page cache per connection")   \
+    X(INT, baseline_lookback_s, "BASELINE_LOOKBACK_S", 86400, 1, 86400 * 3650,                     \
+      "Baseline: sensors with a reading this recent get a prediction")                             \
+    X(INT, baseline_window, "BASELINE_WINDOW", 10, 2, 10000,                                       \
+      "Baseline: readings in the moving average and in the z-score reference")                     \
+    X(INT, baseline_horizon_min, "BASELINE_HORIZON_MIN", 10, 0, 525600,                            \
+      "Baseline: minutes ahead of the newest reading that a prediction is for")                    \
+    X(DBL, anomaly_z, "ANOMALY_Z", 3, 0.1, 1000,                                                   \
+      "Baseline: z-score at which a reading is anomalous")                                         \
+    X(DBL, anomaly_score_threshold, "ANOMALY_SCORE_THRESHOLD", 0.7, 0, 1,                          \
+      "Explainer: least anomaly_score sent for explanation")                                       \
+    X(STR, ai_explainer_url, "AI_EXPLAINER_URL", "http://localhost:8003", 0, 0,                    \
+      "Explainer service base URL (POST {url}/explain)")                                           \
+    X(INT, explain_connect_timeout_ms, "EXPLAIN_CONNECT_TIMEOUT_MS", 2000, 1, 600000,              \
+      "Explainer: connection timeout")                                                             \
+    X(INT, explain_timeout_ms, "EXPLAIN_TIMEOUT_MS", 30000, 1, 3600000,                            \
+      "Explainer: total time allowed for one request")                                             \
+    X(INT, explain_max_per_run, "EXPLAIN_MAX_PER_RUN", 500, 1, 1000000,                            \
+      "Explainer: most predictions sent in one run")                                               \
+    X(INT, no_data_after_s, "NO_DATA_AFTER_S", 0, 0, 86400 * 3650,                                 \
+      "Silence check: seconds without a reading that open a no_data alert (0 = off)")              \
+    X(INT, baseline_every_s, "BASELINE_EVERY_S", 300, 1, 86400 * 7,                                \
+      "Scheduler: baseline interval")                                                              \
+    X(INT, explain_every_s, "EXPLAIN_EVERY_S", 60, 1, 86400 * 7, "Scheduler: explainer interval")  \
+    X(INT, no_data_every_s, "NO_DATA_EVERY_S", 60, 1, 86400 * 7,                                   \
+      "Scheduler: silence check interval")                                                         \
     X(STR, log_level, "LOG_LEVEL", "info", 0, 0, "debug, info, warn, error or off")                \
     X(STR, log_format, "LOG_FORMAT", "logfmt", 0, 0, "logfmt or json")
 

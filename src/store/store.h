@@ -100,6 +100,29 @@ struct store_sensor_status {
 };
 typedef int (*store_status_cb)(const struct store_sensor_status *row, void *ud);
 
+/* A sensor as the batch jobs see it (one row of a keyset page). */
+struct store_job_sensor {
+    int64_t id, device_id;
+    char uuid[STORE_UUID_MAX + 1];
+    char device_uuid[STORE_UUID_MAX + 1];
+    char name[STORE_NAME_MAX + 1], type[STORE_NAME_MAX + 1], unit[STORE_NAME_MAX + 1];
+    int64_t last_ts; /* newest reading time; for silent sensors: newest reading or creation */
+    struct store_threshold thr[2];
+};
+
+struct store_prediction {
+    int64_t id, sensor_id, model_id;
+    double predicted_value, confidence, anomaly_score;
+    int64_t horizon_minutes, target_ts, predicted_at;
+    int is_anomaly;
+};
+
+struct store_ml_event {
+    int64_t id, sensor_id, device_id, prediction_id;
+    const char *event_type, *severity, *title, *message, *payload; /* borrowed */
+    int64_t created_at;
+};
+
 struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
@@ -171,6 +194,28 @@ struct store_ops {
                                enum severity sev, int64_t now);
     int (*readings_insert)(struct store *s, const struct store_reading *rows, size_t n);
     int (*device_touch)(struct store *s, int64_t device_id, int64_t last_seen);
+
+    /* Batch jobs: keyset pages (id > after_id, ordered by id, at most limit rows). */
+    int (*job_sensors)(struct store *s, int64_t since, int64_t after_id, size_t limit,
+                       struct store_job_sensor *out, size_t *n);
+    int (*silent_sensors)(struct store *s, int64_t before, int64_t after_id, size_t limit,
+                          struct store_job_sensor *out, size_t *n);
+    /* Newest first, by reading time. */
+    int (*job_sensor_get)(struct store *s, int64_t sensor_id, struct store_job_sensor *out);
+    int (*recent_readings)(struct store *s, int64_t sensor_id, size_t limit,
+                           struct store_reading *out, size_t *n);
+    /* Finds or creates the ml_models row (name, version). */
+    int (*model_ensure)(struct store *s, const char *name, const char *type, const char *version,
+                        const char *params, int64_t now, int64_t *id);
+    int (*prediction_insert)(struct store *s, struct store_prediction *p); /* sets p->id */
+    int (*ml_event_active)(struct store *s, int64_t sensor_id, const char *event_type,
+                           int64_t *id);                               /* IOT_ENOTFOUND when none */
+    int (*ml_event_insert)(struct store *s, struct store_ml_event *e); /* sets e->id */
+    int (*ml_event_resolve)(struct store *s, int64_t id);
+    /* Anomalous predictions without an explanation, score >= min_score. */
+    int (*unexplained)(struct store *s, double min_score, int64_t after_id, size_t limit,
+                       struct store_prediction *out, size_t *n);
+    int (*prediction_explain)(struct store *s, int64_t id, const char *json);
 };
 
 /* Every backend's connection struct begins with this. */
@@ -335,6 +380,58 @@ static inline int store_readings_insert(struct store *s, const struct store_read
 static inline int store_device_touch(struct store *s, int64_t device_id, int64_t last_seen)
 {
     return s->ops->device_touch(s, device_id, last_seen);
+}
+
+static inline int store_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,
+                                    struct store_job_sensor *out, size_t *n)
+{
+    return s->ops->job_sensors(s, since, after_id, limit, out, n);
+}
+static inline int store_silent_sensors(struct store *s, int64_t before, int64_t after_id,
+                                       size_t limit, struct store_job_sensor *out, size_t *n)
+{
+    return s->ops->silent_sensors(s, before, after_id, limit, out, n);
+}
+static inline int store_job_sensor_get(struct store *s, int64_t id, struct store_job_sensor *out)
+{
+    return s->ops->job_sensor_get(s, id, out);
+}
+static inline int store_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
+                                        struct store_reading *out, size_t *n)
+{
+    return s->ops->recent_readings(s, sensor_id, limit, out, n);
+}
+static inline int store_model_ensure(struct store *s, const char *name, const char *type,
+                                     const char *version, const char *params, int64_t now,
+                                     int64_t *id)
+{
+    return s->ops->model_ensure(s, name, type, version, params, now, id);
+}
+static inline int store_prediction_insert(struct store *s, struct store_prediction *p)
+{
+    return s->ops->prediction_insert(s, p);
+}
+static inline int store_ml_event_active(struct store *s, int64_t sensor_id, const char *type,
+                                        int64_t *id)
+{
+    return s->ops->ml_event_active(s, sensor_id, type, id);
+}
+static inline int store_ml_event_insert(struct store *s, struct store_ml_event *e)
+{
+    return s->ops->ml_event_insert(s, e);
+}
+static inline int store_ml_event_resolve(struct store *s, int64_t id)
+{
+    return s->ops->ml_event_resolve(s, id);
+}
+static inline int store_unexplained(struct store *s, double min_score, int64_t after_id,
+                                    size_t limit, struct store_prediction *out, size_t *n)
+{
+    return s->ops->unexplained(s, min_score, after_id, limit, out, n);
+}
+static inline int store_prediction_explain(struct store *s, int64_t id, const char *json)
+{
+    return s->ops->prediction_explain(s, id, json);
 }
 
 /* Backend constructors, used by store_open. */

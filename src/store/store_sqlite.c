@@ -4,6 +4,7 @@
  * Timestamps are INTEGER ms (SPEC §3); key hashes are stored as hex text.
  */
 #include "store/store.h"
+#include "store/sqlite_int.h"
 #include "store/sqlite_schema.h"
 #include "core/err.h"
 #include "core/secret.h"
@@ -38,6 +39,8 @@ enum stmt_id {
     ST_DEVICE_TOUCH,
     ST_COUNT
 };
+
+_Static_assert(ST_COUNT <= SQLITE_CORE_STMTS, "grow SQLITE_CORE_STMTS");
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEVICE_GET] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
@@ -109,17 +112,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND (last_seen_at IS NULL OR last_seen_at < ?2)",
 };
 
-struct sqlite_store {
-    struct store base;
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    char err[256];
-};
-
 static const struct store_ops sqlite_ops;
 
 /* Maps a SQLite result code to our codes; records the message. */
-static int fail(struct sqlite_store *s, int rc)
+int sqlite_fail(struct sqlite_store *s, int rc)
 {
     snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
     switch (rc & 0xff) {
@@ -142,26 +138,29 @@ static int fail(struct sqlite_store *s, int rc)
     }
 }
 
-/* Returns the statement reset and with bindings cleared, preparing it on first use. */
-static int stmt(struct sqlite_store *s, enum stmt_id id, sqlite3_stmt **out)
+int sqlite_stmt(struct sqlite_store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out)
 {
-    if (!s->st[id]) {
-        int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id],
-                                    NULL);
-        if (rc != SQLITE_OK) return fail(s, rc);
+    if (!*slot) {
+        int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+        if (rc != SQLITE_OK) return sqlite_fail(s, rc);
     } else {
-        sqlite3_reset(s->st[id]);
-        sqlite3_clear_bindings(s->st[id]);
+        sqlite3_reset(*slot);
+        sqlite3_clear_bindings(*slot);
     }
-    *out = s->st[id];
+    *out = *slot;
     return 0;
 }
 
+static int stmt(struct sqlite_store *s, enum stmt_id id, sqlite3_stmt **out)
+{
+    return sqlite_stmt(s, &s->st[id], stmt_sql[id], out);
+}
+
 /* Steps a statement that returns no rows (or ignores them) and resets it. */
-static int exec_done(struct sqlite_store *s, sqlite3_stmt *st)
+int sqlite_exec_done(struct sqlite_store *s, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
-    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : fail(s, rc);
+    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -169,10 +168,10 @@ static int exec_done(struct sqlite_store *s, sqlite3_stmt *st)
 static int exec_sql(struct sqlite_store *s, const char *sql)
 {
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : fail(s, rc);
+    return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc);
 }
 
-static void bind_opt_double(sqlite3_stmt *st, int i, int has, double v)
+void sqlite_bind_opt_double(sqlite3_stmt *st, int i, int has, double v)
 {
     if (has)
         sqlite3_bind_double(st, i, v);
@@ -188,7 +187,7 @@ static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
         sqlite3_bind_null(st, i);
 }
 
-static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
+void sqlite_copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
@@ -222,6 +221,8 @@ static void sq_close(struct store *base)
     struct sqlite_store *s = (struct sqlite_store *)base;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    for (int i = 0; i < SQLITE_JOB_STMTS; i++)
+        sqlite3_finalize(s->job_st[i]);
     sqlite3_close(s->db);
     free(s);
 }
@@ -236,7 +237,7 @@ static int sq_ping(struct store *base)
     struct sqlite_store *s = (struct sqlite_store *)base;
     int v;
     int rc = sqlite_schema_read_version(s->db, &v);
-    if (rc) return fail(s, sqlite3_errcode(s->db));
+    if (rc) return sqlite_fail(s, sqlite3_errcode(s->db));
     return 0;
 }
 
@@ -249,7 +250,7 @@ static int sq_schema_init(struct store *base)
 static int sq_schema_version(struct store *base, int *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    return sqlite_schema_read_version(s->db, out) ? fail(s, sqlite3_errcode(s->db)) : 0;
+    return sqlite_schema_read_version(s->db, out) ? sqlite_fail(s, sqlite3_errcode(s->db)) : 0;
 }
 
 static int read_device(struct sqlite_store *s, sqlite3_stmt *st, struct store_device *out)
@@ -260,12 +261,12 @@ static int read_device(struct sqlite_store *s, sqlite3_stmt *st, struct store_de
         return IOT_ENOTFOUND;
     }
     if (rc != SQLITE_ROW) {
-        int e = fail(s, rc);
+        int e = sqlite_fail(s, rc);
         sqlite3_reset(st);
         return e;
     }
     out->id = sqlite3_column_int64(st, 0);
-    copy_text(out->uuid, sizeof out->uuid, st, 1);
+    sqlite_copy_text(out->uuid, sizeof out->uuid, st, 1);
     hex_to_hash((const char *)sqlite3_column_text(st, 2), out->key_hash);
     out->is_active = sqlite3_column_int(st, 3);
     sqlite3_reset(st);
@@ -320,7 +321,7 @@ static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_s
             memset(x, 0, sizeof *x);
             x->id = id;
             x->device_id = sqlite3_column_int64(st, 1);
-            copy_text(x->uuid, sizeof x->uuid, st, 2);
+            sqlite_copy_text(x->uuid, sizeof x->uuid, st, 2);
             x->is_active = sqlite3_column_int(st, 3);
         }
         if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
@@ -337,7 +338,7 @@ static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_s
         }
     }
     if (rc != SQLITE_DONE) {
-        int e = fail(s, rc);
+        int e = sqlite_fail(s, rc);
         sqlite3_reset(st);
         free(arr);
         return e;
@@ -388,8 +389,8 @@ static int sq_device_status(struct store *base, int64_t device_id, store_status_
         struct store_sensor_status r;
         memset(&r, 0, sizeof r);
         r.sensor_id = sqlite3_column_int64(st, 0);
-        copy_text(r.uuid, sizeof r.uuid, st, 1);
-        copy_text(r.name, sizeof r.name, st, 2);
+        sqlite_copy_text(r.uuid, sizeof r.uuid, st, 1);
+        sqlite_copy_text(r.name, sizeof r.name, st, 2);
         r.has_reading = sqlite3_column_type(st, 3) != SQLITE_NULL;
         r.last_ts = sqlite3_column_int64(st, 3);
         r.last_value = sqlite3_column_double(st, 4);
@@ -403,7 +404,7 @@ static int sq_device_status(struct store *base, int64_t device_id, store_status_
             return cbrc;
         }
     }
-    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -421,7 +422,7 @@ static int sq_device_add(struct store *base, const char *uuid, const char *name,
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = sqlite_exec_done(s, st))) return rc;
     *id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
@@ -434,7 +435,7 @@ static int set_active(struct sqlite_store *s, enum stmt_id id, const char *uuid,
     if (rc) return rc;
     sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, active ? 1 : 0);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = sqlite_exec_done(s, st))) return rc;
     return sqlite3_changes(s->db) ? 0 : IOT_ENOTFOUND;
 }
 
@@ -466,10 +467,10 @@ static int sq_sensor_add(struct store *base, const char *device_uuid, const char
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
         *device_id = sqlite3_column_int64(st, 1);
-        rc = exec_done(s, st); /* finish the statement */
+        rc = sqlite_exec_done(s, st); /* finish the statement */
         return rc;
     }
-    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, rc);
+    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -482,7 +483,7 @@ static int sq_threshold_clear(struct store *base, const char *sensor_uuid, enum 
     if (rc) return rc;
     sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, severity_name(sev), -1, SQLITE_STATIC);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 /* Replaces the active threshold of (sensor, severity) in one transaction. */
@@ -497,16 +498,16 @@ static int sq_threshold_set(struct store *base, const char *sensor_uuid, enum se
     if ((rc = stmt(s, ST_THRESHOLD_INSERT, &st))) goto out;
     sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, severity_name(sev), -1, SQLITE_STATIC);
-    bind_opt_double(st, 3, t->has_min, t->min);
-    bind_opt_double(st, 4, t->has_max, t->max);
-    bind_opt_double(st, 5, t->has_delta, t->delta_max);
+    sqlite_bind_opt_double(st, 3, t->has_min, t->min);
+    sqlite_bind_opt_double(st, 4, t->has_max, t->max);
+    sqlite_bind_opt_double(st, 5, t->has_delta, t->delta_max);
     sqlite3_bind_int64(st, 6, now);
     int src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
-        rc = exec_done(s, st);
+        rc = sqlite_exec_done(s, st);
     } else {
-        rc = src == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, src);
+        rc = src == SQLITE_DONE ? IOT_ENOTFOUND : sqlite_fail(s, src);
         sqlite3_reset(st);
     }
 out:
@@ -561,7 +562,7 @@ static int sq_change_epoch(struct store *base, uint64_t *out)
     struct sqlite_store *s = (struct sqlite_store *)base;
     uint32_t v = 0;
     int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_DATA_VERSION, &v);
-    if (rc != SQLITE_OK) return fail(s, rc);
+    if (rc != SQLITE_OK) return sqlite_fail(s, rc);
     *out = v;
     return 0;
 }
@@ -583,7 +584,7 @@ static int sq_packet_get(struct store *base, int64_t device_id, const char *pack
         sqlite3_reset(st);
         return *response ? 0 : IOT_ENOMEM;
     }
-    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : fail(s, rc);
+    int ret = rc == SQLITE_DONE ? IOT_ENOTFOUND : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -604,7 +605,7 @@ static int sq_packet_put(struct store *base, int64_t device_id, const char *pack
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_text(st, 4, response, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, now - 86400000);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = sqlite_exec_done(s, st))) return rc;
     return sqlite3_changes(s->db) ? 0 : IOT_EEXIST;
 }
 
@@ -615,7 +616,7 @@ static int sq_packets_purge(struct store *base, int64_t before)
     int rc = stmt(s, ST_PACKETS_PURGE, &st);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, before);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
@@ -637,7 +638,7 @@ static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sens
         out->normal_run = sqlite3_column_int64(st, 3);
         rc = SQLITE_DONE;
     }
-    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -655,7 +656,7 @@ static int sq_state_put(struct store *base, const struct store_sensor_state *x)
         sqlite3_bind_text(st, 4, reading_class_name(x->last_class), -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(st, 5, x->normal_run);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 static enum alert_kind kind_parse(const char *k)
@@ -693,9 +694,9 @@ static int sq_alerts_active(struct store *base, int64_t sensor_id,
         a->hit_count = sqlite3_column_int64(st, 8);
         a->triggered_at = sqlite3_column_int64(st, 9);
         a->last_seen_at = sqlite3_column_int64(st, 10);
-        copy_text(a->message, sizeof a->message, st, 11);
+        sqlite_copy_text(a->message, sizeof a->message, st, 11);
     }
-    int ret = rc == SQLITE_DONE ? 0 : fail(s, rc);
+    int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
 }
@@ -719,7 +720,7 @@ static int sq_alert_insert(struct store *base, struct store_alert *a)
     sqlite3_bind_int64(st, 11, a->last_seen_at);
     bind_opt_int(st, 12, a->resolved_at);
     sqlite3_bind_text(st, 13, a->message, -1, SQLITE_STATIC);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = sqlite_exec_done(s, st))) return rc;
     a->id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
@@ -738,7 +739,7 @@ static int sq_alert_update(struct store *base, const struct store_alert *a)
     sqlite3_bind_int64(st, 6, a->hit_count);
     sqlite3_bind_int64(st, 7, a->last_seen_at);
     bind_opt_int(st, 8, a->resolved_at);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 static int sq_notification_insert(struct store *base, int64_t alert_id, enum alert_event ev,
@@ -752,7 +753,7 @@ static int sq_notification_insert(struct store *base, int64_t alert_id, enum ale
     sqlite3_bind_text(st, 2, alert_event_name(ev), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, severity_name(sev), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 /* SQLite has no round trips: one reused single-row statement per row is the fast path. */
@@ -769,7 +770,7 @@ static int sq_readings_insert(struct store *base, const struct store_reading *ro
         sqlite3_bind_int64(st, 4, rows[i].ingested_at);
         sqlite3_bind_text(st, 5, reading_class_name(rows[i].cls), -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 6, rows[i].late);
-        if ((rc = exec_done(s, st))) return rc;
+        if ((rc = sqlite_exec_done(s, st))) return rc;
     }
     return 0;
 }
@@ -782,7 +783,7 @@ static int sq_device_touch(struct store *base, int64_t device_id, int64_t last_s
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, device_id);
     sqlite3_bind_int64(st, 2, last_seen);
-    return exec_done(s, st);
+    return sqlite_exec_done(s, st);
 }
 
 int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
@@ -809,7 +810,7 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
              opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024);
     if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
-        int e = fail(s, rc);
+        int e = sqlite_fail(s, rc);
         sq_close(&s->base);
         return e;
     }
@@ -853,4 +854,15 @@ static const struct store_ops sqlite_ops = {
     .notification_insert = sq_notification_insert,
     .readings_insert = sq_readings_insert,
     .device_touch = sq_device_touch,
+    .job_sensors = sqlite_job_sensors,
+    .silent_sensors = sqlite_silent_sensors,
+    .job_sensor_get = sqlite_job_sensor_get,
+    .recent_readings = sqlite_recent_readings,
+    .model_ensure = sqlite_model_ensure,
+    .prediction_insert = sqlite_prediction_insert,
+    .ml_event_active = sqlite_ml_event_active,
+    .ml_event_insert = sqlite_ml_event_insert,
+    .ml_event_resolve = sqlite_ml_event_resolve,
+    .unexplained = sqlite_unexplained,
+    .prediction_explain = sqlite_prediction_explain,
 };

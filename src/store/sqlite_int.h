@@ -1,0 +1,47 @@
+/* Private to the SQLite backend: the connection struct and shared helpers. */
+#ifndef IOT_SQLITE_INT_H
+#define IOT_SQLITE_INT_H
+
+#include "store/store.h"
+
+#include <sqlite3.h>
+
+#define SQLITE_CORE_STMTS 32
+#define SQLITE_JOB_STMTS  16
+
+struct sqlite_store {
+    struct store base;
+    sqlite3 *db;
+    sqlite3_stmt *st[SQLITE_CORE_STMTS];    /* store_sqlite.c */
+    sqlite3_stmt *job_st[SQLITE_JOB_STMTS]; /* sqlite_jobs.c */
+    char err[256];
+};
+
+/* Maps a SQLite result code to our codes and records the message. */
+int sqlite_fail(struct sqlite_store *s, int rc);
+/* Prepares sql into *slot on first use, else resets it; *out = *slot. */
+int sqlite_stmt(struct sqlite_store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out);
+/* Steps a statement whose rows are not needed, then resets it. */
+int sqlite_exec_done(struct sqlite_store *s, sqlite3_stmt *st);
+void sqlite_copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
+void sqlite_bind_opt_double(sqlite3_stmt *st, int i, int has, double v);
+
+/* Job operations (sqlite_jobs.c). */
+int sqlite_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,
+                       struct store_job_sensor *out, size_t *n);
+int sqlite_silent_sensors(struct store *s, int64_t before, int64_t after_id, size_t limit,
+                          struct store_job_sensor *out, size_t *n);
+int sqlite_job_sensor_get(struct store *s, int64_t sensor_id, struct store_job_sensor *out);
+int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
+                           struct store_reading *out, size_t *n);
+int sqlite_model_ensure(struct store *s, const char *name, const char *type, const char *version,
+                        const char *params, int64_t now, int64_t *id);
+int sqlite_prediction_insert(struct store *s, struct store_prediction *p);
+int sqlite_ml_event_active(struct store *s, int64_t sensor_id, const char *event_type, int64_t *id);
+int sqlite_ml_event_insert(struct store *s, struct store_ml_event *e);
+int sqlite_ml_event_resolve(struct store *s, int64_t id);
+int sqlite_unexplained(struct store *s, double min_score, int64_t after_id, size_t limit,
+                       struct store_prediction *out, size_t *n);
+int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
+
+#endif
