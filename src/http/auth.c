@@ -13,7 +13,13 @@ static int header_hash(struct request *rq, const char *name, unsigned char h[SEC
 {
     const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
     if (!v) return 0;
-    return secret_hash(v, strlen(v), h) == 0;
+    /* RFC 9110 5.5: optional whitespace around a field value is not part of it. */
+    size_t len = strlen(v);
+    while (len && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    return secret_hash(v, len, h) == 0;
 }
 
 int auth_api_key(struct request *rq)

@@ -78,7 +78,7 @@ int reply_retry(struct request *rq, unsigned status, int retry_after_s, const ch
 
 int reply_store_error(struct request *rq, int err)
 {
-    if (iot_err_retryable(err) || err == IOT_EIO) {
+    if (iot_err_retryable(err)) {
         const char *code = err == IOT_EFULL ? "overloaded" : "db_unavailable";
         const char *detail = err == IOT_EFULL       ? "the write queue is full; retry shortly"
                              : err == IOT_ESHUTDOWN ? "the gateway is shutting down; retry"

@@ -50,7 +50,10 @@ int alert_engine_violation(struct store *s, struct alert_set set, enum alert_kin
     a->hit_count++;
     /* threshold_id follows the most severe threshold violated, never below the alert's severity. */
     if (sev >= a->severity) a->threshold_id = thr_id;
-    if (escalate) a->severity = SEV_CRITICAL;
+    if (escalate) {
+        a->severity = SEV_CRITICAL;
+        describe(a, r->sensor_uuid, r->value);
+    }
     if ((rc = store_alert_update(s, a))) return rc;
     if (!escalate) return 0;
     if (counts) counts->escalated++;

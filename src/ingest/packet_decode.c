@@ -49,6 +49,15 @@ static json_t *parse(const char *body, size_t len, char *detail, size_t dlen, co
     return root;
 }
 
+/* Number of UTF-8 code points (jansson has validated the encoding). */
+static size_t utf8_chars(const char *s, size_t bytes)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < bytes; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
 static void decode_ts(json_t *v, enum ts_state *state, int64_t *ts)
 {
     if (!v || json_is_null(v)) {
@@ -141,7 +150,8 @@ int packet_decode(const char *body, size_t len, size_t max_readings, struct deco
     json_t *pid = json_object_get(root, "packet_id");
     if (pid) {
         size_t pl = json_is_string(pid) ? json_string_length(pid) : 0;
-        if (!json_is_string(pid) || pl == 0 || pl > STORE_PACKET_ID_MAX ||
+        size_t chars = pl ? utf8_chars(json_string_value(pid), pl) : 0;
+        if (!json_is_string(pid) || chars == 0 || chars > STORE_PACKET_ID_MAX ||
             memchr(json_string_value(pid), 0, pl)) {
             snprintf(detail, dlen, "packet_id must be a string of 1 to %d characters",
                      STORE_PACKET_ID_MAX);

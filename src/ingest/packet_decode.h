@@ -38,7 +38,7 @@ struct decoded_reading {
 
 struct decoded_packet {
     char device_uuid[STORE_UUID_MAX + 1];
-    char packet_id[STORE_PACKET_ID_MAX + 1]; /* "" = none */
+    char packet_id[STORE_PACKET_ID_BYTES + 1]; /* "" = none */
     enum ts_state ts_state;
     int64_t ts;
     struct decoded_reading *readings; /* malloc'ed */

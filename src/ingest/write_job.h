@@ -36,9 +36,9 @@ typedef void (*write_done_fn)(struct write_job *job, void *ud);
 
 struct write_job {
     /* Input, owned by the submitter until done() is called. */
-    int64_t device_id;                       /* 0 for legacy jobs (no packet bookkeeping) */
-    char packet_id[STORE_PACKET_ID_MAX + 1]; /* "" = none */
-    const char *response;                    /* answer to remember with packet_id */
+    int64_t device_id;                         /* 0 for legacy jobs (no packet bookkeeping) */
+    char packet_id[STORE_PACKET_ID_BYTES + 1]; /* "" = none */
+    const char *response;                      /* answer to remember with packet_id */
     struct write_reading *readings;
     size_t nreadings;
     int64_t received_at; /* server time (ms) the request arrived */

@@ -18,10 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_UUID_MAX      64  /* longest device/sensor uuid accepted */
-#define STORE_NAME_MAX      128 /* longest name, type or unit */
-#define STORE_PACKET_ID_MAX 64
-#define STORE_KEY_HASH_LEN  32 /* SHA-256 */
+#define STORE_UUID_MAX        64  /* longest device/sensor uuid accepted */
+#define STORE_NAME_MAX        128 /* longest name, type or unit */
+#define STORE_PACKET_ID_MAX   64  /* characters (UTF-8 code points) */
+#define STORE_PACKET_ID_BYTES (4 * STORE_PACKET_ID_MAX)
+#define STORE_KEY_HASH_LEN    32 /* SHA-256 */
 
 enum severity { SEV_WARNING = 0, SEV_CRITICAL = 1 };
 enum alert_kind { ALERT_THRESHOLD = 0, ALERT_DELTA_SPIKE = 1, ALERT_NO_DATA = 2, ALERT_KINDS = 3 };

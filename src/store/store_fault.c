@@ -67,6 +67,7 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_DEVICE_TOUCH] = "device_touch",
     [STORE_FAULT_JOB_SENSORS] = "job_sensors",
     [STORE_FAULT_SILENT_SENSORS] = "silent_sensors",
+    [STORE_FAULT_JOB_SENSOR_GET] = "job_sensor_get",
     [STORE_FAULT_RECENT_READINGS] = "recent_readings",
     [STORE_FAULT_MODEL_ENSURE] = "model_ensure",
     [STORE_FAULT_PREDICTION_INSERT] = "prediction_insert",
@@ -476,6 +477,13 @@ static int sf_silent_sensors(struct store *base, int64_t before, int64_t after_i
     return rc ? rc : store_silent_sensors(in, before, after_id, limit, out, n);
 }
 
+static int sf_job_sensor_get(struct store *base, int64_t sensor_id, struct store_job_sensor *out)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_JOB_SENSOR_GET, &in);
+    return rc ? rc : store_job_sensor_get(in, sensor_id, out);
+}
+
 static int sf_recent_readings(struct store *base, int64_t sensor_id, size_t limit,
                               struct store_reading *out, size_t *n)
 {
@@ -574,6 +582,7 @@ static const struct store_ops fault_ops = {
     .device_touch = sf_device_touch,
     .job_sensors = sf_job_sensors,
     .silent_sensors = sf_silent_sensors,
+    .job_sensor_get = sf_job_sensor_get,
     .recent_readings = sf_recent_readings,
     .model_ensure = sf_model_ensure,
     .prediction_insert = sf_prediction_insert,

@@ -37,6 +37,7 @@ enum stmt_id {
     ST_NOTIFY_INSERT,
     ST_READING_INSERT,
     ST_DEVICE_TOUCH,
+    ST_DATA_VERSION,
     ST_COUNT
 };
 
@@ -102,12 +103,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         " first_value, last_value, hit_count, triggered_at, last_seen_at, resolved_at, message)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [ST_ALERT_UPDATE] = "UPDATE alerts SET threshold_id = ?2, severity = ?3, status = ?4,"
-                        " last_value = ?5, hit_count = ?6, last_seen_at = ?7, resolved_at = ?8"
+                        " last_value = ?5, hit_count = ?6, last_seen_at = ?7, resolved_at = ?8,"
+                        " message = ?9"
                         " WHERE id = ?1",
     [ST_NOTIFY_INSERT] = "INSERT INTO alert_notifications(alert_id, event, severity, created_at)"
                          " VALUES (?1, ?2, ?3, ?4)",
     [ST_READING_INSERT] = "INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
                           " late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1"
                         " AND (last_seen_at IS NULL OR last_seen_at < ?2)",
 };
@@ -560,11 +563,14 @@ static int sq_savepoint_rollback(struct store *base)
 static int sq_change_epoch(struct store *base, uint64_t *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    uint32_t v = 0;
-    int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_DATA_VERSION, &v);
-    if (rc != SQLITE_OK) return sqlite_fail(s, rc);
-    *out = v;
-    return 0;
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_DATA_VERSION, &st);
+    if (rc) return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(st, 0);
+    int ret = rc == SQLITE_ROW ? 0 : sqlite_fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
 }
 
 static int sq_packet_get(struct store *base, int64_t device_id, const char *packet_id,
@@ -739,6 +745,7 @@ static int sq_alert_update(struct store *base, const struct store_alert *a)
     sqlite3_bind_int64(st, 6, a->hit_count);
     sqlite3_bind_int64(st, 7, a->last_seen_at);
     bind_opt_int(st, 8, a->resolved_at);
+    sqlite3_bind_text(st, 9, a->message, -1, SQLITE_STATIC);
     return sqlite_exec_done(s, st);
 }
 
