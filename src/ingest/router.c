@@ -16,6 +16,9 @@ struct router {
     size_t rows_cap;
     struct sensor_entry **touched; /* distinct entries of the packet, for state_put */
     size_t touched_cap;
+    const struct store_sensor_state **dirty;
+    int64_t *ids; /* distinct sensor ids of the packet, ascending */
+    size_t ids_cap, dirty_cap;
 };
 
 int router_create(size_t state_cache_max, int64_t alert_clear_after, struct router **out)
@@ -38,6 +41,8 @@ void router_destroy(struct router *r)
     sensor_states_destroy(r->states);
     free(r->rows);
     free(r->touched);
+    free(r->dirty);
+    free(r->ids);
     free(r);
 }
 
@@ -55,6 +60,12 @@ static void add_stats(struct router_stats *to, const struct router_stats *from)
     to->alerts.opened += from->alerts.opened;
     to->alerts.escalated += from->alerts.escalated;
     to->alerts.resolved += from->alerts.resolved;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
 }
 
 static int by_time(const void *a, const void *b)
@@ -134,8 +145,20 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
     r->packet_seq++;
     qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
     if ((rc = grow((void **)&r->rows, &r->rows_cap, job->nreadings, sizeof *r->rows)) ||
-        (rc = grow((void **)&r->touched, &r->touched_cap, job->nreadings, sizeof *r->touched)))
+        (rc = grow((void **)&r->touched, &r->touched_cap, job->nreadings, sizeof *r->touched)) ||
+        (rc = grow((void **)&r->dirty, &r->dirty_cap, job->nreadings, sizeof *r->dirty)) ||
+        (rc = grow((void **)&r->ids, &r->ids_cap, job->nreadings, sizeof *r->ids)))
         return rc;
+
+    /* Load (and on shared backends lock) every sensor of the packet at once, in id order. */
+    size_t nids = 0;
+    for (size_t i = 0; i < job->nreadings; i++)
+        r->ids[nids++] = job->readings[i].sensor_id;
+    qsort(r->ids, nids, sizeof *r->ids, by_id);
+    size_t d = 0;
+    for (size_t i = 0; i < nids; i++)
+        if (d == 0 || r->ids[d - 1] != r->ids[i]) r->ids[d++] = r->ids[i];
+    if ((rc = sensor_states_load(r->states, s, r->ids, d))) return rc;
 
     for (size_t i = 0; i < job->nreadings; i++) {
         struct write_reading *w = &job->readings[i];
@@ -152,7 +175,8 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
     }
     if ((rc = store_readings_insert(s, r->rows, job->nreadings))) return rc;
     for (size_t k = 0; k < ntouched; k++)
-        if ((rc = store_state_put(s, &r->touched[k]->st))) return rc;
+        r->dirty[k] = &r->touched[k]->st;
+    if ((rc = store_states_put(s, r->dirty, ntouched))) return rc;
 
     add_stats(&r->batch, &r->pending);
     return 0;

@@ -120,8 +120,7 @@ static void make_room(struct sensor_states *c)
     }
 }
 
-int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
-                      struct sensor_entry **out)
+static struct sensor_entry *lookup(struct sensor_states *c, int64_t sensor_id)
 {
     struct sensor_entry *e = c->buckets[slot(c, sensor_id)];
     while (e && e->st.sensor_id != sensor_id)
@@ -130,17 +129,19 @@ int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_i
         lru_unlink(c, e);
         lru_push_front(c, e);
         e->pin = c->packet_gen;
-        *out = e;
-        return 0;
     }
-    if (!(e = calloc(1, sizeof *e))) return IOT_ENOMEM;
-    int rc = store_state_get(s, sensor_id, &e->st);
-    if (!rc) rc = store_alerts_active(s, sensor_id, e->alerts, e->present);
-    if (rc) {
-        free(e);
-        return rc;
-    }
+    return e;
+}
+
+static struct sensor_entry *insert(struct sensor_states *c,
+                                   const struct store_sensor_snapshot *snap, int64_t sensor_id)
+{
+    struct sensor_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->st = snap->st;
     e->st.sensor_id = sensor_id;
+    memcpy(e->alerts, snap->alerts, sizeof e->alerts);
+    memcpy(e->present, snap->present, sizeof e->present);
     make_room(c);
     size_t b = slot(c, sensor_id);
     e->hnext = c->buckets[b];
@@ -148,8 +149,40 @@ int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_i
     lru_push_front(c, e);
     c->count++;
     e->pin = c->packet_gen;
+    return e;
+}
+
+int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n)
+{
+    int64_t *missing = malloc(n * sizeof *missing);
+    struct store_sensor_snapshot *snaps = NULL;
+    size_t m = 0;
+    int rc = 0;
+    if (!missing) return IOT_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!lookup(c, ids[i])) missing[m++] = ids[i];
+    if (m) {
+        snaps = calloc(m, sizeof *snaps);
+        rc = snaps ? store_states_load(s, missing, m, snaps) : IOT_ENOMEM;
+        for (size_t i = 0; !rc && i < m; i++)
+            if (!insert(c, &snaps[i], missing[i])) rc = IOT_ENOMEM;
+    }
+    free(snaps);
+    free(missing);
+    return rc;
+}
+
+int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
+                      struct sensor_entry **out)
+{
+    struct sensor_entry *e = lookup(c, sensor_id);
+    if (!e) {
+        int rc = sensor_states_load(c, s, &sensor_id, 1);
+        if (rc) return rc;
+        e = lookup(c, sensor_id);
+    }
     *out = e;
-    return 0;
+    return e ? 0 : IOT_ENOMEM;
 }
 
 size_t sensor_states_size(struct sensor_states *c)

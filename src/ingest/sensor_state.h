@@ -40,6 +40,12 @@ int sensor_states_validate(struct sensor_states *c, struct store *s);
 int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
                       struct sensor_entry **out);
 
+/*
+ * Makes sure the n sensors of ids (distinct, ascending) are cached, loading
+ * the missing ones in one store_states_load call, and pins them all.
+ */
+int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n);
+
 /* Starts a new packet: unpins the previous packet's entries. */
 void sensor_states_next_packet(struct sensor_states *c);
 /* Evicts every entry pinned by the current packet (its savepoint rolled back). */

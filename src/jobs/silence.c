@@ -16,10 +16,10 @@ static int one_page(struct store *s, int64_t now, int64_t before, int64_t *after
     int rc = store_tx_begin(s);
     if (!rc) rc = store_silent_sensors(s, before, *after, PAGE, page, n);
     for (size_t i = 0; !rc && i < *n; i++) {
-        struct store_alert alerts[ALERT_KINDS];
-        int present[ALERT_KINDS], opened = 0;
-        struct alert_set set = {alerts, present};
-        rc = store_alerts_active(s, page[i].id, alerts, present);
+        struct store_sensor_snapshot snap;
+        int opened = 0;
+        struct alert_set set = {snap.alerts, snap.present};
+        rc = store_states_load(s, &page[i].id, 1, &snap);
         if (!rc)
             rc = alert_engine_no_data(s, set, page[i].id, page[i].device_id, page[i].uuid,
                                       page[i].last_ts, now, &opened, NULL);

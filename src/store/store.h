@@ -79,6 +79,13 @@ struct store_alert {
     char message[200];
 };
 
+/* A sensor's state and active alerts, as the writer caches them. */
+struct store_sensor_snapshot {
+    struct store_sensor_state st;
+    struct store_alert alerts[ALERT_KINDS];
+    int present[ALERT_KINDS];
+};
+
 struct store_reading {
     int64_t sensor_id;
     double value;
@@ -189,6 +196,15 @@ struct store_ops {
     /* Fills out[kind] for each active alert; present[kind] set to 1. */
     int (*alerts_active)(struct store *s, int64_t sensor_id, struct store_alert out[ALERT_KINDS],
                          int present[ALERT_KINDS]);
+    /*
+     * Batch forms used by the writer: one round trip for all the sensors of
+     * a packet. ids are distinct and ascending (the lock order on backends
+     * shared by several gateways, which lock each sensor's state row until
+     * the transaction ends); out[i] belongs to ids[i].
+     */
+    int (*states_load)(struct store *s, const int64_t *ids, size_t n,
+                       struct store_sensor_snapshot *out);
+    int (*states_put)(struct store *s, const struct store_sensor_state *const *st, size_t n);
     int (*alert_insert)(struct store *s, struct store_alert *a); /* sets a->id */
     int (*alert_update)(struct store *s, const struct store_alert *a);
     int (*notification_insert)(struct store *s, int64_t alert_id, enum alert_event ev,
@@ -360,6 +376,16 @@ static inline int store_alerts_active(struct store *s, int64_t sensor_id,
                                       struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
 {
     return s->ops->alerts_active(s, sensor_id, out, present);
+}
+static inline int store_states_load(struct store *s, const int64_t *ids, size_t n,
+                                    struct store_sensor_snapshot *out)
+{
+    return s->ops->states_load(s, ids, n, out);
+}
+static inline int store_states_put(struct store *s, const struct store_sensor_state *const *st,
+                                   size_t n)
+{
+    return s->ops->states_put(s, st, n);
 }
 static inline int store_alert_insert(struct store *s, struct store_alert *a)
 {

@@ -665,6 +665,26 @@ static int sq_state_put(struct store *base, const struct store_sensor_state *x)
     return sqlite_exec_done(s, st);
 }
 
+/* SQLite has no round trips to save: the batch forms loop over the single ones. */
+static int sq_states_load(struct store *base, const int64_t *ids, size_t n,
+                          struct store_sensor_snapshot *out)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = sq_state_get(base, ids[i], &out[i].st);
+        if (!rc) rc = base->ops->alerts_active(base, ids[i], out[i].alerts, out[i].present);
+    }
+    return rc;
+}
+
+static int sq_states_put(struct store *base, const struct store_sensor_state *const *st, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = sq_state_put(base, st[i]);
+    return rc;
+}
+
 static enum alert_kind kind_parse(const char *k)
 {
     if (k && strcmp(k, "delta_spike") == 0) return ALERT_DELTA_SPIKE;
@@ -856,6 +876,8 @@ static const struct store_ops sqlite_ops = {
     .state_get = sq_state_get,
     .state_put = sq_state_put,
     .alerts_active = sq_alerts_active,
+    .states_load = sq_states_load,
+    .states_put = sq_states_put,
     .alert_insert = sq_alert_insert,
     .alert_update = sq_alert_update,
     .notification_insert = sq_notification_insert,
