@@ -57,7 +57,7 @@
       "Idle or stalled connections are closed after this many seconds")                            \
     X(INT, write_queue_max, "WRITE_QUEUE_MAX", 4096, 1, 1000000,                                   \
       "Packets waiting for the writer before new ones get 503")                                    \
-    X(INT, commit_batch_max, "COMMIT_BATCH_MAX", 1, 1, 100000,                                     \
+    X(INT, commit_batch_max, "COMMIT_BATCH_MAX", 128, 1, 100000,                                   \
       "Most packets committed in one transaction")                                                 \
     X(STR, db_sync, "DB_SYNC", "full", 0, 0,                                                       \
       "full: a 2xx survives power loss; normal: survives a process crash only")                    \
