@@ -12,6 +12,8 @@
 int64_t clock_now_ms(void);
 /* Monotonic clock, ms; only differences are meaningful. */
 int64_t clock_mono_ms(void);
+/* Monotonic clock in microseconds, for latency measurements (not faked). */
+int64_t clock_mono_us(void);
 
 /* Test hook: replace both clocks (NULL restores the real ones). */
 typedef int64_t (*clock_fn)(void);

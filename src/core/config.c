@@ -175,6 +175,12 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "LOG_FORMAT must be logfmt or json, got \"%.32s\"", cfg->log_format);
         return IOT_EINVAL;
     }
+    if (strcmp(cfg->log_requests, "all") && strcmp(cfg->log_requests, "errors") &&
+        strcmp(cfg->log_requests, "none")) {
+        snprintf(err, errlen, "LOG_REQUESTS must be all, errors or none, got \"%.32s\"",
+                 cfg->log_requests);
+        return IOT_EINVAL;
+    }
     static const char *const levels[] = {"debug", "info", "warn", "error", "off"};
     int ok = 0;
     for (size_t i = 0; i < 5; i++)

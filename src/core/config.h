@@ -90,7 +90,9 @@
     X(INT, no_data_every_s, "NO_DATA_EVERY_S", 60, 1, 86400 * 7,                                   \
       "Scheduler: silence check interval")                                                         \
     X(STR, log_level, "LOG_LEVEL", "info", 0, 0, "debug, info, warn, error or off")                \
-    X(STR, log_format, "LOG_FORMAT", "logfmt", 0, 0, "logfmt or json")
+    X(STR, log_format, "LOG_FORMAT", "logfmt", 0, 0, "logfmt or json")                             \
+    X(STR, log_requests, "LOG_REQUESTS", "errors", 0, 0,                                           \
+      "Access log at info level: all, errors (status >= 400) or none (debug only)")
 
 enum config_type { CONFIG_INT, CONFIG_DBL, CONFIG_STR };
 

@@ -84,6 +84,7 @@ int ep_packets(struct request *rq)
                       &p, detail, sizeof detail, &code);
     if (rc == IOT_ENOMEM) return MHD_NO;
     if (rc) return reply_error(rq, 400, code, "%s", detail);
+    memcpy(rq->device_uuid, p.device_uuid, sizeof rq->device_uuid);
 
     const struct device_ref *dref = NULL;
     rc = resolver_get(s->d.resolver, p.device_uuid, &dref);

@@ -7,6 +7,8 @@
 #include "core/timefmt.h"
 #include "http/http_int.h"
 
+#include <string.h>
+
 static int add_row(const struct store_sensor_status *r, void *ud)
 {
     json_t *arr = ud;
@@ -28,6 +30,7 @@ int ep_status(struct request *rq)
     struct http_server *s = rq->srv;
     if (rq->path_too_long) return reply_error(rq, 404, "not_found", "no such device");
     const struct device_ref *dref = NULL;
+    memcpy(rq->device_uuid, rq->route_arg, sizeof rq->device_uuid);
     int rc = resolver_get(s->d.resolver, rq->route_arg, &dref);
     if (rc && rc != IOT_ENOTFOUND) return reply_store_error(rq, rc);
     int ret;

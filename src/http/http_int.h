@@ -12,6 +12,8 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 
+#define REQUEST_ID_MAX 64
+
 enum route {
     ROUTE_HEALTH,
     ROUTE_METRICS,
@@ -31,6 +33,9 @@ struct http_server {
     int api_key_set;
     unsigned char api_key_hash[32];
     atomic_long in_flight;
+    atomic_ullong request_seq;
+    unsigned request_prefix; /* random per process: ids stay unique across restarts */
+    int log_requests;        /* 0 none, 1 errors (status >= 400), 2 all */
     struct http_metrics metrics;
 };
 
@@ -40,9 +45,12 @@ struct request {
     enum route route;
     char route_arg[STORE_UUID_MAX + 1]; /* device uuid of the status route */
     int path_too_long;
-    int64_t t_start;  /* monotonic ms */
-    int64_t received; /* wall ms */
+    int64_t t_start_us; /* monotonic */
+    int64_t received;   /* wall ms */
     char client_ip[CLIENT_IP_LEN];
+    char request_id[REQUEST_ID_MAX + 1];  /* echoed in X-Request-Id */
+    char device_uuid[STORE_UUID_MAX + 1]; /* for the access log, once known */
+    const char *method;
 
     char *body;
     size_t len, cap;

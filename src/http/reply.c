@@ -1,4 +1,4 @@
-/* Building and queueing responses: JSON bodies, the error shape, Retry-After. */
+/* Building and queueing responses: JSON bodies, the error shape, Retry-After, X-Request-Id. */
 #include "core/err.h"
 #include "core/log.h"
 #include "http/http_int.h"
@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int reply_text(struct request *rq, unsigned status, const char *content_type, char *text,
-               size_t len)
+/* Queues text (malloc'ed, taken) with the headers every response carries. */
+static int queue(struct request *rq, unsigned status, const char *content_type, char *text,
+                 size_t len, int retry_after_s)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -17,10 +18,16 @@ int reply_text(struct request *rq, unsigned status, const char *content_type, ch
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, "X-Request-Id", rq->request_id);
+    if (retry_after_s > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     if (status == 405) {
         const char *allow =
             rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS || rq->route == ROUTE_STATUS
-                ? "GET"
+                ? "GET, HEAD"
                 : "POST";
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
@@ -30,12 +37,23 @@ int reply_text(struct request *rq, unsigned status, const char *content_type, ch
     return ret;
 }
 
-int reply_json(struct request *rq, unsigned status, json_t *body)
+int reply_text(struct request *rq, unsigned status, const char *content_type, char *text,
+               size_t len)
+{
+    return queue(rq, status, content_type, text, len, 0);
+}
+
+static int json_reply(struct request *rq, unsigned status, json_t *body, int retry_after_s)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) return MHD_NO;
-    return reply_text(rq, status, "application/json", text, strlen(text));
+    return queue(rq, status, "application/json", text, strlen(text), retry_after_s);
+}
+
+int reply_json(struct request *rq, unsigned status, json_t *body)
+{
+    return json_reply(rq, status, body, 0);
 }
 
 static json_t *error_body(const char *code, const char *detail)
@@ -50,30 +68,13 @@ int reply_error(struct request *rq, unsigned status, const char *code, const cha
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    return reply_json(rq, status, error_body(code, detail));
+    return json_reply(rq, status, error_body(code, detail), 0);
 }
 
 int reply_retry(struct request *rq, unsigned status, int retry_after_s, const char *code,
                 const char *detail)
 {
-    json_t *body = error_body(code, detail);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
-    char ra[16];
-    snprintf(ra, sizeof ra, "%d", retry_after_s);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    int ret = MHD_queue_response(rq->conn, status, r);
-    MHD_destroy_response(r);
-    rq->status = (int)status;
-    return ret;
+    return json_reply(rq, status, error_body(code, detail), retry_after_s > 0 ? retry_after_s : 1);
 }
 
 int reply_store_error(struct request *rq, int err)
@@ -85,6 +86,6 @@ int reply_store_error(struct request *rq, int err)
                                                     : "the database is unavailable; retry shortly";
         return reply_retry(rq, 503, err == IOT_EFULL ? 1 : 2, code, detail);
     }
-    LOG(LOG_ERROR, "internal_error", "err=\"%s\"", iot_strerror(err));
+    LOG(LOG_ERROR, "internal_error", "request_id=%s err=\"%s\"", rq->request_id, iot_strerror(err));
     return reply_error(rq, 500, "internal_error", "internal error: %s", iot_strerror(err));
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <openssl/rand.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/resource.h>
@@ -144,6 +145,25 @@ static int precheck(struct request *rq, int *ret)
     return 0;
 }
 
+/* A client's X-Request-Id is kept if it is 1-64 characters of [A-Za-z0-9._:-]; else one is made. */
+static void set_request_id(struct request *rq)
+{
+    const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = v ? strlen(v) : 0;
+    int ok = n >= 1 && n <= REQUEST_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = v[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '_' || c == ':' || c == '-';
+    }
+    if (ok) {
+        memcpy(rq->request_id, v, n + 1);
+        return;
+    }
+    unsigned long long seq = atomic_fetch_add(&rq->srv->request_seq, 1);
+    snprintf(rq->request_id, sizeof rq->request_id, "%08x%012llx", rq->srv->request_prefix, seq);
+}
+
 static int append_body(struct request *rq, const char *data, size_t n)
 {
     size_t max = (size_t)rq->srv->d.cfg->max_body_bytes;
@@ -256,10 +276,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         rq->srv = s;
         rq->conn = conn;
-        rq->t_start = clock_mono_ms();
+        rq->t_start_us = clock_mono_us();
         rq->received = clock_now_ms();
         atomic_fetch_add(&s->in_flight, 1);
+        rq->method = method;
         rq->route = match_route(url, rq->route_arg, sizeof rq->route_arg, &rq->path_too_long);
+        set_request_id(rq);
         find_client_ip(rq);
         if (rq->route == ROUTE_OTHER) {
             rq->early_done = 1;
@@ -298,15 +320,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)conn;
-    (void)toe;
     struct http_server *s = cls;
     struct request *rq = *con_cls;
     if (!rq) return;
-    int64_t us = (clock_mono_ms() - rq->t_start) * 1000;
+    int64_t us = clock_mono_us() - rq->t_start_us;
     http_metrics_observe(&s->metrics, rq->route, (unsigned)rq->status, us);
-    if (rq->route != ROUTE_HEALTH && rq->route != ROUTE_METRICS)
-        LOG(LOG_DEBUG, "request", "route=%s status=%d duration_ms=%lld ip=%s",
-            route_names[rq->route], rq->status, (long long)(us / 1000), rq->client_ip);
+    enum log_level level = rq->status >= 400 && s->log_requests >= 1 ? LOG_INFO
+                           : s->log_requests >= 2                    ? LOG_INFO
+                                                                     : LOG_DEBUG;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status == 0) level = LOG_INFO;
+    LOG(level, "request",
+        "request_id=%s method=%s route=%s status=%d duration_ms=%.3f ip=%s device=%s%s",
+        rq->request_id, rq->method ? rq->method : "-", route_names[rq->route], rq->status,
+        (double)us / 1000.0, rq->client_ip, rq->device_uuid[0] ? rq->device_uuid : "-",
+        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     json_decref(rq->answer);
     free(rq->job.readings);
     free(rq->job.stored_response);
@@ -361,6 +388,14 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
         return rc;
     }
     raise_fd_limit();
+    h->log_requests = strcmp(cfg->log_requests, "all") == 0      ? 2
+                      : strcmp(cfg->log_requests, "errors") == 0 ? 1
+                                                                 : 0;
+    unsigned char rnd[4];
+    h->request_prefix =
+        RAND_bytes(rnd, sizeof rnd) == 1
+            ? (unsigned)rnd[0] << 24 | (unsigned)rnd[1] << 16 | (unsigned)rnd[2] << 8 | rnd[3]
+            : (unsigned)getpid();
 
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
