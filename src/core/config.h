@@ -33,6 +33,10 @@
     X(DBL, rate_limit_device_rps, "RATE_LIMIT_DEVICE_RPS", 50, 0, 1e9,                             \
       "Requests per second per device (0 = off)")                                                  \
     X(DBL, rate_limit_burst, "RATE_LIMIT_BURST", 100, 1, 1e9, "Token bucket size")                 \
+    X(DBL, auth_fail_rps, "AUTH_FAIL_RPS", 1, 0, 1e9,                                              \
+      "Failed authentications per second per client IP before it is refused (0 = off)")            \
+    X(DBL, auth_fail_burst, "AUTH_FAIL_BURST", 20, 1, 1e9,                                         \
+      "Failed authentications an IP may make in a burst")                                          \
     X(INT, rate_limit_max_buckets, "RATE_LIMIT_MAX_BUCKETS", 65536, 16, 16777216,                  \
       "Most rate-limit buckets kept per limit (least recently used are evicted)")                  \
     X(STR, trusted_proxies, "TRUSTED_PROXIES", "", 0, 0,                                           \

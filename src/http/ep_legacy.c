@@ -38,8 +38,10 @@ static int lookup(struct store *db, int64_t sensor_id, struct store_sensor *sen,
 int ep_legacy(struct request *rq, int bulk)
 {
     struct http_server *s = rq->srv;
+    int ret;
+    if (auth_locked_out(rq, &ret)) return ret;
     if (!auth_api_key(rq)) {
-        atomic_fetch_add_explicit(&s->metrics.auth_failures, 1, memory_order_relaxed);
+        auth_failed(rq);
         return reply_error(rq, 401, "unauthorized", "missing or invalid API key");
     }
     struct decoded_packet p;
@@ -60,7 +62,6 @@ int ep_legacy(struct request *rq, int bulk)
         return MHD_NO;
     }
     size_t nvalid = 0;
-    int ret;
     struct store *db = store_shared_acquire(s->d.db);
     for (size_t i = 0; i < p.n; i++) {
         const struct decoded_reading *d = &p.readings[i];

@@ -62,6 +62,7 @@ static void http_section(FILE *f, struct http_metrics *m)
     fprintf(f, "iot_ingest_rate_limited_total{limit=\"ip\"} %llu\n", ld(&m->rate_limited_ip));
     fprintf(f, "iot_ingest_rate_limited_total{limit=\"device\"} %llu\n",
             ld(&m->rate_limited_device));
+    fprintf(f, "iot_ingest_rate_limited_total{limit=\"auth\"} %llu\n", ld(&m->rate_limited_auth));
     header(f, "iot_ingest_auth_failures_total", "counter", "Failed authentications.");
     fprintf(f, "iot_ingest_auth_failures_total %llu\n", ld(&m->auth_failures));
     header(f, "iot_ingest_readings_rejected_total", "counter", "Readings rejected, by reason.");

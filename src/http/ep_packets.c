@@ -86,13 +86,17 @@ int ep_packets(struct request *rq)
     if (rc) return reply_error(rq, 400, code, "%s", detail);
     memcpy(rq->device_uuid, p.device_uuid, sizeof rq->device_uuid);
 
+    int ret, replied;
+    if (auth_locked_out(rq, &ret)) {
+        decoded_packet_fini(&p);
+        return ret;
+    }
     const struct device_ref *dref = NULL;
     rc = resolver_get(s->d.resolver, p.device_uuid, &dref);
     if (rc && rc != IOT_ENOTFOUND) {
         decoded_packet_fini(&p);
         return reply_store_error(rq, rc);
     }
-    int ret, replied;
     switch (auth_device(rq, dref ? &dref->dev : NULL)) {
     case AUTH_DENIED:
         ret = reply_error(rq, 401, "unauthorized", "missing or invalid device key");

@@ -29,11 +29,12 @@ int ep_status(struct request *rq)
 {
     struct http_server *s = rq->srv;
     if (rq->path_too_long) return reply_error(rq, 404, "not_found", "no such device");
+    int ret;
+    if (auth_locked_out(rq, &ret)) return ret;
     const struct device_ref *dref = NULL;
     memcpy(rq->device_uuid, rq->route_arg, sizeof rq->device_uuid);
     int rc = resolver_get(s->d.resolver, rq->route_arg, &dref);
     if (rc && rc != IOT_ENOTFOUND) return reply_store_error(rq, rc);
-    int ret;
     if (!dref && auth_api_key(rq)) {
         ret = reply_error(rq, 404, "not_found", "no such device");
         goto out;

@@ -28,7 +28,7 @@ enum route {
 struct http_server {
     struct http_deps d;
     struct MHD_Daemon *mhd;
-    struct rate_limiter *rl_ip, *rl_device;
+    struct rate_limiter *rl_ip, *rl_device, *rl_authfail;
     struct cidr_list *trusted;
     int api_key_set;
     unsigned char api_key_hash[32];
@@ -82,6 +82,14 @@ enum auth_result { AUTH_OK, AUTH_DENIED, AUTH_INACTIVE };
 int auth_api_key(struct request *rq);
 /* Device key of dev, or the API key. Same cost whether or not dev exists. */
 enum auth_result auth_device(struct request *rq, const struct store_device *dev);
+/*
+ * Before authenticating: an IP that has used up its failed-authentication
+ * budget (AUTH_FAIL_RPS) is refused with 429 whatever key it sends, so key
+ * guessing learns nothing. Returns 1 and queues the reply in *ret if refused.
+ */
+int auth_locked_out(struct request *rq, int *ret);
+/* Counts a failed authentication against the client IP. */
+void auth_failed(struct request *rq);
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 

@@ -20,7 +20,7 @@ struct http_metrics {
     atomic_ullong requests[METRICS_ROUTES][METRICS_STATUSES];
     atomic_ullong lat_bucket[METRICS_ROUTES][METRICS_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_ullong lat_sum_us[METRICS_ROUTES];
-    atomic_ullong rate_limited_ip, rate_limited_device, auth_failures;
+    atomic_ullong rate_limited_ip, rate_limited_device, rate_limited_auth, auth_failures;
     atomic_ullong rejected[8]; /* by enum reject_reason */
     atomic_ullong deduplicated;
 };

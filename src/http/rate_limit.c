@@ -355,6 +355,27 @@ int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
     return allowed;
 }
 
+int rl_peek(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
+            int *retry_after_s)
+{
+    if (!rl || rl->disabled) return 1;
+    if (!key) keylen = 0;
+    struct rl_key k;
+    rl__key_init(rl, &k, key, keylen);
+    pthread_mutex_lock(&rl->lock);
+    struct rl_bucket *b = rl__lookup(rl, &k);
+    double tokens = rl->burst;
+    if (b) {
+        tokens = b->tokens;
+        if (now_ms > b->last_ms) tokens += (double)(now_ms - b->last_ms) * rl->rate_per_ms;
+        if (tokens > rl->burst) tokens = rl->burst;
+    }
+    int allowed = tokens >= 1.0;
+    if (!allowed && retry_after_s) *retry_after_s = rl__retry_after(rl, tokens);
+    pthread_mutex_unlock(&rl->lock);
+    return allowed;
+}
+
 size_t rl_size(struct rate_limiter *rl)
 {
     if (!rl || rl->disabled) return 0;

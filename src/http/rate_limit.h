@@ -29,6 +29,13 @@ void rl_destroy(struct rate_limiter *rl); /* accepts NULL */
 int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
             int *retry_after_s);
 
+/*
+ * Like rl_take, but takes nothing and creates no bucket: 1 if a token is
+ * available now (an unknown key has a full bucket), else 0 and *retry_after_s.
+ */
+int rl_peek(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
+            int *retry_after_s);
+
 /* Number of buckets currently held (for tests and metrics). */
 size_t rl_size(struct rate_limiter *rl);
 

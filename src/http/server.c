@@ -359,6 +359,7 @@ void http_server_stop(struct http_server *h)
     if (h->mhd) MHD_stop_daemon(h->mhd);
     rl_destroy(h->rl_ip);
     rl_destroy(h->rl_device);
+    rl_destroy(h->rl_authfail);
     cidr_list_destroy(h->trusted);
     free(h);
 }
@@ -375,6 +376,9 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
     if (!rc)
         rc = rl_create(cfg->rate_limit_device_rps, cfg->rate_limit_burst,
                        (size_t)cfg->rate_limit_max_buckets, &h->rl_device);
+    if (!rc)
+        rc = rl_create(cfg->auth_fail_rps, cfg->auth_fail_burst,
+                       (size_t)cfg->rate_limit_max_buckets, &h->rl_authfail);
     if (!rc && cfg->trusted_proxies[0])
         rc = cidr_list_parse(cfg->trusted_proxies, &h->trusted, err, errlen);
     if (!rc && cfg->api_key[0]) {

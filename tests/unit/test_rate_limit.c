@@ -248,3 +248,20 @@ Test(rate_limit, two_threads_never_exceed)
     cr_expect_leq(rl_size(rl), cap);
     rl_destroy(rl);
 }
+
+Test(rate_limit, peek_takes_nothing_and_creates_nothing)
+{
+    struct rate_limiter *rl = NULL;
+    cr_assert_eq(rl_create(1.0, 2.0, 16, &rl), 0);
+    int retry = 0;
+    cr_assert_eq(rl_peek(rl, "a", 1, 0, &retry), 1, "unknown key has a full bucket");
+    cr_assert_eq(rl_size(rl), 0);
+    cr_assert_eq(rl_take(rl, "a", 1, 0, NULL), 1);
+    cr_assert_eq(rl_take(rl, "a", 1, 0, NULL), 1);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(rl_peek(rl, "a", 1, 0, &retry), 0);
+    cr_assert_geq(retry, 1);
+    cr_assert_eq(rl_peek(rl, "a", 1, 1000, NULL), 1, "refilled after a second");
+    cr_assert_eq(rl_size(rl), 1);
+    rl_destroy(rl);
+}
