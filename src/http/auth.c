@@ -11,7 +11,7 @@
 
 static int header_hash(struct request *rq, const char *name, unsigned char h[SECRET_HASH_LEN])
 {
-    const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+    const char *v = rq_header(rq, name);
     if (!v) return 0;
     /* RFC 9110 5.5: optional whitespace around a field value is not part of it. */
     size_t len = strlen(v);

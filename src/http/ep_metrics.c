@@ -145,7 +145,7 @@ static void process_section(FILE *f, struct http_server *s)
     header(f, "iot_ingest_process_resident_memory_bytes", "gauge", "Resident set size.");
     fprintf(f, "iot_ingest_process_resident_memory_bytes %ld\n", rss_pages * 4096L);
     const union MHD_DaemonInfo *di =
-        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
     header(f, "iot_ingest_open_connections", "gauge", "Open client connections.");
     fprintf(f, "iot_ingest_open_connections %u\n", di ? di->num_connections : 0);
     header(f, "iot_ingest_build_info", "gauge", "Build information.");

@@ -39,9 +39,30 @@ struct http_server {
     struct http_metrics metrics;
 };
 
+struct request;
+
+/* A response as the endpoints produce it; the transport sends it. */
+struct http_reply {
+    unsigned status;
+    const char *content_type;
+    char *body; /* malloc'ed; the transport takes it */
+    size_t len;
+    int retry_after_s; /* > 0: Retry-After */
+    const char *allow; /* Allow header for 405, or NULL */
+};
+
+/* How request.c talks to the connection: libmicrohttpd (server.c) or memory (harness.c). */
+struct http_transport {
+    const char *(*header)(struct request *rq, const char *name);
+    int (*respond)(struct request *rq, struct http_reply *r); /* MHD_YES/MHD_NO */
+    void (*suspend)(struct request *rq);
+    void (*resume)(struct request *rq); /* may be called from the writer thread */
+};
+
 struct request {
     struct http_server *srv;
-    struct MHD_Connection *conn;
+    const struct http_transport *tp;
+    void *tctx; /* the transport's handle: an MHD_Connection, or the harness's */
     enum route route;
     char route_arg[STORE_UUID_MAX + 1]; /* device uuid of the status route */
     int path_too_long;
@@ -66,6 +87,21 @@ struct request {
     int suspended;
     int status; /* final status, for metrics */
 };
+
+static inline const char *rq_header(struct request *rq, const char *name)
+{
+    return rq->tp->header(rq, name);
+}
+
+/* request.c: the transport calls these in order. All return MHD_YES or MHD_NO. */
+struct request *request_new(struct http_server *s, const struct http_transport *tp, void *tctx,
+                            const char *method);
+int request_headers(struct request *rq, const char *url);
+int request_body(struct request *rq, const char *data, size_t n);
+/* End of body; also called again after resume (then it sends the writer's answer). */
+int request_complete(struct request *rq);
+void request_free(struct request *rq, int aborted);
+const char *http_route_name(int route);
 
 /* reply.c: queue a response. All return MHD_YES/MHD_NO for the access handler. */
 int reply_json(struct request *rq, unsigned status, json_t *body); /* steals body */

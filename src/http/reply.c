@@ -8,33 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Queues text (malloc'ed, taken) with the headers every response carries. */
+/* Hands text (malloc'ed, taken) to the transport. */
 static int queue(struct request *rq, unsigned status, const char *content_type, char *text,
                  size_t len, int retry_after_s)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(r, "X-Request-Id", rq->request_id);
-    if (retry_after_s > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", retry_after_s);
-        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    }
-    if (status == 405) {
-        const char *allow =
+    struct http_reply r = {status, content_type, text, len, retry_after_s, NULL};
+    if (status == 405)
+        r.allow =
             rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS || rq->route == ROUTE_STATUS
                 ? "GET, HEAD"
                 : "POST";
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    }
-    int ret = MHD_queue_response(rq->conn, status, r);
-    MHD_destroy_response(r);
     rq->status = (int)status;
-    return ret;
+    return rq->tp->respond(rq, &r);
 }
 
 int reply_text(struct request *rq, unsigned status, const char *content_type, char *text,

@@ -1,8 +1,7 @@
 /*
- * The libmicrohttpd daemon and the life of one request: routing, the per-IP
- * rate limit and body checks before the body is read, body accumulation
- * under MAX_BODY_BYTES, dispatch to the endpoint, and the suspend/resume
- * dance that lets an endpoint answer only after the writer's commit.
+ * The libmicrohttpd daemon: listening, connection limits and timeouts, the
+ * client address, and the transport (headers, responses, suspend/resume)
+ * through which request.c serves each request.
  */
 #include "http/server.h"
 #include "core/clock.h"
@@ -23,54 +22,6 @@
 #include <unistd.h>
 #include <time.h>
 
-static const char *const route_names[ROUTE_COUNT] = {"/health",
-                                                     "/metrics",
-                                                     "/ingest/packets",
-                                                     "/ingest/readings",
-                                                     "/ingest/readings/bulk",
-                                                     "/ingest/devices/{uuid}/status",
-                                                     "other"};
-
-const char *http_route_name(int route)
-{
-    return route_names[route];
-}
-
-static enum route match_route(const char *url, char *arg, size_t argcap, int *too_long)
-{
-    static const char prefix[] = "/ingest/devices/", suffix[] = "/status";
-    if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
-    if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
-    if (strcmp(url, "/ingest/packets") == 0) return ROUTE_PACKETS;
-    if (strcmp(url, "/ingest/readings") == 0) return ROUTE_READINGS;
-    if (strcmp(url, "/ingest/readings/bulk") == 0) return ROUTE_READINGS_BULK;
-    size_t ul = strlen(url), pl = sizeof prefix - 1, sl = sizeof suffix - 1;
-    if (ul > pl + sl && strncmp(url, prefix, pl) == 0 && strcmp(url + ul - sl, suffix) == 0) {
-        size_t n = ul - pl - sl;
-        if (memchr(url + pl, '/', n)) return ROUTE_OTHER;
-        if (n >= argcap)
-            *too_long = 1;
-        else {
-            memcpy(arg, url + pl, n);
-            arg[n] = 0;
-        }
-        return ROUTE_STATUS;
-    }
-    return ROUTE_OTHER;
-}
-
-static int route_method_ok(enum route r, const char *method)
-{
-    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_STATUS)
-        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    return strcmp(method, "POST") == 0;
-}
-
-static int is_ingest(enum route r)
-{
-    return r >= ROUTE_PACKETS && r <= ROUTE_STATUS;
-}
-
 /* Collects every X-Forwarded-For header, joined with commas, in order. */
 struct xff_acc {
     char buf[1024];
@@ -88,260 +39,87 @@ static enum MHD_Result xff_iter(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-static void find_client_ip(struct request *rq)
+static void find_client_ip(struct request *rq, struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     struct xff_acc acc = {.len = 0};
     acc.buf[0] = 0;
     const struct http_server *s = rq->srv;
-    if (s->trusted) MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, xff_iter, &acc);
+    if (s->trusted) MHD_get_connection_values(conn, MHD_HEADER_KIND, xff_iter, &acc);
     if (!ci || client_ip_resolve(ci->client_addr, acc.len ? acc.buf : NULL, s->trusted,
                                  rq->client_ip) != 0)
         snprintf(rq->client_ip, sizeof rq->client_ip, "unknown");
 }
 
-/* Checks done before the body is read. Returns 1 if a response was queued. */
-static int precheck(struct request *rq, int *ret)
+/* The libmicrohttpd transport of a request. */
+static const char *mhd_header(struct request *rq, const char *name)
 {
-    struct http_server *s = rq->srv;
-    if (is_ingest(rq->route)) {
-        int retry = 1;
-        if (!rl_take(s->rl_ip, rq->client_ip, strlen(rq->client_ip), clock_mono_ms(), &retry)) {
-            atomic_fetch_add_explicit(&s->metrics.rate_limited_ip, 1, memory_order_relaxed);
-            *ret = reply_retry(rq, 429, retry, "rate_limited_ip",
-                               "too many requests from this address; retry later");
-            return 1;
-        }
-    }
-    if (rq->route != ROUTE_PACKETS && rq->route != ROUTE_READINGS &&
-        rq->route != ROUTE_READINGS_BULK)
-        return 0;
-    const char *ct =
-        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!body_content_type_ok(ct)) {
-        *ret =
-            reply_error(rq, 415, "unsupported_media_type", "Content-Type must be application/json");
-        return 1;
-    }
-    const char *ce =
-        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    if (body_encoding_parse(ce) == BODY_UNSUPPORTED) {
-        *ret = reply_error(rq, 415, "unsupported_media_type",
-                           "Content-Encoding must be gzip or identity");
-        return 1;
-    }
-    const char *cl =
-        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (end != cl && n > (unsigned long long)s->d.cfg->max_body_bytes) {
-            *ret = reply_error(rq, 413, "body_too_large", "the body is larger than %lld bytes",
-                               (long long)s->d.cfg->max_body_bytes);
-            return 1;
-        }
-    }
-    return 0;
+    return MHD_lookup_connection_value(rq->tctx, MHD_HEADER_KIND, name);
 }
 
-/* A client's X-Request-Id is kept if it is 1-64 characters of [A-Za-z0-9._:-]; else one is made. */
-static void set_request_id(struct request *rq)
+static int mhd_respond(struct request *rq, struct http_reply *rep)
 {
-    const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Request-Id");
-    size_t n = v ? strlen(v) : 0;
-    int ok = n >= 1 && n <= REQUEST_ID_MAX;
-    for (size_t i = 0; ok && i < n; i++) {
-        char c = v[i];
-        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == '_' || c == ':' || c == '-';
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(rep->body);
+        return MHD_NO;
     }
-    if (ok) {
-        memcpy(rq->request_id, v, n + 1);
-        return;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+    MHD_add_response_header(r, "X-Request-Id", rq->request_id);
+    if (rep->retry_after_s > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", rep->retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
-    unsigned long long seq = atomic_fetch_add(&rq->srv->request_seq, 1);
-    snprintf(rq->request_id, sizeof rq->request_id, "%08x%012llx", rq->srv->request_prefix, seq);
+    if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    int ret = MHD_queue_response(rq->tctx, rep->status, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
-static int append_body(struct request *rq, const char *data, size_t n)
+static void mhd_suspend(struct request *rq)
 {
-    size_t max = (size_t)rq->srv->d.cfg->max_body_bytes;
-    if (rq->body_too_big || rq->len + n > max) {
-        rq->body_too_big = 1;
-        return 0;
-    }
-    if (rq->len + n + 1 > rq->cap) {
-        size_t ncap = rq->cap ? rq->cap : 4096;
-        while (ncap < rq->len + n + 1)
-            ncap *= 2;
-        if (ncap > max + 1) ncap = max + 1;
-        char *nb = realloc(rq->body, ncap);
-        if (!nb) return IOT_ENOMEM;
-        rq->body = nb;
-        rq->cap = ncap;
-    }
-    memcpy(rq->body + rq->len, data, n);
-    rq->len += n;
-    rq->body[rq->len] = 0;
-    return 0;
+    MHD_suspend_connection(rq->tctx);
+}
+static void mhd_resume(struct request *rq)
+{
+    MHD_resume_connection(rq->tctx);
 }
 
-/* Inflates a gzip body in place of the raw one. Returns 1 if a response was queued. */
-static int inflate_body(struct request *rq, int *ret)
-{
-    const char *ce =
-        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    if (body_encoding_parse(ce) != BODY_GZIP) return 0;
-    char *out = NULL;
-    size_t outlen = 0;
-    int rc = body_gunzip(rq->body, rq->len, (size_t)rq->srv->d.cfg->max_body_bytes, &out, &outlen);
-    if (rc == IOT_ETOOBIG) {
-        *ret = reply_error(rq, 413, "body_too_large", "the inflated body is larger than %lld bytes",
-                           (long long)rq->srv->d.cfg->max_body_bytes);
-        return 1;
-    }
-    if (rc) {
-        *ret = rc == IOT_ENOMEM
-                   ? MHD_NO
-                   : reply_error(rq, 400, "invalid_json", "the body is not valid gzip data");
-        return 1;
-    }
-    free(rq->body);
-    rq->body = out;
-    rq->len = outlen;
-    rq->cap = outlen + 1;
-    return 0;
-}
-
-static int dispatch(struct request *rq)
-{
-    switch (rq->route) {
-    case ROUTE_HEALTH:
-        return ep_health(rq);
-    case ROUTE_METRICS:
-        return ep_metrics(rq);
-    case ROUTE_PACKETS:
-        return ep_packets(rq);
-    case ROUTE_READINGS:
-        return ep_legacy(rq, 0);
-    case ROUTE_READINGS_BULK:
-        return ep_legacy(rq, 1);
-    case ROUTE_STATUS:
-        return ep_status(rq);
-    case ROUTE_OTHER:
-    case ROUTE_COUNT:
-        break;
-    }
-    return reply_error(rq, 404, "not_found", "no such route");
-}
-
-static void job_done(struct write_job *job, void *ud)
-{
-    (void)job;
-    struct request *rq = ud;
-    atomic_store(&rq->job_done, 1);
-    MHD_resume_connection(rq->conn);
-}
-
-int http_submit(struct request *rq)
-{
-    rq->job.done = job_done;
-    rq->job.done_ud = rq;
-    rq->job.received_at = rq->received;
-    rq->suspended = 1;
-    MHD_suspend_connection(rq->conn);
-    int rc = writer_submit(rq->srv->d.writer, &rq->job);
-    if (rc) {
-        /* The writer refused: answer now, as if it had failed the job. */
-        rq->job.status = WRITE_FAILED;
-        rq->job.err = rc;
-        atomic_store(&rq->job_done, 1);
-        MHD_resume_connection(rq->conn);
-    }
-    return MHD_YES;
-}
+static const struct http_transport mhd_transport = {mhd_header, mhd_respond, mhd_suspend,
+                                                    mhd_resume};
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
     (void)version;
-    struct http_server *s = cls;
     struct request *rq = *con_cls;
-    int ret = MHD_YES;
-
     if (!rq) {
-        if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
+        if (!(rq = request_new(cls, &mhd_transport, conn, method))) return MHD_NO;
         *con_cls = rq;
-        rq->srv = s;
-        rq->conn = conn;
-        rq->t_start_us = clock_mono_us();
-        rq->received = clock_now_ms();
-        atomic_fetch_add(&s->in_flight, 1);
-        rq->method = method;
-        rq->route = match_route(url, rq->route_arg, sizeof rq->route_arg, &rq->path_too_long);
-        set_request_id(rq);
-        find_client_ip(rq);
-        if (rq->route == ROUTE_OTHER) {
-            rq->early_done = 1;
-            return reply_error(rq, 404, "not_found", "no such route: %.100s", url);
-        }
-        if (!route_method_ok(rq->route, method)) {
-            rq->early_done = 1;
-            return reply_error(rq, 405, "method_not_allowed", "method %.16s not allowed here",
-                               method);
-        }
-        if (precheck(rq, &ret)) rq->early_done = 1;
-        return ret;
-    }
-    if (rq->early_done) {
-        *upload_size = 0; /* discard whatever body follows an early answer */
-        return MHD_YES;
-    }
-    if (rq->suspended) {
-        if (!atomic_load(&rq->job_done)) return MHD_YES;
-        rq->suspended = 0;
-        return rq->finish(rq);
+        find_client_ip(rq, conn);
+        return request_headers(rq, url) ? MHD_YES : MHD_NO;
     }
     if (*upload_size) {
-        if (append_body(rq, upload, *upload_size)) return MHD_NO;
+        int ret = request_body(rq, upload, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return ret ? MHD_YES : MHD_NO;
     }
-    if (rq->body_too_big)
-        return reply_error(rq, 413, "body_too_large", "the body is larger than %lld bytes",
-                           (long long)s->d.cfg->max_body_bytes);
-    if (inflate_body(rq, &ret)) return ret;
-    return dispatch(rq);
+    return request_complete(rq) ? MHD_YES : MHD_NO;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    (void)cls;
     (void)conn;
-    struct http_server *s = cls;
     struct request *rq = *con_cls;
     if (!rq) return;
-    int64_t us = clock_mono_us() - rq->t_start_us;
-    http_metrics_observe(&s->metrics, rq->route, (unsigned)rq->status, us);
-    enum log_level level = rq->status >= 400 && s->log_requests >= 1 ? LOG_INFO
-                           : s->log_requests >= 2                    ? LOG_INFO
-                                                                     : LOG_DEBUG;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status == 0) level = LOG_INFO;
-    LOG(level, "request",
-        "request_id=%s method=%s route=%s status=%d duration_ms=%.3f ip=%s device=%s%s",
-        rq->request_id, rq->method ? rq->method : "-", route_names[rq->route], rq->status,
-        (double)us / 1000.0, rq->client_ip, rq->device_uuid[0] ? rq->device_uuid : "-",
-        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
-    json_decref(rq->answer);
-    free(rq->job.readings);
-    free(rq->job.stored_response);
-    free((void *)rq->job.response);
-    free(rq->body);
-    free(rq);
+    request_free(rq, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     *con_cls = NULL;
-    atomic_fetch_sub(&s->in_flight, 1);
 }
 
 static void raise_fd_limit(void)
@@ -364,8 +142,8 @@ void http_server_stop(struct http_server *h)
     free(h);
 }
 
-int http_server_start(const struct http_deps *deps, struct http_server **out, char *err,
-                      size_t errlen)
+int http_server_create(const struct http_deps *deps, struct http_server **out, char *err,
+                       size_t errlen)
 {
     const struct config *cfg = deps->cfg;
     struct http_server *h = calloc(1, sizeof *h);
@@ -391,7 +169,6 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
         http_server_stop(h);
         return rc;
     }
-    raise_fd_limit();
     h->log_requests = strcmp(cfg->log_requests, "all") == 0      ? 2
                       : strcmp(cfg->log_requests, "errors") == 0 ? 1
                                                                  : 0;
@@ -400,7 +177,18 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
         RAND_bytes(rnd, sizeof rnd) == 1
             ? (unsigned)rnd[0] << 24 | (unsigned)rnd[1] << 16 | (unsigned)rnd[2] << 8 | rnd[3]
             : (unsigned)getpid();
+    *out = h;
+    return 0;
+}
 
+int http_server_start(const struct http_deps *deps, struct http_server **out, char *err,
+                      size_t errlen)
+{
+    const struct config *cfg = deps->cfg;
+    struct http_server *h;
+    int rc = http_server_create(deps, &h, err, errlen);
+    if (rc) return rc;
+    raise_fd_limit();
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *addr;

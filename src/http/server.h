@@ -25,6 +25,12 @@ struct http_deps {
     struct broker *broker;     /* borrowed, may be NULL */
 };
 
+/*
+ * Builds the server without listening (rate limiters, trusted proxies, API
+ * key): for the in-memory harness (harness.h). http_server_stop frees it.
+ */
+int http_server_create(const struct http_deps *deps, struct http_server **out, char *err,
+                       size_t errlen);
 /* Binds and starts serving. Returns 0, or IOT_EINVAL/IOT_EIO with a message in err. */
 int http_server_start(const struct http_deps *deps, struct http_server **out, char *err,
                       size_t errlen);

@@ -1,0 +1,294 @@
+"""The provisioning CLI (SPEC §8): --help, bad flags, JSON output, schema."""
+
+import json
+import re
+
+import pytest
+
+from conftest import Cli, Db, Gateway, sha256_hex, uid, now_ms
+
+SUBCOMMANDS = [
+    [],
+    ["serve"],
+    ["db", "init"],
+    ["device", "add"],
+    ["device", "disable"],
+    ["sensor", "add"],
+    ["sensor", "disable"],
+    ["threshold", "set"],
+    ["threshold", "clear"],
+    ["job", "baseline"],
+    ["job", "explain"],
+    ["job", "silence"],
+    ["jobs"],
+    ["sim"],
+]
+
+# SPEC §3: column names are a contract for other readers.
+SCHEMA = {
+    "devices": ["id", "device_uuid", "name", "device_key_hash", "is_active", "created_at",
+                "last_seen_at"],
+    "sensors": ["id", "sensor_uuid", "device_id", "name", "sensor_type", "unit", "is_active",
+                "created_at"],
+    "sensor_readings": ["id", "sensor_id", "value", "ts", "ingested_at", "class", "late"],
+    "alert_thresholds": ["id", "sensor_id", "severity", "min_value", "max_value", "delta_max",
+                         "is_active", "created_at"],
+    "alerts": ["id", "sensor_id", "device_id", "threshold_id", "severity", "kind", "status",
+               "first_value", "last_value", "hit_count", "triggered_at", "last_seen_at",
+               "resolved_at", "message"],
+    "alert_notifications": ["id", "alert_id", "event", "severity", "created_at", "delivered_at"],
+    "ml_models": ["id", "name", "model_type", "version", "params", "is_active", "created_at"],
+    "predictions": ["id", "sensor_id", "model_id", "predicted_value", "confidence",
+                    "horizon_minutes", "target_ts", "predicted_at", "is_anomaly", "anomaly_score",
+                    "explanation"],
+    "ml_events": ["id", "sensor_id", "device_id", "prediction_id", "event_type", "severity",
+                  "title", "message", "status", "created_at", "payload"],
+}
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    c = Cli(tmp_path / "cli.db")
+    c.init()
+    return c, Db(tmp_path / "cli.db")
+
+
+def one_line_error(p):
+    assert p.returncode != 0, f"expected a non-zero exit, got 0; stdout={p.stdout!r}"
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {p.stderr!r}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS, ids=lambda s: "-".join(s) or "top")
+def test_help_exits_zero(tmp_path, sub):
+    p = Cli(tmp_path / "h.db").run(*sub, "--help")
+    assert p.returncode == 0, f"{sub} --help exited {p.returncode}: {p.stderr!r}"
+    assert len((p.stdout + p.stderr).strip()) > 20, "help text is empty"
+
+
+def test_serve_help_lists_settings(tmp_path):
+    p = Cli(tmp_path / "h.db").run("serve", "--help")
+    assert p.returncode == 0
+    text = p.stdout + p.stderr
+    for flag in ("--rate-limit-ip-rps", "--max-body-bytes", "--ingest-port", "--database-url"):
+        assert flag in text, f"serve --help does not mention {flag}"
+
+
+@pytest.mark.parametrize("args", [
+    ["device", "add", "--uuid", "u-bad-flag", "--name", "n", "--bogus-flag", "x"],
+    ["sensor", "add", "--frobnicate"],
+    ["threshold", "set", "--sensor", "s", "--severity", "extreme", "--max", "1"],
+    ["threshold", "set", "--sensor", "s", "--severity", "warning", "--max", "notanumber"],
+    ["serve", "--ingest-port", "70000"],
+    ["serve", "--rate-limit-ip-rps", "fast"],
+    ["serve", "--log-level", "loud"],
+    ["no-such-subcommand"],
+    ["device", "add", "--name", "missing-uuid"],
+    ["device", "add", "--uuid"],
+], ids=lambda a: "_".join(a)[:50])
+def test_bad_flag_or_value_one_line_error(fresh, args):
+    c, _ = fresh
+    one_line_error(c.run(*args, timeout=30))
+
+
+def test_bad_env_value_one_line_error(fresh):
+    c, _ = fresh
+    one_line_error(c.run("serve", env={"INGEST_PORT": "abc"}, timeout=30))
+    one_line_error(c.run("serve", env={"DATABASE_URL": "mysql://nope"}, timeout=30))
+
+
+def test_db_init_idempotent_and_schema(tmp_path):
+    c = Cli(tmp_path / "idem.db")
+    for _ in range(3):
+        p = c.run("db", "init")
+        assert p.returncode == 0, p.stderr
+    db = Db(tmp_path / "idem.db")
+    for table, cols in SCHEMA.items():
+        have = {r[1] for r in db.query(f'PRAGMA table_info("{table}")')}
+        missing = [x for x in cols if x not in have]
+        assert not missing, f"table {table} lacks columns {missing} (has {sorted(have)})"
+    # data survives a second init
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "keep me")
+    assert c.run("db", "init").returncode == 0
+    assert db.scalar("SELECT count(*) FROM devices WHERE device_uuid=?", (dev,)) == 1
+
+
+def test_flag_overrides_env(tmp_path):
+    # env points at one file, the flag at another: the flag wins
+    c = Cli(tmp_path / "env.db")
+    target = tmp_path / "flag.db"
+    p = c.run("db", "init", "--database-url", f"sqlite:{target}")
+    assert p.returncode == 0, p.stderr
+    assert target.exists()
+    assert "devices" in Db(target).tables()
+
+
+def test_device_add_random_key(tmp_path):
+    c = Cli(tmp_path / "k.db")
+    c.init()
+    db = Db(tmp_path / "k.db")
+    outs = []
+    for _ in range(2):
+        d = uid("dev-")
+        p = c.run("device", "add", "--uuid", d, "--name", "rand key")
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.strip().splitlines()
+        assert len(lines) == 1, p.stdout
+        out = json.loads(lines[0])
+        assert set(out) >= {"device_id", "device_uuid", "device_key"}, out
+        assert isinstance(out["device_id"], int) and out["device_id"] > 0
+        assert out["device_uuid"] == d
+        key = out["device_key"]
+        assert re.fullmatch(r"[0-9a-fA-F]{32,}", key), f"key is not >= 32 hex chars: {key!r}"
+        row = db.query("SELECT device_key_hash, is_active, name FROM devices WHERE device_uuid=?",
+                       (d,))
+        assert row, "device row missing"
+        assert row[0][0].lower() == sha256_hex(key), "device_key_hash is not SHA-256(key) hex"
+        assert row[0][1] == 1 and row[0][2] == "rand key"
+        outs.append(out)
+    assert outs[0]["device_key"] != outs[1]["device_key"]
+    assert outs[0]["device_id"] != outs[1]["device_id"]
+    # the key itself is stored nowhere in the database
+    dump = "\n".join(sqlite_dump(tmp_path / "k.db"))
+    for o in outs:
+        assert o["device_key"] not in dump
+
+
+def sqlite_dump(path):
+    import sqlite3
+    c = sqlite3.connect(str(path))
+    try:
+        return list(c.iterdump())
+    finally:
+        c.close()
+
+
+def test_random_key_authenticates(tmp_path):
+    c = Cli(tmp_path / "auth.db")
+    c.init()
+    d = uid("dev-")
+    out = c.json("device", "add", "--uuid", d, "--name", "auth")
+    s = uid("sen-")
+    c.json("sensor", "add", "--device", d, "--uuid", s, "--name", "t")
+    g = Gateway(tmp_path / "auth.db", tmp_path, name="cli-auth")
+    g.start()
+    try:
+        r = g.post_packet({"device_uuid": d, "readings": [{"sensor_uuid": s, "value": 1.0}]},
+                          key=out["device_key"])
+        assert r.status == 200, r
+        assert r.json()["accepted"] == 1
+        bad = g.post_packet({"device_uuid": d, "readings": [{"sensor_uuid": s, "value": 1.0}]},
+                            key=out["device_key"][:-1] + ("0" if out["device_key"][-1] != "0"
+                                                          else "1"))
+        assert bad.status == 401, bad
+    finally:
+        assert g.stop() == 0
+
+
+def test_device_add_explicit_key_and_length_rule(fresh):
+    c, db = fresh
+    d = uid("dev-")
+    key16 = "abcdefghijklmnop"
+    out = c.json("device", "add", "--uuid", d, "--name", "k16", "--key", key16)
+    assert out["device_key"] == key16
+    assert db.scalar("SELECT device_key_hash FROM devices WHERE device_uuid=?",
+                     (d,)).lower() == sha256_hex(key16)
+    d2 = uid("dev-")
+    one_line_error(c.run("device", "add", "--uuid", d2, "--name", "k15", "--key",
+                         "abcdefghijklmno"))
+    assert db.scalar("SELECT count(*) FROM devices WHERE device_uuid=?", (d2,)) == 0
+
+
+def test_device_add_duplicate_uuid_refused(fresh):
+    c, db = fresh
+    d = uid("dev-")
+    c.json("device", "add", "--uuid", d, "--name", "first")
+    one_line_error(c.run("device", "add", "--uuid", d, "--name", "second"))
+    assert db.scalar("SELECT count(*) FROM devices WHERE device_uuid=?", (d,)) == 1
+
+
+def test_sensor_add(fresh):
+    c, db = fresh
+    d = uid("dev-")
+    dev = c.json("device", "add", "--uuid", d, "--name", "dev")
+    s = uid("sen-")
+    out = c.json("sensor", "add", "--device", d, "--uuid", s, "--name", "boiler",
+                 "--type", "temperature", "--unit", "C")
+    assert out["sensor_uuid"] == s and out["device_uuid"] == d
+    assert isinstance(out["sensor_id"], int) and out["sensor_id"] > 0
+    row = db.query("SELECT id, device_id, name, sensor_type, unit, is_active FROM sensors "
+                   "WHERE sensor_uuid=?", (s,))
+    assert row == [(out["sensor_id"], dev["device_id"], "boiler", "temperature", "C", 1)]
+    # minimal form (no type/unit)
+    s2 = uid("sen-")
+    out2 = c.json("sensor", "add", "--device", d, "--uuid", s2, "--name", "plain")
+    assert out2["sensor_id"] != out["sensor_id"]
+    # unknown device and duplicate sensor uuid are refused
+    one_line_error(c.run("sensor", "add", "--device", uid("nodev-"), "--uuid", uid("sen-"),
+                         "--name", "x"))
+    one_line_error(c.run("sensor", "add", "--device", d, "--uuid", s, "--name", "dup"))
+
+
+def test_threshold_set_replace_and_clear(fresh):
+    c, db = fresh
+    d = uid("dev-")
+    c.json("device", "add", "--uuid", d, "--name", "dev")
+    s = uid("sen-")
+    so = c.json("sensor", "add", "--device", d, "--uuid", s, "--name", "t")
+    t1 = c.json("threshold", "set", "--sensor", s, "--severity", "warning", "--min", "10",
+                "--max", "30")
+    assert isinstance(t1["threshold_id"], int)
+    t2 = c.json("threshold", "set", "--sensor", s, "--severity", "critical", "--max", "50",
+                "--delta-max", "5")
+    rows = db.query("SELECT id, severity, min_value, max_value, delta_max, is_active "
+                    "FROM alert_thresholds WHERE sensor_id=? AND is_active=1 ORDER BY severity",
+                    (so["sensor_id"],))
+    assert rows == [(t2["threshold_id"], "critical", None, 50.0, 5.0, 1),
+                    (t1["threshold_id"], "warning", 10.0, 30.0, None, 1)], rows
+    # setting again replaces: one active per (sensor, severity)
+    t3 = c.json("threshold", "set", "--sensor", s, "--severity", "warning", "--min", "0",
+                "--max", "40")
+    rows = db.query("SELECT id, min_value, max_value FROM alert_thresholds "
+                    "WHERE sensor_id=? AND severity='warning' AND is_active=1",
+                    (so["sensor_id"],))
+    assert rows == [(t3["threshold_id"], 0.0, 40.0)], rows
+    # clear
+    p = c.run("threshold", "clear", "--sensor", s, "--severity", "critical")
+    assert p.returncode == 0, p.stderr
+    assert db.scalar("SELECT count(*) FROM alert_thresholds WHERE sensor_id=? AND "
+                     "severity='critical' AND is_active=1", (so["sensor_id"],)) == 0
+    assert db.scalar("SELECT count(*) FROM alert_thresholds WHERE sensor_id=? AND "
+                     "severity='warning' AND is_active=1", (so["sensor_id"],)) == 1
+    # unknown sensor
+    one_line_error(c.run("threshold", "set", "--sensor", uid("nosen-"), "--severity",
+                         "warning", "--max", "1"))
+
+
+def test_device_and_sensor_disable(fresh):
+    c, db = fresh
+    d = uid("dev-")
+    c.json("device", "add", "--uuid", d, "--name", "dev")
+    s = uid("sen-")
+    c.json("sensor", "add", "--device", d, "--uuid", s, "--name", "t")
+    p = c.run("sensor", "disable", s)
+    assert p.returncode == 0, p.stderr
+    assert db.scalar("SELECT is_active FROM sensors WHERE sensor_uuid=?", (s,)) == 0
+    p = c.run("device", "disable", d)
+    assert p.returncode == 0, p.stderr
+    assert db.scalar("SELECT is_active FROM devices WHERE device_uuid=?", (d,)) == 0
+    one_line_error(c.run("device", "disable", uid("nodev-")))
+    one_line_error(c.run("sensor", "disable", uid("nosen-")))
+
+
+def test_provisioning_timestamps_are_ms(fresh):
+    c, db = fresh
+    before = now_ms()
+    d = uid("dev-")
+    c.json("device", "add", "--uuid", d, "--name", "ts")
+    after = now_ms()
+    created, typ = db.query("SELECT created_at, typeof(created_at) FROM devices "
+                            "WHERE device_uuid=?", (d,))[0]
+    assert typ == "integer", f"devices.created_at should be INTEGER ms, is {typ}"
+    assert before - 2000 <= created <= after + 2000, (before, created, after)
