@@ -74,6 +74,21 @@ static void http_section(FILE *f, struct http_metrics *m)
     fprintf(f, "iot_ingest_packets_deduplicated_total %llu\n", ld(&m->deduplicated));
 }
 
+/* A label-less histogram from non-cumulative bucket counts (last = +Inf). */
+static void histogram(FILE *f, const char *name, const uint64_t *counts, const double *bounds,
+                      int nb, double sum)
+{
+    unsigned long long cum = 0;
+    for (int b = 0; b <= nb; b++) {
+        cum += counts[b];
+        if (b < nb)
+            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], cum);
+        else
+            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, cum);
+}
+
 static void writer_section(FILE *f, struct writer *w)
 {
     struct writer_stats ws;
@@ -98,11 +113,14 @@ static void writer_section(FILE *f, struct writer *w)
     fprintf(f, "iot_ingest_commits_total %llu\n", (unsigned long long)ws.commits);
     header(f, "iot_ingest_db_errors_total", "counter", "Writer transactions that failed.");
     fprintf(f, "iot_ingest_db_errors_total %llu\n", (unsigned long long)ws.commit_failures);
-    header(f, "iot_ingest_commit_jobs_total", "counter",
-           "Jobs committed (divide by commits for the mean batch size).");
-    fprintf(f, "iot_ingest_commit_jobs_total %llu\n", (unsigned long long)ws.batch_jobs_sum);
-    header(f, "iot_ingest_commit_seconds_total", "counter", "Time spent in write transactions.");
-    fprintf(f, "iot_ingest_commit_seconds_total %.6f\n", (double)ws.commit_us_sum / 1e6);
+    header(f, "iot_ingest_commit_duration_seconds", "histogram",
+           "Time of each committed write transaction, begin to commit.");
+    histogram(f, "iot_ingest_commit_duration_seconds", ws.commit_lat, writer_lat_bounds,
+              WRITER_LAT_BUCKETS, (double)ws.commit_us_sum / 1e6);
+    header(f, "iot_ingest_commit_batch_size", "histogram",
+           "Packets (write jobs) per committed transaction.");
+    histogram(f, "iot_ingest_commit_batch_size", ws.batch_size, writer_batch_bounds,
+              WRITER_BATCH_BUCKETS, (double)ws.batch_jobs_sum);
 }
 
 static void cache_section(FILE *f, struct resolver *r)

@@ -9,6 +9,18 @@
 
 #define PURGE_EVERY_MS 60000
 
+const double writer_lat_bounds[WRITER_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                      0.01,   0.025,   0.05,   0.1,   0.5,    1};
+const double writer_batch_bounds[WRITER_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+
+static void observe(uint64_t *buckets, const double *bounds, int nb, double v)
+{
+    int b = 0;
+    while (b < nb && v > bounds[b])
+        b++;
+    buckets[b]++;
+}
+
 struct writer {
     struct store *store;
     struct router *router;
@@ -129,7 +141,7 @@ static void fail_job(struct write_job *job, int rc)
 /* One transaction for the batch; each job in its own savepoint. */
 static void run_batch(struct writer *w, size_t n)
 {
-    int64_t t0 = clock_mono_ms();
+    int64_t t0 = clock_mono_us();
     int rc = store_tx_begin(w->store);
     if (!rc) rc = router_begin_tx(w->router, w->store);
     for (size_t i = 0; i < n && !rc; i++) {
@@ -153,7 +165,7 @@ static void run_batch(struct writer *w, size_t n)
         store_tx_rollback(w->store);
     }
     router_end_tx(w->router, rc == 0);
-    int64_t elapsed = clock_mono_ms() - t0;
+    int64_t elapsed_us = clock_mono_us() - t0;
 
     uint64_t published = 0, dups = 0;
     for (size_t i = 0; i < n; i++) {
@@ -171,7 +183,10 @@ static void run_batch(struct writer *w, size_t n)
     else {
         w->stats.commits++;
         w->stats.batch_jobs_sum += n;
-        w->stats.commit_us_sum += (uint64_t)elapsed * 1000;
+        w->stats.commit_us_sum += (uint64_t)elapsed_us;
+        observe(w->stats.commit_lat, writer_lat_bounds, WRITER_LAT_BUCKETS,
+                (double)elapsed_us / 1e6);
+        observe(w->stats.batch_size, writer_batch_bounds, WRITER_BATCH_BUCKETS, (double)n);
     }
     router_stats(w->router, &w->stats.router);
     pthread_mutex_unlock(&w->mu);

@@ -23,11 +23,19 @@ struct writer_opts {
     int64_t packet_window_ms; /* how long a packet_id is remembered */
 };
 
+#define WRITER_LAT_BUCKETS   12
+#define WRITER_BATCH_BUCKETS 10
+extern const double writer_lat_bounds[WRITER_LAT_BUCKETS];     /* seconds */
+extern const double writer_batch_bounds[WRITER_BATCH_BUCKETS]; /* jobs */
+
 struct writer_stats {
     uint64_t jobs, commits, commit_failures, duplicates;
     uint64_t batch_jobs_sum; /* sum of batch sizes, for the mean */
-    uint64_t commit_us_sum;  /* time spent committing */
-    uint64_t published;      /* readings handed to the broker */
+    uint64_t commit_us_sum;  /* time spent in transactions */
+    /* Histograms (non-cumulative counts; the last slot is +Inf). */
+    uint64_t commit_lat[WRITER_LAT_BUCKETS + 1];
+    uint64_t batch_size[WRITER_BATCH_BUCKETS + 1];
+    uint64_t published; /* readings handed to the broker */
     size_t queue_depth;
     struct router_stats router;
 };
