@@ -12,6 +12,7 @@ struct router {
     struct router_stats batch;   /* applied in the open transaction */
     struct router_stats pending; /* applied in the open packet */
     uint64_t packet_seq;
+    int pending_in_batch;       /* pending has been added to batch */
     struct store_reading *rows; /* scratch for the batch insert */
     size_t rows_cap;
     struct sensor_entry **touched; /* distinct entries of the packet, for state_put */
@@ -141,6 +142,7 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
     int rc;
     size_t ntouched = 0;
     memset(&r->pending, 0, sizeof r->pending);
+    r->pending_in_batch = 0;
     sensor_states_next_packet(r->states);
     r->packet_seq++;
     qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
@@ -179,12 +181,26 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
     if ((rc = store_states_put(s, r->dirty, ntouched))) return rc;
 
     add_stats(&r->batch, &r->pending);
+    r->pending_in_batch = 1;
     return 0;
+}
+
+/* Subtracts what a rolled-back packet had added to the batch's counters. */
+static void sub_stats(struct router_stats *to, const struct router_stats *from)
+{
+    for (int c = 0; c < CLASS_INVALID; c++)
+        to->by_class[c] -= from->by_class[c];
+    to->late -= from->late;
+    to->alerts.opened -= from->alerts.opened;
+    to->alerts.escalated -= from->alerts.escalated;
+    to->alerts.resolved -= from->alerts.resolved;
 }
 
 void router_abort_packet(struct router *r)
 {
     sensor_states_evict_pinned(r->states);
+    if (r->pending_in_batch) sub_stats(&r->batch, &r->pending);
+    r->pending_in_batch = 0;
 }
 
 void router_end_tx(struct router *r, int committed)

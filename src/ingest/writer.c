@@ -102,8 +102,9 @@ static int process_job(struct writer *w, struct write_job *job)
         return 0;
     }
     if ((rc = router_apply(w->router, w->store, job))) return rc;
-    if (job->packet_id[0] && (rc = store_packet_put(w->store, job->device_id, job->packet_id,
-                                                    job->response, job->received_at)))
+    if (job->packet_id[0] &&
+        (rc = store_packet_put(w->store, job->device_id, job->packet_id, job->response,
+                               job->received_at, job->received_at - w->opts.packet_window_ms)))
         return rc;
     if (job->device_id && (rc = store_device_touch(w->store, job->device_id, job->received_at)))
         return rc;

@@ -44,4 +44,11 @@ int sqlite_unexplained(struct store *s, double min_score, int64_t after_id, size
                        struct store_prediction *out, size_t *n);
 int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
 
+/* Online consumer operations (sqlite_online.c). */
+int sqlite_online_load(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,
+                       struct store_online_state *out, int *applied);
+int sqlite_online_apply(struct store *s, const char *stream, uint64_t seq, const char *consumer,
+                        const struct store_online_state *st, struct store_prediction *pred);
+int sqlite_online_prune(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
+
 #endif

@@ -120,6 +120,25 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     " last_value REAL,"
     " last_class TEXT,"
     " normal_run INTEGER NOT NULL DEFAULT 0);",
+    /*
+     * 2: the online ML consumer (iot-ingest consume): each sensor's
+     * exponentially weighted model, and the broker messages already applied
+     * (stream id + stream sequence), so a redelivered message is skipped.
+     */
+    "CREATE TABLE online_state("
+    " sensor_id INTEGER PRIMARY KEY,"
+    " mean REAL NOT NULL,"
+    " var REAL NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " last_ts INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE consumer_applied("
+    " stream TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " sensor_id INTEGER NOT NULL,"
+    " consumer TEXT NOT NULL,"
+    " applied_at INTEGER NOT NULL,"
+    " PRIMARY KEY (stream, seq)) WITHOUT ROWID;",
 };
 
 int sqlite_schema_read_version(sqlite3 *db, int *out)

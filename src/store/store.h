@@ -131,6 +131,15 @@ struct store_ml_event {
     int64_t created_at;
 };
 
+/* A sensor's online model (table online_state), see jobs/online_model.h. */
+struct store_online_state {
+    int64_t sensor_id;
+    double mean, var;   /* exponentially weighted mean and variance */
+    int64_t count;      /* readings applied; 0 = no state yet */
+    int64_t last_ts;    /* reading time of the last applied reading */
+    int64_t updated_at; /* server time of the last update */
+};
+
 struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
@@ -185,9 +194,12 @@ struct store_ops {
     /* Idempotency: ENOTFOUND if unknown; *response malloc'ed. */
     int (*packet_get)(struct store *s, int64_t device_id, const char *packet_id, int64_t since,
                       char **response);
-    /* IOT_EEXIST if (device, packet_id) already recorded. */
+    /*
+     * IOT_EEXIST if (device, packet_id) is recorded at or after expired_before;
+     * an older (expired, not yet purged) record is replaced.
+     */
     int (*packet_put)(struct store *s, int64_t device_id, const char *packet_id,
-                      const char *response, int64_t now);
+                      const char *response, int64_t now, int64_t expired_before);
     int (*packets_purge)(struct store *s, int64_t before);
 
     /* Sensor state and alerts; within the writer's transaction. */
@@ -233,6 +245,27 @@ struct store_ops {
     int (*unexplained)(struct store *s, double min_score, int64_t after_id, size_t limit,
                        struct store_prediction *out, size_t *n);
     int (*prediction_explain)(struct store *s, int64_t id, const char *json);
+
+    /*
+     * Online ML consumer (iot-ingest consume, docs/broker.md). Both run
+     * inside a transaction the caller opened with tx_begin; a shared backend
+     * locks the sensor's online_state row in online_load (FOR UPDATE), so two
+     * consumers never apply to one sensor at once.
+     *
+     * online_load: *applied = 1 when (stream, seq) was already applied (the
+     * rest of *out is then unspecified); else *applied = 0 and *out is the
+     * sensor's model state (count 0 when it has none yet).
+     * online_apply: upserts st, inserts pred when not NULL (sets pred->id),
+     * and records (stream, seq) as applied by consumer; IOT_EEXIST when
+     * (stream, seq) is already recorded. seq <= INT64_MAX.
+     * online_prune: forgets the applied sequences <= upto of stream (those the
+     * engine will never redeliver); *removed gets the row count.
+     */
+    int (*online_load)(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,
+                       struct store_online_state *out, int *applied);
+    int (*online_apply)(struct store *s, const char *stream, uint64_t seq, const char *consumer,
+                        const struct store_online_state *st, struct store_prediction *pred);
+    int (*online_prune)(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
 };
 
 /* Every backend's connection struct begins with this. */
@@ -356,9 +389,9 @@ static inline int store_packet_get(struct store *s, int64_t device_id, const cha
     return s->ops->packet_get(s, device_id, packet_id, since, response);
 }
 static inline int store_packet_put(struct store *s, int64_t device_id, const char *packet_id,
-                                   const char *response, int64_t now)
+                                   const char *response, int64_t now, int64_t expired_before)
 {
-    return s->ops->packet_put(s, device_id, packet_id, response, now);
+    return s->ops->packet_put(s, device_id, packet_id, response, now, expired_before);
 }
 static inline int store_packets_purge(struct store *s, int64_t before)
 {
@@ -459,6 +492,23 @@ static inline int store_unexplained(struct store *s, double min_score, int64_t a
 static inline int store_prediction_explain(struct store *s, int64_t id, const char *json)
 {
     return s->ops->prediction_explain(s, id, json);
+}
+
+static inline int store_online_load(struct store *s, const char *stream, uint64_t seq,
+                                    int64_t sensor_id, struct store_online_state *out, int *applied)
+{
+    return s->ops->online_load(s, stream, seq, sensor_id, out, applied);
+}
+static inline int store_online_apply(struct store *s, const char *stream, uint64_t seq,
+                                     const char *consumer, const struct store_online_state *st,
+                                     struct store_prediction *pred)
+{
+    return s->ops->online_apply(s, stream, seq, consumer, st, pred);
+}
+static inline int store_online_prune(struct store *s, const char *stream, uint64_t upto,
+                                     int64_t *removed)
+{
+    return s->ops->online_prune(s, stream, upto, removed);
 }
 
 /* Backend constructors, used by store_open. */

@@ -60,6 +60,8 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_STATE_GET] = "state_get",
     [STORE_FAULT_STATE_PUT] = "state_put",
     [STORE_FAULT_ALERTS_ACTIVE] = "alerts_active",
+    [STORE_FAULT_STATES_LOAD] = "states_load",
+    [STORE_FAULT_STATES_PUT] = "states_put",
     [STORE_FAULT_ALERT_INSERT] = "alert_insert",
     [STORE_FAULT_ALERT_UPDATE] = "alert_update",
     [STORE_FAULT_NOTIFICATION_INSERT] = "notification_insert",
@@ -76,11 +78,14 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_ML_EVENT_RESOLVE] = "ml_event_resolve",
     [STORE_FAULT_UNEXPLAINED] = "unexplained",
     [STORE_FAULT_PREDICTION_EXPLAIN] = "prediction_explain",
+    [STORE_FAULT_ONLINE_LOAD] = "online_load",
+    [STORE_FAULT_ONLINE_APPLY] = "online_apply",
+    [STORE_FAULT_ONLINE_PRUNE] = "online_prune",
 };
 
 const char *store_fault_op_name(enum store_fault_op op)
 {
-    if ((unsigned)op >= STORE_FAULT_OPS) return "unknown";
+    if ((unsigned)op >= STORE_FAULT_OPS || !op_names[op]) return "unknown";
     return op_names[op];
 }
 
@@ -131,8 +136,9 @@ static int enter(struct store *base, enum store_fault_op op, struct store **inne
 
     if (err) {
         fs->faulted = 1;
-        snprintf(fs->err, sizeof fs->err, "injected fault: %s failed with \"%s\"%s", op_names[op],
-                 iot_strerror(err), fired == STORE_FAULT_ANY ? " (any)" : "");
+        snprintf(fs->err, sizeof fs->err, "injected fault: %s failed with \"%s\"%s",
+                 store_fault_op_name(op), iot_strerror(err),
+                 fired == STORE_FAULT_ANY ? " (any)" : "");
         return err;
     }
     fs->faulted = 0;
@@ -389,11 +395,11 @@ static int sf_packet_get(struct store *base, int64_t device_id, const char *pack
 }
 
 static int sf_packet_put(struct store *base, int64_t device_id, const char *packet_id,
-                         const char *response, int64_t now)
+                         const char *response, int64_t now, int64_t expired_before)
 {
     struct store *in;
     int rc = enter(base, STORE_FAULT_PACKET_PUT, &in);
-    return rc ? rc : store_packet_put(in, device_id, packet_id, response, now);
+    return rc ? rc : store_packet_put(in, device_id, packet_id, response, now, expired_before);
 }
 
 static int sf_packets_purge(struct store *base, int64_t before)
@@ -423,6 +429,21 @@ static int sf_alerts_active(struct store *base, int64_t sensor_id,
     struct store *in;
     int rc = enter(base, STORE_FAULT_ALERTS_ACTIVE, &in);
     return rc ? rc : store_alerts_active(in, sensor_id, out, present);
+}
+
+static int sf_states_load(struct store *base, const int64_t *ids, size_t n,
+                          struct store_sensor_snapshot *out)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_STATES_LOAD, &in);
+    return rc ? rc : store_states_load(in, ids, n, out);
+}
+
+static int sf_states_put(struct store *base, const struct store_sensor_state *const *st, size_t n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_STATES_PUT, &in);
+    return rc ? rc : store_states_put(in, st, n);
 }
 
 static int sf_alert_insert(struct store *base, struct store_alert *a)
@@ -544,6 +565,30 @@ static int sf_prediction_explain(struct store *base, int64_t id, const char *jso
     return rc ? rc : store_prediction_explain(in, id, json);
 }
 
+static int sf_online_load(struct store *base, const char *stream, uint64_t seq, int64_t sensor_id,
+                          struct store_online_state *out, int *applied)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_ONLINE_LOAD, &in);
+    return rc ? rc : store_online_load(in, stream, seq, sensor_id, out, applied);
+}
+
+static int sf_online_apply(struct store *base, const char *stream, uint64_t seq,
+                           const char *consumer, const struct store_online_state *st,
+                           struct store_prediction *pred)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_ONLINE_APPLY, &in);
+    return rc ? rc : store_online_apply(in, stream, seq, consumer, st, pred);
+}
+
+static int sf_online_prune(struct store *base, const char *stream, uint64_t upto, int64_t *removed)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_ONLINE_PRUNE, &in);
+    return rc ? rc : store_online_prune(in, stream, upto, removed);
+}
+
 static const struct store_ops fault_ops = {
     .name = "fault",
     .close = sf_close,
@@ -575,6 +620,8 @@ static const struct store_ops fault_ops = {
     .state_get = sf_state_get,
     .state_put = sf_state_put,
     .alerts_active = sf_alerts_active,
+    .states_load = sf_states_load,
+    .states_put = sf_states_put,
     .alert_insert = sf_alert_insert,
     .alert_update = sf_alert_update,
     .notification_insert = sf_notification_insert,
@@ -591,4 +638,7 @@ static const struct store_ops fault_ops = {
     .ml_event_resolve = sf_ml_event_resolve,
     .unexplained = sf_unexplained,
     .prediction_explain = sf_prediction_explain,
+    .online_load = sf_online_load,
+    .online_apply = sf_online_apply,
+    .online_prune = sf_online_prune,
 };

@@ -595,12 +595,9 @@ static int sq_packet_get(struct store *base, int64_t device_id, const char *pack
     return ret;
 }
 
-/*
- * Records a packet id. An expired row (older than the 24 h window, not yet
- * purged) is overwritten; a live one makes this IOT_EEXIST.
- */
+/* Records a packet id, replacing an expired row (see store.h). */
 static int sq_packet_put(struct store *base, int64_t device_id, const char *packet_id,
-                         const char *response, int64_t now)
+                         const char *response, int64_t now, int64_t expired_before)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st = NULL;
@@ -610,9 +607,11 @@ static int sq_packet_put(struct store *base, int64_t device_id, const char *pack
     sqlite3_bind_text(st, 2, packet_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_text(st, 4, response, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, now - 86400000);
+    sqlite3_bind_int64(st, 5, expired_before);
     if ((rc = sqlite_exec_done(s, st))) return rc;
-    return sqlite3_changes(s->db) ? 0 : IOT_EEXIST;
+    if (sqlite3_changes(s->db)) return 0;
+    snprintf(s->err, sizeof s->err, "packet_id already recorded");
+    return IOT_EEXIST;
 }
 
 static int sq_packets_purge(struct store *base, int64_t before)
@@ -894,4 +893,7 @@ static const struct store_ops sqlite_ops = {
     .ml_event_resolve = sqlite_ml_event_resolve,
     .unexplained = sqlite_unexplained,
     .prediction_explain = sqlite_prediction_explain,
+    .online_load = sqlite_online_load,
+    .online_apply = sqlite_online_apply,
+    .online_prune = sqlite_online_prune,
 };

@@ -1,0 +1,912 @@
+/*
+ * Unit tests for the SQLite store backend (src/store/store_sqlite.c) and for
+ * the fault-injecting wrapper (src/store/store_fault.c), on real database
+ * files in a fresh temporary directory per test. Rows are checked with a
+ * second, plain sqlite3 connection, as the other readers of SPEC §3 would.
+ */
+#include "core/err.h"
+#include "store/sqlite_schema.h"
+#include "store/store.h"
+#include "store/store_fault.h"
+
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define T0   1700000000000LL /* a reading time, ms */
+#define HOUR 3600000LL
+#define DAY  (24 * HOUR)
+
+/* ---- fixture: a temp dir, a store on it, a peer connection --------------- */
+
+static char dir[64];
+static char path[128];
+static char url[160];
+static struct store *st;
+static sqlite3 *peer;
+
+static const struct store_open_opts OPTS = {0, 5000, 8, 0};
+
+static void rm_db_files(void)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/iot-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/t.db", dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    st = NULL;
+    peer = NULL;
+}
+
+static void teardown(void)
+{
+    store_close(st);
+    st = NULL;
+    if (peer) sqlite3_close(peer);
+    peer = NULL;
+    rm_db_files();
+    rmdir(dir);
+}
+
+TestSuite(store_sqlite, .init = setup, .fini = teardown);
+TestSuite(store_fault, .init = setup, .fini = teardown);
+
+static struct store *open_store(const struct store_open_opts *o)
+{
+    struct store *s = NULL;
+    char err[IOT_ERRBUF] = "";
+    int rc = store_open(url, o, &s, err, sizeof err);
+    cr_assert_eq(rc, 0, "store_open: %s (%s)", iot_strerror(rc), err);
+    return s;
+}
+
+/* Opens st with the schema, and the peer connection. */
+static void open_all(void)
+{
+    st = open_store(&OPTS);
+    cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
+    cr_assert_eq(sqlite3_open_v2(path, &peer, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(peer, 5000);
+}
+
+static void peer_exec(const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(peer, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+}
+
+/* First column of the first row as an integer; -1 when there is no row, -2 for NULL. */
+static int64_t q_int(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql,
+                 sqlite3_errmsg(peer));
+    int64_t v = -1;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_type(q, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_free(sql);
+    return v;
+}
+
+/* First column of the first row as text into buf ("" when none / NULL). */
+static const char *q_text(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql,
+                 sqlite3_errmsg(peer));
+    buf[0] = 0;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+        snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_free(sql);
+    return buf;
+}
+
+static void key_hash(unsigned char h[STORE_KEY_HASH_LEN], unsigned char seed)
+{
+    for (int i = 0; i < STORE_KEY_HASH_LEN; i++)
+        h[i] = (unsigned char)(seed + i * 7);
+}
+
+static int64_t add_device(struct store *s, const char *uuid)
+{
+    unsigned char h[STORE_KEY_HASH_LEN];
+    int64_t id = 0;
+    key_hash(h, 1);
+    int rc = store_device_add(s, uuid, "dev", h, T0, &id);
+    cr_assert_eq(rc, 0, "device_add %s: %s", uuid, iot_strerror(rc));
+    return id;
+}
+
+static int64_t add_sensor(struct store *s, const char *dev, const char *uuid)
+{
+    int64_t id = 0, did = 0;
+    int rc = store_sensor_add(s, dev, uuid, "temp", "temperature", "C", T0, &id, &did);
+    cr_assert_eq(rc, 0, "sensor_add %s: %s", uuid, iot_strerror(rc));
+    return id;
+}
+
+static struct store_threshold band(double min, double max)
+{
+    struct store_threshold t = {0};
+    t.has_min = t.has_max = 1;
+    t.min = min;
+    t.max = max;
+    return t;
+}
+
+/* ---- schema -------------------------------------------------------------- */
+
+Test(store_sqlite, schema_init_is_idempotent_and_versioned)
+{
+    st = open_store(&OPTS);
+    int v = -1;
+    cr_assert_eq(store_schema_version(st, &v), 0);
+    cr_expect_eq(v, 0, "empty database reports version %d", v);
+    cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
+    cr_assert_eq(store_schema_version(st, &v), 0);
+    cr_expect_eq(v, SQLITE_SCHEMA_LATEST);
+    cr_assert_eq(store_ping(st), 0);
+
+    /* again, on the same connection and on a second one: no error, same version */
+    cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
+    struct store *other = open_store(&OPTS);
+    cr_expect_eq(store_schema_init(other), 0, "%s", store_errmsg(other));
+    cr_expect_eq(store_schema_version(other, &v), 0);
+    cr_expect_eq(v, SQLITE_SCHEMA_LATEST);
+    store_close(other);
+
+    cr_assert_eq(sqlite3_open_v2(path, &peer, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    cr_expect_eq(q_int("SELECT count(*) FROM schema_version"), 1);
+    char buf[32];
+    cr_expect_str_eq(q_text(buf, sizeof buf, "PRAGMA journal_mode"), "wal");
+}
+
+/* The table and column names of SPEC §3 are a contract. */
+Test(store_sqlite, schema_has_the_spec_tables_and_columns)
+{
+    open_all();
+    static const char *const cols[][16] = {
+        {"devices", "id", "device_uuid", "name", "device_key_hash", "is_active", "created_at",
+         "last_seen_at"},
+        {"sensors", "id", "sensor_uuid", "device_id", "name", "sensor_type", "unit", "is_active",
+         "created_at"},
+        {"sensor_readings", "id", "sensor_id", "value", "ts", "ingested_at", "class", "late"},
+        {"alert_thresholds", "id", "sensor_id", "severity", "min_value", "max_value", "delta_max",
+         "is_active", "created_at"},
+        {"alerts", "id", "sensor_id", "device_id", "threshold_id", "severity", "kind", "status",
+         "first_value", "last_value", "hit_count", "triggered_at", "last_seen_at", "resolved_at",
+         "message"},
+        {"alert_notifications", "id", "alert_id", "event", "severity", "created_at",
+         "delivered_at"},
+        {"ml_models", "id", "name", "model_type", "version", "params", "is_active", "created_at"},
+        {"predictions", "id", "sensor_id", "model_id", "predicted_value", "confidence",
+         "horizon_minutes", "target_ts", "predicted_at", "is_anomaly", "anomaly_score",
+         "explanation"},
+        {"ml_events", "id", "sensor_id", "device_id", "prediction_id", "event_type", "severity",
+         "title", "message", "status", "created_at", "payload"},
+    };
+    for (size_t t = 0; t < sizeof cols / sizeof cols[0]; t++) {
+        for (size_t c = 1; c < 16 && cols[t][c]; c++)
+            cr_expect_eq(q_int("SELECT count(*) FROM pragma_table_info(%Q) WHERE name = %Q",
+                               cols[t][0], cols[t][c]),
+                         1, "missing column %s.%s", cols[t][0], cols[t][c]);
+    }
+}
+
+Test(store_sqlite, newer_schema_is_refused)
+{
+    open_all();
+    peer_exec("UPDATE schema_version SET version = version + 1");
+    cr_expect_eq(store_schema_init(st), IOT_EINVAL);
+    cr_expect_neq(strstr(store_errmsg(st), "newer"), NULL, "errmsg: %s", store_errmsg(st));
+    /* and nothing was left half-done: the connection can still start a transaction */
+    cr_expect_eq(store_tx_begin(st), 0, "%s", store_errmsg(st));
+    cr_expect_eq(store_tx_rollback(st), 0);
+}
+
+Test(store_sqlite, open_errors)
+{
+    struct store *s = (struct store *)1;
+    char err[IOT_ERRBUF];
+    cr_expect_eq(store_open("mysql://x", &OPTS, &s, err, sizeof err), IOT_EINVAL);
+    cr_expect_null(s);
+    cr_expect_eq(store_open("sqlite:", &OPTS, &s, err, sizeof err), IOT_EINVAL);
+    cr_expect_eq(store_open("postgresql://localhost/x", &OPTS, &s, err, sizeof err), IOT_EINVAL);
+    cr_expect_eq(store_open("sqlite:/nonexistent-dir-iot/x/y.db", &OPTS, &s, err, sizeof err),
+                 IOT_EUNAVAIL);
+    cr_expect_null(s);
+    cr_expect_neq(err[0], 0);
+
+    /* sqlite:///abs/path is the same file as sqlite:/abs/path */
+    char u3[200];
+    snprintf(u3, sizeof u3, "sqlite://%s", path);
+    cr_assert_eq(store_open(u3, &OPTS, &s, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(store_backend(s), "sqlite");
+    cr_assert_eq(store_schema_init(s), 0);
+    store_close(s);
+    cr_expect_eq(access(path, F_OK), 0);
+}
+
+/* ---- devices and sensors --------------------------------------------------- */
+
+Test(store_sqlite, devices)
+{
+    open_all();
+    unsigned char h[STORE_KEY_HASH_LEN];
+    key_hash(h, 42);
+    int64_t id = 0;
+    cr_assert_eq(store_device_add(st, "dev-a", "Device A", h, T0, &id), 0);
+    cr_expect_gt(id, 0);
+    cr_expect_eq(store_device_add(st, "dev-a", "again", h, T0, &id), IOT_EEXIST);
+
+    struct store_device d;
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(store_device_get(st, "dev-a", &d), 0);
+    cr_expect_str_eq(d.uuid, "dev-a");
+    cr_expect_eq(d.is_active, 1);
+    cr_expect_eq(memcmp(d.key_hash, h, sizeof h), 0, "key hash round trip");
+    int64_t first = d.id;
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(store_device_get_by_id(st, first, &d), 0);
+    cr_expect_str_eq(d.uuid, "dev-a");
+    cr_expect_eq(store_device_get(st, "nope", &d), IOT_ENOTFOUND);
+    cr_expect_eq(store_device_get_by_id(st, 9999, &d), IOT_ENOTFOUND);
+
+    /* the key itself is never stored: only its hash, as hex */
+    char buf[80];
+    cr_expect_eq(strlen(q_text(buf, sizeof buf,
+                               "SELECT device_key_hash FROM devices WHERE device_uuid='dev-a'")),
+                 64);
+    cr_expect_eq(q_int("SELECT created_at FROM devices WHERE id = %lld", (long long)first), T0);
+    cr_expect_eq(q_int("SELECT last_seen_at FROM devices WHERE id = %lld", (long long)first), -2);
+
+    cr_expect_eq(store_device_set_active(st, "dev-a", 0), 0);
+    cr_assert_eq(store_device_get(st, "dev-a", &d), 0);
+    cr_expect_eq(d.is_active, 0);
+    cr_expect_eq(store_device_set_active(st, "dev-a", 1), 0);
+    cr_expect_eq(store_device_set_active(st, "nope", 0), IOT_ENOTFOUND);
+
+    /* device_touch only moves last_seen_at forward */
+    cr_expect_eq(store_device_touch(st, first, T0 + 10), 0);
+    cr_expect_eq(store_device_touch(st, first, T0 + 5), 0);
+    cr_expect_eq(q_int("SELECT last_seen_at FROM devices WHERE id = %lld", (long long)first),
+                 T0 + 10);
+}
+
+Test(store_sqlite, sensors)
+{
+    open_all();
+    int64_t dev = add_device(st, "dev-a");
+    add_device(st, "dev-b");
+    int64_t id = 0, did = 0;
+    cr_assert_eq(store_sensor_add(st, "dev-a", "s-2", "two", "temperature", "C", T0, &id, &did), 0);
+    cr_expect_eq(did, dev);
+    int64_t s2 = id;
+    cr_assert_eq(store_sensor_add(st, "dev-a", "s-1", "one", "humidity", "%", T0, &id, &did), 0);
+    int64_t s1 = id;
+    cr_expect_eq(store_sensor_add(st, "dev-a", "s-1", "dup", "x", "y", T0, &id, &did), IOT_EEXIST);
+    cr_expect_eq(store_sensor_add(st, "dev-b", "s-1", "dup", "x", "y", T0, &id, &did), IOT_EEXIST,
+                 "sensor uuids are unique across devices");
+    cr_expect_eq(store_sensor_add(st, "no-dev", "s-9", "x", "x", "x", T0, &id, &did),
+                 IOT_ENOTFOUND);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensors"), 2);
+
+    struct store_sensor s;
+    cr_assert_eq(store_sensor_get(st, s1, &s), 0);
+    cr_expect_str_eq(s.uuid, "s-1");
+    cr_expect_eq(s.device_id, dev);
+    cr_expect_eq(s.is_active, 1);
+    cr_expect_eq(s.thr[SEV_WARNING].id, 0);
+    cr_expect_eq(s.thr[SEV_CRITICAL].id, 0);
+    cr_expect_eq(store_sensor_get(st, 9999, &s), IOT_ENOTFOUND);
+
+    cr_expect_eq(store_sensor_set_active(st, "s-2", 0), 0);
+    cr_assert_eq(store_sensor_get(st, s2, &s), 0);
+    cr_expect_eq(s.is_active, 0);
+    cr_expect_eq(store_sensor_set_active(st, "nope", 0), IOT_ENOTFOUND);
+
+    /* device_sensors: sorted by uuid, thresholds folded in */
+    int64_t tid = 0;
+    struct store_threshold w = band(0, 10), c = band(-5, 20);
+    w.has_delta = 1;
+    w.delta_max = 3;
+    cr_assert_eq(store_threshold_set(st, "s-2", SEV_WARNING, &w, T0, &tid), 0);
+    cr_assert_eq(store_threshold_set(st, "s-2", SEV_CRITICAL, &c, T0, &tid), 0);
+    struct store_sensor *arr = NULL;
+    size_t n = 0;
+    cr_assert_eq(store_device_sensors(st, dev, &arr, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(arr[0].uuid, "s-1");
+    cr_expect_str_eq(arr[1].uuid, "s-2");
+    cr_expect_eq(arr[0].thr[SEV_WARNING].id, 0);
+    cr_expect_neq(arr[1].thr[SEV_WARNING].id, 0);
+    cr_expect_eq(arr[1].thr[SEV_CRITICAL].id, tid);
+    cr_expect(arr[1].thr[SEV_WARNING].has_delta && arr[1].thr[SEV_WARNING].delta_max == 3);
+    cr_expect(!arr[1].thr[SEV_CRITICAL].has_delta);
+    cr_expect(arr[1].thr[SEV_CRITICAL].min == -5 && arr[1].thr[SEV_CRITICAL].max == 20);
+    free(arr);
+    arr = NULL;
+    cr_assert_eq(store_device_sensors(st, 9999, &arr, &n), 0);
+    cr_expect_eq(n, 0);
+    free(arr);
+}
+
+/* ---- thresholds -------------------------------------------------------------- */
+
+Test(store_sqlite, threshold_replacement_keeps_one_active)
+{
+    open_all();
+    add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    int64_t t1 = 0, t2 = 0, t3 = 0, tc = 0;
+    struct store_threshold a = band(0, 10), b = {0}, c = band(-10, 30);
+    b.has_max = 1;
+    b.max = 12; /* min open */
+    cr_assert_eq(store_threshold_set(st, "s-1", SEV_WARNING, &a, T0, &t1), 0);
+    cr_assert_eq(store_threshold_set(st, "s-1", SEV_CRITICAL, &c, T0, &tc), 0);
+    cr_assert_eq(store_threshold_set(st, "s-1", SEV_WARNING, &b, T0 + 1, &t2), 0);
+    cr_expect_neq(t1, t2);
+    cr_expect_eq(q_int("SELECT count(*) FROM alert_thresholds WHERE sensor_id = %lld AND"
+                       " severity = 'warning' AND is_active = 1",
+                       (long long)sid),
+                 1);
+    cr_expect_eq(q_int("SELECT is_active FROM alert_thresholds WHERE id = %lld", (long long)t1), 0);
+    cr_expect_eq(q_int("SELECT min_value FROM alert_thresholds WHERE id = %lld", (long long)t2), -2,
+                 "open bound is NULL");
+    cr_expect_eq(q_int("SELECT delta_max FROM alert_thresholds WHERE id = %lld", (long long)t2),
+                 -2);
+    /* the critical one was not touched by replacing the warning one */
+    cr_expect_eq(q_int("SELECT is_active FROM alert_thresholds WHERE id = %lld", (long long)tc), 1);
+
+    struct store_sensor s;
+    cr_assert_eq(store_sensor_get(st, sid, &s), 0);
+    cr_expect_eq(s.thr[SEV_WARNING].id, t2);
+    cr_expect(!s.thr[SEV_WARNING].has_min && s.thr[SEV_WARNING].has_max);
+    cr_expect_eq(s.thr[SEV_WARNING].max, 12);
+    cr_expect_eq(s.thr[SEV_CRITICAL].id, tc);
+
+    /* unknown sensor: ENOTFOUND, and the transaction left nothing behind */
+    cr_expect_eq(store_threshold_set(st, "nope", SEV_WARNING, &a, T0, &t3), IOT_ENOTFOUND);
+    cr_expect_eq(q_int("SELECT count(*) FROM alert_thresholds"), 3);
+
+    /* clear deactivates; clear again is harmless */
+    cr_expect_eq(store_threshold_clear(st, "s-1", SEV_WARNING), 0);
+    cr_expect_eq(store_threshold_clear(st, "s-1", SEV_WARNING), 0);
+    cr_assert_eq(store_sensor_get(st, sid, &s), 0);
+    cr_expect_eq(s.thr[SEV_WARNING].id, 0);
+    cr_expect_eq(s.thr[SEV_CRITICAL].id, tc);
+    cr_expect_eq(q_int("SELECT count(*) FROM alert_thresholds WHERE is_active = 1"), 1);
+
+    /* the unique index enforces one active per (sensor, severity) for every writer */
+    char *msg = NULL;
+    cr_expect_neq(sqlite3_exec(peer,
+                               "INSERT INTO alert_thresholds(sensor_id, severity, is_active,"
+                               " created_at) SELECT sensor_id, 'critical', 1, 0 FROM"
+                               " alert_thresholds WHERE id = 1",
+                               NULL, NULL, &msg),
+                  SQLITE_OK);
+    sqlite3_free(msg);
+}
+
+/* ---- packets ------------------------------------------------------------------- */
+
+Test(store_sqlite, packets_within_the_24h_window)
+{
+    open_all();
+    int64_t dev = add_device(st, "dev-a");
+    int64_t dev2 = add_device(st, "dev-b");
+    char *resp = NULL;
+    cr_expect_eq(store_packet_get(st, dev, "p1", 0, &resp), IOT_ENOTFOUND);
+    cr_assert_eq(store_packet_put(st, dev, "p1", "{\"first\":1}", T0, T0 - DAY), 0);
+
+    cr_assert_eq(store_packet_get(st, dev, "p1", T0 - DAY, &resp), 0);
+    cr_expect_str_eq(resp, "{\"first\":1}");
+    free(resp);
+    resp = NULL;
+    /* since is inclusive: a packet exactly at the window's start is still remembered */
+    cr_assert_eq(store_packet_get(st, dev, "p1", T0, &resp), 0);
+    free(resp);
+    resp = NULL;
+    cr_expect_eq(store_packet_get(st, dev, "p1", T0 + 1, &resp), IOT_ENOTFOUND);
+    cr_expect_null(resp);
+    /* packet ids are per device */
+    cr_expect_eq(store_packet_get(st, dev2, "p1", 0, &resp), IOT_ENOTFOUND);
+    cr_expect_eq(store_packet_put(st, dev2, "p1", "other", T0, T0 - DAY), 0);
+
+    /* a live id cannot be recorded twice; one exactly 24 h old is still live */
+    cr_expect_eq(store_packet_put(st, dev, "p1", "second", T0 + HOUR, T0 + HOUR - DAY), IOT_EEXIST);
+    cr_expect_eq(store_packet_put(st, dev, "p1", "second", T0 + DAY, T0 + DAY - DAY), IOT_EEXIST);
+    /* past 24 h the expired row is overwritten */
+    cr_expect_eq(store_packet_put(st, dev, "p1", "second", T0 + DAY + 1, T0 + DAY + 1 - DAY), 0);
+    cr_assert_eq(store_packet_get(st, dev, "p1", T0 + 1, &resp), 0);
+    cr_expect_str_eq(resp, "second");
+    free(resp);
+    resp = NULL;
+
+    /* purge forgets rows created before the cut */
+    cr_expect_eq(store_packets_purge(st, T0 + 1), 0);
+    cr_expect_eq(store_packet_get(st, dev2, "p1", 0, &resp), IOT_ENOTFOUND);
+    cr_expect_eq(store_packet_get(st, dev, "p1", 0, &resp), 0);
+    free(resp);
+}
+
+/* ---- busy ---------------------------------------------------------------------- */
+
+Test(store_sqlite, locked_database_is_busy)
+{
+    open_all();
+    add_device(st, "dev-a");
+    store_close(st);
+    struct store_open_opts quick = OPTS;
+    quick.busy_timeout_ms = 50;
+    st = open_store(&quick);
+
+    peer_exec("BEGIN IMMEDIATE");
+    cr_expect_eq(store_tx_begin(st), IOT_EBUSY);
+    unsigned char h[STORE_KEY_HASH_LEN];
+    key_hash(h, 2);
+    int64_t id;
+    cr_expect_eq(store_device_add(st, "dev-b", "b", h, T0, &id), IOT_EBUSY);
+    struct store_threshold t = band(0, 1);
+    cr_expect_eq(store_threshold_set(st, "s-x", SEV_WARNING, &t, T0, &id), IOT_EBUSY);
+    cr_expect(iot_err_retryable(IOT_EBUSY));
+    cr_expect_neq(store_errmsg(st)[0], 0);
+    /* WAL: readers are not blocked by the writer */
+    struct store_device d;
+    cr_expect_eq(store_device_get(st, "dev-a", &d), 0);
+    peer_exec("ROLLBACK");
+
+    /* once the lock is gone everything works again */
+    cr_expect_eq(store_tx_begin(st), 0, "%s", store_errmsg(st));
+    cr_expect_eq(store_device_add(st, "dev-b", "b", h, T0, &id), 0);
+    cr_expect_eq(store_tx_commit(st), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices"), 2);
+}
+
+/* ---- transactions, savepoints, change epoch -------------------------------------- */
+
+Test(store_sqlite, transactions_and_savepoints)
+{
+    open_all();
+    unsigned char h[STORE_KEY_HASH_LEN];
+    key_hash(h, 3);
+    int64_t id;
+    cr_expect_eq(store_tx_rollback(st), 0, "rollback outside a transaction is a no-op");
+
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_device_add(st, "d1", "x", h, T0, &id), 0);
+    cr_assert_eq(store_savepoint(st), 0);
+    cr_assert_eq(store_device_add(st, "d2", "x", h, T0, &id), 0);
+    cr_assert_eq(store_savepoint_rollback(st), 0);
+    cr_assert_eq(store_savepoint(st), 0);
+    cr_assert_eq(store_device_add(st, "d3", "x", h, T0, &id), 0);
+    cr_assert_eq(store_savepoint_release(st), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices"), 0, "uncommitted rows are invisible");
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices WHERE device_uuid IN ('d1','d3')"), 2);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices WHERE device_uuid = 'd2'"), 0);
+
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_device_add(st, "d4", "x", h, T0, &id), 0);
+    cr_assert_eq(store_tx_rollback(st), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices"), 2);
+    cr_expect_eq(store_tx_commit(st), IOT_EDB, "commit without a transaction");
+}
+
+Test(store_sqlite, change_epoch_moves_on_a_foreign_commit)
+{
+    open_all();
+    uint64_t e1, e2;
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_change_epoch(st, &e1), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    peer_exec("UPDATE devices SET name = name"); /* a write transaction, even if empty */
+    peer_exec("INSERT INTO devices(device_uuid, name, device_key_hash, created_at)"
+              " VALUES ('peer', 'p', '', 0)");
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_change_epoch(st, &e2), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_expect_neq(e1, e2, "another connection committed: the epoch must move");
+}
+
+/*
+ * The contract of store_sqlite.c's sq_change_epoch: "the writer's own commits
+ * leave it unchanged", so the writer's cache survives its own transactions.
+ */
+Test(store_sqlite, change_epoch_stays_after_own_commits)
+{
+    open_all();
+    add_device(st, "dev-a");
+    add_sensor(st, "dev-a", "s-1");
+    uint64_t e1, e2, e3;
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_change_epoch(st, &e1), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_change_epoch(st, &e2), 0);
+    struct store_sensor_state x = {.sensor_id = 1, .has_last = 1, .last_ts = T0, .last_value = 1};
+    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_change_epoch(st, &e3), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_expect_eq(e1, e2, "an empty own commit moved the epoch (%llu -> %llu)",
+                 (unsigned long long)e1, (unsigned long long)e2);
+    cr_expect_eq(e2, e3, "an own write commit moved the epoch (%llu -> %llu)",
+                 (unsigned long long)e2, (unsigned long long)e3);
+}
+
+/* ---- state, alerts, readings -------------------------------------------------- */
+
+Test(store_sqlite, state_round_trip)
+{
+    open_all();
+    add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    struct store_sensor_state x;
+    memset(&x, 0xff, sizeof x);
+    cr_assert_eq(store_state_get(st, sid, &x), 0, "no row is not an error");
+    cr_expect_eq(x.sensor_id, sid);
+    cr_expect_eq(x.has_last, 0);
+    cr_expect_eq(x.normal_run, 0);
+
+    struct store_sensor_state y = {sid, 1, T0 + 5, -2.5, CLASS_SPIKE, 0};
+    cr_assert_eq(store_state_put(st, &y), 0);
+    y.normal_run = 7;
+    y.last_class = CLASS_NORMAL;
+    cr_assert_eq(store_state_put(st, &y), 0, "upsert");
+    cr_assert_eq(store_state_get(st, sid, &x), 0);
+    cr_expect_eq(x.has_last, 1);
+    cr_expect_eq(x.last_ts, T0 + 5);
+    cr_expect_eq(x.last_value, -2.5);
+    cr_expect_eq(x.last_class, CLASS_NORMAL);
+    cr_expect_eq(x.normal_run, 7);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_state"), 1);
+}
+
+Test(store_sqlite, alerts_notifications_readings)
+{
+    open_all();
+    int64_t dev = add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    int64_t tid = 0;
+    struct store_threshold w = band(0, 10);
+    cr_assert_eq(store_threshold_set(st, "s-1", SEV_WARNING, &w, T0, &tid), 0);
+
+    struct store_alert a;
+    memset(&a, 0, sizeof a);
+    a.sensor_id = sid;
+    a.device_id = dev;
+    a.threshold_id = tid;
+    a.severity = SEV_WARNING;
+    a.kind = ALERT_THRESHOLD;
+    a.active = 1;
+    a.first_value = a.last_value = 11;
+    a.hit_count = 1;
+    a.triggered_at = a.last_seen_at = T0;
+    snprintf(a.message, sizeof a.message, "hello");
+    cr_assert_eq(store_alert_insert(st, &a), 0);
+    cr_expect_gt(a.id, 0);
+    cr_expect_eq(q_int("SELECT resolved_at FROM alerts WHERE id = %lld", (long long)a.id), -2);
+
+    /* at most one active alert per (sensor, kind) */
+    struct store_alert b = a;
+    cr_expect_eq(store_alert_insert(st, &b), IOT_EEXIST);
+    b.kind = ALERT_DELTA_SPIKE;
+    b.threshold_id = 0;
+    cr_assert_eq(store_alert_insert(st, &b), 0);
+    cr_expect_eq(q_int("SELECT threshold_id FROM alerts WHERE id = %lld", (long long)b.id), -2,
+                 "threshold_id 0 is NULL");
+
+    struct store_alert out[ALERT_KINDS];
+    int present[ALERT_KINDS] = {9, 9, 9};
+    cr_assert_eq(store_alerts_active(st, sid, out, present), 0);
+    cr_expect(present[ALERT_THRESHOLD] && present[ALERT_DELTA_SPIKE] && !present[ALERT_NO_DATA]);
+    cr_expect_eq(out[ALERT_THRESHOLD].id, a.id);
+    cr_expect_eq(out[ALERT_THRESHOLD].threshold_id, tid);
+    cr_expect_eq(out[ALERT_THRESHOLD].hit_count, 1);
+    cr_expect_eq(out[ALERT_THRESHOLD].first_value, 11);
+    cr_expect_str_eq(out[ALERT_THRESHOLD].message, "hello");
+
+    a.hit_count = 3;
+    a.last_value = 12;
+    a.last_seen_at = T0 + 2;
+    a.severity = SEV_CRITICAL;
+    a.active = 0;
+    a.resolved_at = T0 + 3;
+    cr_assert_eq(store_alert_update(st, &a), 0);
+    char buf[32];
+    cr_expect_str_eq(
+        q_text(buf, sizeof buf, "SELECT status FROM alerts WHERE id = %lld", (long long)a.id),
+        "resolved");
+    cr_expect_str_eq(
+        q_text(buf, sizeof buf, "SELECT severity FROM alerts WHERE id = %lld", (long long)a.id),
+        "critical");
+    cr_expect_eq(q_int("SELECT resolved_at FROM alerts WHERE id = %lld", (long long)a.id), T0 + 3);
+    cr_expect_eq(q_int("SELECT hit_count FROM alerts WHERE id = %lld", (long long)a.id), 3);
+    cr_assert_eq(store_alerts_active(st, sid, out, present), 0);
+    cr_expect(!present[ALERT_THRESHOLD] && present[ALERT_DELTA_SPIKE]);
+
+    cr_assert_eq(store_notification_insert(st, a.id, EVENT_ESCALATED, SEV_CRITICAL, T0 + 9), 0);
+    cr_expect_str_eq(q_text(buf, sizeof buf, "SELECT event FROM alert_notifications"), "escalated");
+    cr_expect_eq(q_int("SELECT delivered_at FROM alert_notifications"), -2);
+
+    struct store_reading rows[] = {
+        {sid, 1.5, T0, T0 + 100, CLASS_NORMAL, 0},
+        {sid, 99, T0 - 5, T0 + 100, CLASS_ALERT, 1},
+        {sid, 5, T0 + 1, T0 + 100, CLASS_SPIKE, 0},
+    };
+    cr_assert_eq(store_readings_insert(st, rows, 3), 0);
+    cr_assert_eq(store_readings_insert(st, rows, 0), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"), 3);
+    cr_expect_eq(q_int("SELECT late FROM sensor_readings WHERE class = 'alert'"), 1);
+    cr_expect_eq(q_int("SELECT ts FROM sensor_readings WHERE class = 'spike'"), T0 + 1);
+    cr_expect_eq(q_int("SELECT ingested_at FROM sensor_readings WHERE class = 'normal'"), T0 + 100);
+}
+
+static int count_rows(const struct store_sensor_status *row, void *ud)
+{
+    struct store_sensor_status *last = ud;
+    *last = *row;
+    return 0;
+}
+
+Test(store_sqlite, device_status)
+{
+    open_all();
+    int64_t dev = add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    struct store_sensor_status row;
+    memset(&row, 0, sizeof row);
+    cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
+    cr_expect_eq(row.sensor_id, sid);
+    cr_expect_eq(row.has_reading, 0);
+    struct store_sensor_state x = {sid, 1, T0, 4.25, CLASS_WARNING, 0};
+    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
+    cr_expect_eq(row.has_reading, 1);
+    cr_expect_eq(row.last_value, 4.25);
+    cr_expect_eq(row.last_class, CLASS_WARNING);
+    cr_expect_eq(row.active_alerts, 0);
+}
+
+/* ---- the ops tables are complete ------------------------------------------------- */
+
+/*
+ * Every member of struct store_ops after `name` is a function pointer; a
+ * NULL one (an op added to the interface but not to a backend) would crash
+ * on first use. Walk them as an array of function pointers.
+ */
+static void expect_complete(const struct store_ops *ops)
+{
+    typedef void (*any_fn)(void);
+    size_t first = offsetof(struct store_ops, close);
+    size_t n = (sizeof *ops - first) / sizeof(any_fn);
+    cr_assert_eq((sizeof *ops - first) % sizeof(any_fn), 0);
+    for (size_t i = 0; i < n; i++) {
+        any_fn fn;
+        memcpy(&fn, (const char *)ops + first + i * sizeof fn, sizeof fn);
+        cr_expect_not_null(fn, "%s: op #%zu is NULL", ops->name, i);
+    }
+}
+
+Test(store_fault, ops_tables_are_complete)
+{
+    st = open_store(&OPTS);
+    expect_complete(st->ops);
+    struct store *f;
+    cr_assert_eq(store_fault_wrap(st, &f), 0);
+    st = f;
+    expect_complete(st->ops);
+    cr_expect_str_eq(store_backend(st), "fault");
+    cr_expect(store_fault_is_wrapper(st));
+    for (int op = 0; op < STORE_FAULT_OPS; op++) {
+        const char *name = store_fault_op_name((enum store_fault_op)op);
+        cr_expect(name && *name && strcmp(name, "unknown") != 0, "op %d has no name", op);
+        for (int k = 0; k < op; k++)
+            cr_expect_str_neq(name, store_fault_op_name((enum store_fault_op)k));
+    }
+    cr_expect_str_eq(store_fault_op_name(STORE_FAULT_TX_COMMIT), "tx_commit");
+    cr_expect_str_eq(store_fault_op_name(STORE_FAULT_OPS), "unknown");
+}
+
+/* ---- the fault wrapper ------------------------------------------------------------- */
+
+/* Opens st as a fault wrapper around a fresh, initialised SQLite store. */
+static void open_wrapped(void)
+{
+    struct store *inner = open_store(&OPTS);
+    cr_assert_eq(store_fault_wrap(inner, &st), 0);
+    cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
+    cr_assert_eq(sqlite3_open_v2(path, &peer, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(peer, 5000);
+}
+
+Test(store_fault, transparent_without_a_fault)
+{
+    open_wrapped();
+    int v;
+    cr_assert_eq(store_schema_version(st, &v), 0);
+    cr_expect_eq(v, SQLITE_SCHEMA_LATEST);
+    int64_t dev = add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    cr_expect_eq(add_device(st, "dev-b"), dev + 1);
+    int64_t id;
+    unsigned char h[STORE_KEY_HASH_LEN];
+    key_hash(h, 1);
+    /* errors pass through unchanged, with the inner message */
+    cr_expect_eq(store_device_add(st, "dev-a", "x", h, T0, &id), IOT_EEXIST);
+    cr_expect_neq(strstr(store_errmsg(st), "UNIQUE"), NULL, "errmsg: %s", store_errmsg(st));
+    struct store_device d;
+    cr_expect_eq(store_device_get(st, "nope", &d), IOT_ENOTFOUND);
+    cr_assert_eq(store_packet_put(st, dev, "p", "r", T0, T0 - DAY), 0);
+    char *resp = NULL;
+    cr_assert_eq(store_packet_get(st, dev, "p", 0, &resp), 0);
+    cr_expect_str_eq(resp, "r");
+    free(resp);
+    cr_assert_eq(store_tx_begin(st), 0);
+    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 1};
+    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 1);
+    cr_expect_eq(store_fault_injected(st), 0);
+    cr_expect_eq(store_fault_calls(st, STORE_FAULT_DEVICE_ADD), 3);
+    cr_expect_eq(store_fault_calls(st, STORE_FAULT_TX_COMMIT), 1);
+    cr_expect_geq(store_fault_calls(st, STORE_FAULT_ANY), 12);
+}
+
+Test(store_fault, nth_call_fails_once)
+{
+    open_wrapped();
+    add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 0};
+    store_fault_set(st, STORE_FAULT_STATE_PUT, 3, IOT_EBUSY);
+    for (int i = 1; i <= 5; i++) {
+        x.normal_run = i;
+        int rc = store_state_put(st, &x);
+        cr_expect_eq(rc, i == 3 ? IOT_EBUSY : 0, "call %d: %s", i, iot_strerror(rc));
+        if (i == 3) {
+            cr_expect_neq(strstr(store_errmsg(st), "injected"), NULL, "%s", store_errmsg(st));
+            cr_expect_neq(strstr(store_errmsg(st), "state_put"), NULL, "%s", store_errmsg(st));
+            cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 2, "not forwarded");
+        } else {
+            cr_expect_null(strstr(store_errmsg(st), "injected"), "%s", store_errmsg(st));
+        }
+    }
+    cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 5);
+    cr_expect_eq(store_fault_injected(st), 1);
+    cr_expect_eq(store_fault_calls(st, STORE_FAULT_STATE_PUT), 5);
+
+    /* other ops are not affected by a fault armed on one op */
+    store_fault_set(st, STORE_FAULT_READINGS_INSERT, 1, IOT_EDB);
+    cr_expect_eq(store_state_put(st, &x), 0);
+    struct store_reading r = {sid, 1, T0, T0, CLASS_NORMAL, 0};
+    cr_expect_eq(store_readings_insert(st, &r, 1), IOT_EDB);
+    cr_expect_eq(store_readings_insert(st, &r, 1), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"), 1);
+}
+
+Test(store_fault, sticky_until_cleared_and_disarm)
+{
+    open_wrapped();
+    int64_t dev = add_device(st, "dev-a");
+    store_fault_set_sticky(st, STORE_FAULT_PACKET_PUT, 2, IOT_EUNAVAIL);
+    cr_expect_eq(store_packet_put(st, dev, "p1", "r", T0, T0 - DAY), 0);
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(store_packet_put(st, dev, "p2", "r", T0, T0 - DAY), IOT_EUNAVAIL);
+    cr_expect_eq(store_fault_injected(st), 4);
+    store_fault_clear(st, STORE_FAULT_PACKET_PUT);
+    cr_expect_eq(store_packet_put(st, dev, "p2", "r", T0, T0 - DAY), 0);
+
+    /* err 0 or nth < 1 disarms; a new set replaces the old one */
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 1, IOT_EDB);
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 1, 0);
+    char *resp = NULL;
+    cr_expect_eq(store_packet_get(st, dev, "zz", 0, &resp), IOT_ENOTFOUND);
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 1, IOT_EDB);
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 0, IOT_EDB);
+    cr_expect_eq(store_packet_get(st, dev, "zz", 0, &resp), IOT_ENOTFOUND);
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 1, IOT_EDB);
+    store_fault_set(st, STORE_FAULT_PACKET_GET, 2, IOT_EBUSY);
+    cr_expect_eq(store_packet_get(st, dev, "zz", 0, &resp), IOT_ENOTFOUND);
+    cr_expect_eq(store_packet_get(st, dev, "zz", 0, &resp), IOT_EBUSY);
+
+    store_fault_set_sticky(st, STORE_FAULT_ANY, 1, IOT_EDB);
+    store_fault_set_sticky(st, STORE_FAULT_PING, 1, IOT_EDB);
+    cr_expect_eq(store_ping(st), IOT_EDB);
+    store_fault_clear_all(st);
+    cr_expect_eq(store_ping(st), 0);
+    cr_expect_eq(store_packet_get(st, dev, "zz", 0, &resp), IOT_ENOTFOUND);
+}
+
+Test(store_fault, any_counts_every_call)
+{
+    open_wrapped();
+    int64_t dev = add_device(st, "dev-a");
+    store_fault_set(st, STORE_FAULT_ANY, 3, IOT_EUNAVAIL);
+    char *resp = NULL;
+    struct store_device d;
+    cr_expect_eq(store_ping(st), 0);
+    cr_expect_eq(store_device_get(st, "dev-a", &d), 0);
+    cr_expect_eq(store_packet_get(st, dev, "x", 0, &resp), IOT_EUNAVAIL);
+    cr_expect_eq(store_packet_get(st, dev, "x", 0, &resp), IOT_ENOTFOUND);
+    cr_expect_eq(store_fault_injected(st), 1);
+
+    /* own fault and ANY on the same call: one failure, the op's own error, both spent */
+    store_fault_set(st, STORE_FAULT_ANY, 1, IOT_EUNAVAIL);
+    store_fault_set(st, STORE_FAULT_PING, 1, IOT_EBUSY);
+    cr_expect_eq(store_ping(st), IOT_EBUSY);
+    cr_expect_eq(store_ping(st), 0);
+    cr_expect_eq(store_fault_injected(st), 2);
+}
+
+Test(store_fault, failed_commit_ends_the_transaction)
+{
+    open_wrapped();
+    store_fault_set(st, STORE_FAULT_TX_COMMIT, 1, IOT_EUNAVAIL);
+    cr_assert_eq(store_tx_begin(st), 0);
+    add_device(st, "dev-a");
+    cr_expect_eq(store_tx_commit(st), IOT_EUNAVAIL);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices"), 0);
+    cr_expect_eq(store_tx_rollback(st), 0, "rollback after a failed commit is harmless");
+    /* the connection is usable: a new transaction commits */
+    cr_assert_eq(store_tx_begin(st), 0, "%s", store_errmsg(st));
+    add_device(st, "dev-b");
+    cr_expect_eq(store_tx_commit(st), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM devices"), 1);
+    char buf[32];
+    cr_expect_str_eq(q_text(buf, sizeof buf, "SELECT device_uuid FROM devices"), "dev-b");
+
+    /* a failed tx_begin starts nothing */
+    store_fault_set(st, STORE_FAULT_TX_BEGIN, 1, IOT_EBUSY);
+    cr_expect_eq(store_tx_begin(st), IOT_EBUSY);
+    cr_expect_eq(store_tx_begin(st), 0);
+    cr_expect_eq(store_tx_commit(st), 0);
+}
+
+Test(store_fault, failed_insert_leaves_outputs_alone)
+{
+    open_wrapped();
+    int64_t dev = add_device(st, "dev-a");
+    int64_t sid = add_sensor(st, "dev-a", "s-1");
+    struct store_alert a;
+    memset(&a, 0, sizeof a);
+    a.sensor_id = sid;
+    a.device_id = dev;
+    a.active = 1;
+    a.hit_count = 1;
+    a.triggered_at = a.last_seen_at = T0;
+    store_fault_set(st, STORE_FAULT_ALERT_INSERT, 1, IOT_EDB);
+    cr_expect_eq(store_alert_insert(st, &a), IOT_EDB);
+    cr_expect_eq(a.id, 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM alerts"), 0);
+    cr_expect_eq(store_alert_insert(st, &a), 0);
+    cr_expect_gt(a.id, 0);
+}
