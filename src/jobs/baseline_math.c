@@ -2,16 +2,27 @@
 
 #include <math.h>
 
-/* Mean and population standard deviation (two passes: stable for flat series). */
+/*
+ * Mean and population standard deviation: two passes (stable for flat
+ * series) over the values divided by their largest magnitude, so that sums
+ * and squares cannot overflow even for values near DBL_MAX.
+ */
 static void mean_std(const double *v, size_t n, double *mean, double *std)
 {
-    double sum = 0, sq = 0;
+    double scale = 0, sum = 0, sq = 0;
     for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    *mean = sum / (double)n;
+        if (fabs(v[i]) > scale) scale = fabs(v[i]);
+    if (scale == 0) {
+        *mean = *std = 0;
+        return;
+    }
     for (size_t i = 0; i < n; i++)
-        sq += (v[i] - *mean) * (v[i] - *mean);
-    *std = sqrt(sq / (double)n);
+        sum += v[i] / scale;
+    double m = sum / (double)n;
+    for (size_t i = 0; i < n; i++)
+        sq += (v[i] / scale - m) * (v[i] / scale - m);
+    *mean = m * scale;
+    *std = sqrt(sq / (double)n) * scale;
 }
 
 void baseline_compute(const double *values, size_t n, size_t window, double anomaly_z,

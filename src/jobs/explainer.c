@@ -15,7 +15,18 @@ struct body {
     char *data;
     size_t len;
     int too_big;
+    struct job_progress *prog; /* ticked while a request waits */
+    uint64_t done;
 };
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    struct body *b = ud;
+    job_progress_tick(b->prog, b->done);
+    return 0;
+}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -83,9 +94,9 @@ static char *request_body(struct store *s, const struct store_prediction *p, int
 
 /* POSTs body; on a 2xx whose body is JSON, returns it (malloc'ed). */
 static char *post(CURL *c, const char *url, const char *body, const struct explain_opts *o,
-                  char *why, size_t whylen)
+                  struct job_progress *prog, uint64_t done, char *why, size_t whylen)
 {
-    struct body b = {0};
+    struct body b = {NULL, 0, 0, prog, done};
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -97,6 +108,9 @@ static char *post(CURL *c, const char *url, const char *body, const struct expla
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &b);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     CURLcode cc = curl_easy_perform(c);
     curl_slist_free_all(h);
     long status = 0;
@@ -141,7 +155,7 @@ int job_explain_run(struct store *s, const struct explain_opts *o, struct explai
             sum->candidates++;
             char *body = request_body(s, p, &rc);
             if (rc) break;
-            char *answer = post(c, url, body, o, why, sizeof why);
+            char *answer = post(c, url, body, o, &prog, sum->candidates, why, sizeof why);
             free(body);
             if (answer) {
                 rc = store_prediction_explain(s, p->id, answer);

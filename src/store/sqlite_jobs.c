@@ -40,7 +40,7 @@ _Static_assert(JS_COUNT <= SQLITE_JOB_STMTS, "grow SQLITE_JOB_STMTS");
 
 static const char *const job_sql[JS_COUNT] = {
     [JS_SENSORS] = "SELECT " SENSOR_COLS "st.last_ts" THRESHOLD_COLS
-                   " WHERE s.is_active = 1 AND st.last_ts >= ?1 AND s.id > ?2"
+                   " WHERE s.is_active = 1 AND d.is_active = 1 AND st.last_ts >= ?1 AND s.id > ?2"
                    " ORDER BY s.id LIMIT ?3",
     [JS_SILENT] = "SELECT " SENSOR_COLS "coalesce(st.last_ts, s.created_at)" THRESHOLD_COLS
                   " WHERE s.is_active = 1 AND d.is_active = 1"

@@ -133,7 +133,9 @@ int sqlite_fail(struct sqlite_store *s, int rc)
     case SQLITE_NOLFS:
         return IOT_EUNAVAIL;
     case SQLITE_CONSTRAINT:
-        return IOT_EEXIST;
+        /* Only a duplicate key means "already exists"; NOT NULL or CHECK is a bug. */
+        return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ? IOT_EEXIST
+                                                                                    : IOT_EDB;
     case SQLITE_NOMEM:
         return IOT_ENOMEM;
     default:

@@ -138,9 +138,58 @@ def wait_until(pred, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+# ------------------------------------------------------------------ backends
+#
+# The suite runs against SQLite (the default) or, with IOT_TEST_BACKEND=postgresql
+# and IOT_TEST_PG_URL (an admin URL of a throwaway cluster, see
+# scripts/run-integration.sh), against PostgreSQL: every "database path" is then
+# a fresh PostgreSQL database's URL, and Db reads it through views that show
+# timestamptz columns as epoch milliseconds, so the same SQL and assertions work.
+
+BACKEND = os.environ.get("IOT_TEST_BACKEND", "sqlite")
+PG_ADMIN_URL = os.environ.get("IOT_TEST_PG_URL", "")
+
+
+def is_pg(target):
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def db_url(target):
+    return str(target) if is_pg(target) else f"sqlite:{target}"
+
+
+def as_target(target):
+    return str(target) if is_pg(target) else Path(target)
+
+
+_pg_seq = [0]
+
+
+def new_db(path):
+    """A fresh, empty database: the SQLite file `path`, or a new PostgreSQL database."""
+    if BACKEND != "postgresql":
+        return Path(path)
+    import psycopg2
+    _pg_seq[0] += 1
+    name = f"itest_{os.getpid()}_{_pg_seq[0]}"
+    c = psycopg2.connect(PG_ADMIN_URL)
+    c.autocommit = True
+    try:
+        c.cursor().execute(f'CREATE DATABASE "{name}"')
+    finally:
+        c.close()
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def sqlite_only(reason="reads or locks the SQLite file directly"):
+    if BACKEND != "sqlite":
+        pytest.skip(f"SQLite only: {reason}")
+
+
 def base_env(db_path, extra=None):
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
-    env["DATABASE_URL"] = f"sqlite:{db_path}"
+    env["DATABASE_URL"] = db_url(db_path)
     if extra:
         for k, v in extra.items():
             if v is None:
@@ -163,7 +212,7 @@ class Cli:
     """Runs the provisioning CLI against one SQLite database."""
 
     def __init__(self, db_path, env=None):
-        self.db_path = Path(db_path)
+        self.db_path = as_target(db_path)
         self.env = dict(env or {})
 
     def run(self, *args, env=None, timeout=60):
@@ -189,12 +238,15 @@ class Cli:
 
 
 class Db:
-    """Read-mostly access to the SQLite file (a new connection per call)."""
+    """Read-mostly access to the database (a new connection per call)."""
 
     def __init__(self, path):
         self.path = str(path)
+        self.pg = is_pg(self.path)
 
     def _conn(self):
+        if self.pg:
+            return _PgConn(self.path)
         c = sqlite3.connect(self.path, timeout=15, isolation_level=None)
         return c
 
@@ -209,28 +261,84 @@ class Db:
         rows = self.query(sql, args)
         return rows[0][0] if rows else None
 
-    def tables(self):
-        return [r[0] for r in self.query(
+    def _table_names(self, c):
+        if self.pg:
+            return [r[0] for r in c.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='public' "
+                "AND table_type='BASE TABLE' ORDER BY table_name").fetchall()]
+        return [r[0] for r in c.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name")]
+            "ORDER BY name").fetchall()]
+
+    def tables(self):
+        c = self._conn()
+        try:
+            return self._table_names(c)
+        finally:
+            c.close()
 
     def counts(self):
         """Row count of every table: the 'nothing changed' snapshot."""
         c = self._conn()
         try:
-            names = [r[0] for r in c.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+            names = self._table_names(c)
             return {n: c.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
         finally:
             c.close()
 
     def readings(self, sensor_id):
+        if self.pg:
+            rows = self.query("SELECT value, ts, ingested_at, class, late FROM sensor_readings "
+                              "WHERE sensor_id=? ORDER BY ts, id", (sensor_id,))
+            return [(*r, "integer", "integer") for r in rows]
         return self.query(
             "SELECT value, ts, ingested_at, class, late, typeof(ts), typeof(ingested_at) "
             "FROM sensor_readings WHERE sensor_id=? ORDER BY ts, id", (sensor_id,))
 
     def reading_count(self, sensor_id):
         return self.scalar("SELECT count(*) FROM sensor_readings WHERE sensor_id=?", (sensor_id,))
+
+
+class _PgConn:
+    """
+    A psycopg2 connection that looks like sqlite3 to the tests: `?` placeholders,
+    conn.execute(...).fetchall(), and timestamptz columns read as epoch ms
+    through views in a schema first on the search_path.
+    """
+
+    def __init__(self, url):
+        import psycopg2
+        self.c = psycopg2.connect(url)
+        self.c.autocommit = True
+        cur = self.c.cursor()
+        cur.execute("SELECT to_regnamespace('itest_ms') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            self._make_views(cur)
+        cur.execute("SET search_path = itest_ms, public")
+
+    @staticmethod
+    def _make_views(cur):
+        cur.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema='public' ORDER BY table_name, ordinal_position")
+        tables = {}
+        for t, col, typ in cur.fetchall():
+            expr = (f'(extract(epoch from "{col}") * 1000)::bigint AS "{col}"'
+                    if typ.startswith("timestamp") else f'"{col}"')
+            tables.setdefault(t, []).append(expr)
+        if not tables:
+            return  # schema not created yet: read the tables themselves
+        cur.execute("CREATE SCHEMA IF NOT EXISTS itest_ms")
+        for t, cols in tables.items():
+            cur.execute(f'CREATE OR REPLACE VIEW itest_ms."{t}" AS SELECT {", ".join(cols)} '
+                        f'FROM public."{t}"')
+
+    def execute(self, sql, args=()):
+        cur = self.c.cursor()
+        cur.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
+        return cur
+
+    def close(self):
+        self.c.close()
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -310,7 +418,7 @@ class Gateway:
     _seq = 0
 
     def __init__(self, db_path, workdir, env=None, name="gw"):
-        self.db_path = Path(db_path)
+        self.db_path = as_target(db_path)
         self.workdir = Path(workdir)
         self.env = {**GATEWAY_DEFAULT_ENV, **(env or {})}
         self.name = name
@@ -528,7 +636,7 @@ def module_dir(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def module_db_path(module_dir):
-    return module_dir / "iot.db"
+    return new_db(module_dir / "itest.db")
 
 
 @pytest.fixture(scope="module")
@@ -579,7 +687,7 @@ def gateway_factory(tmp_path):
     started = []
 
     def make(env=None, provision=None, name="gw"):
-        dbp = tmp_path / f"{name}-{len(started)}.db"
+        dbp = new_db(tmp_path / f"{name}-{len(started)}.db")
         c = Cli(dbp)
         c.init()
         ctx = provision(c) if provision else None
