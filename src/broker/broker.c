@@ -3,6 +3,7 @@
  * factory that turns BROKER_URL (+ BROKER_THROTTLE_MS) into a broker.
  */
 #include "broker/broker.h"
+#include "broker/broker_nats.h"
 #include "core/err.h"
 
 #include <stdarg.h>
@@ -48,7 +49,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
  * an engine URL ("scheme://user:pass@host") replaced by "***", so that a
  * credential never reaches a log line.
  */
-static void redact_url(const char *url, char *out, size_t outlen)
+void broker_url_redact(const char *url, char *out, size_t outlen)
 {
     const char *auth = strstr(url, "://");
     const char *at = NULL;
@@ -72,8 +73,8 @@ static void redact_url(const char *url, char *out, size_t outlen)
  * holds a sentence naming the problem. Returns 0, IOT_EINVAL, IOT_ENOMEM or
  * IOT_EIO.
  */
-int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_ms,
-                           struct broker **out, char *err, size_t errlen)
+static int create(const char *url, size_t queue_max, int64_t throttle_ms, const struct config *cfg,
+                  struct broker **out, char *err, size_t errlen)
 {
     struct broker *b = NULL, *wrapped = NULL;
     int rc;
@@ -97,10 +98,26 @@ int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_m
         rc = broker_memory_create(queue_max, &b);
     } else if (strcmp(url, "none") == 0) {
         rc = broker_none_create(&b);
+    } else if (strncmp(url, "nats://", 7) == 0) {
+        /* NATS JetStream (broker_nats.h); its own settings come from the environment. */
+        if (queue_max == 0) {
+            set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for a NATS BROKER_URL");
+            return IOT_EINVAL;
+        }
+        if (cfg) {
+            struct broker_nats_opts o;
+            broker_nats_opts_from_config(cfg, &o);
+            rc = broker_nats_create(url, &o, queue_max, &b, err, errlen);
+        } else {
+            rc = broker_nats_create_from_env(url, queue_max, &b, err, errlen);
+        }
+        if (rc != 0) return rc; /* err names the problem, without any credential */
     } else {
         char shown[160];
-        redact_url(url, shown, sizeof shown);
-        set_err(err, errlen, "unsupported BROKER_URL '%s': accepted values are 'memory' and 'none'",
+        broker_url_redact(url, shown, sizeof shown);
+        set_err(err, errlen,
+                "unsupported BROKER_URL '%s': accepted values are 'memory', 'none' and "
+                "nats://host:port/subject",
                 shown);
         return IOT_EINVAL;
     }
@@ -119,4 +136,16 @@ int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_m
     }
     *out = b;
     return 0;
+}
+
+int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_ms,
+                           struct broker **out, char *err, size_t errlen)
+{
+    return create(url, queue_max, throttle_ms, NULL, out, err, errlen);
+}
+
+int broker_create(const struct config *cfg, struct broker **out, char *err, size_t errlen)
+{
+    return create(cfg->broker_url, (size_t)cfg->broker_queue_max, cfg->broker_throttle_ms, cfg, out,
+                  err, errlen);
 }
