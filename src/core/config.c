@@ -205,8 +205,10 @@ int config_rows(const struct config_row **out)
         const struct setting *s = &settings[i];
         if (s->type == CONFIG_STR)
             snprintf(default_text[i], sizeof default_text[i], "%s", s->def_str);
+        else if (s->type == CONFIG_INT)
+            snprintf(default_text[i], sizeof default_text[i], "%.0f", s->def_num);
         else
-            snprintf(default_text[i], sizeof default_text[i], "%g", s->def_num);
+            snprintf(default_text[i], sizeof default_text[i], "%.15g", s->def_num);
         rows[i] = (struct config_row){s->type, s->env, default_text[i], s->min, s->max, s->help};
     }
     *out = rows;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *http_route_name(int route);
 
@@ -161,7 +162,7 @@ static void process_section(FILE *f, struct http_server *s)
         fclose(st);
     }
     header(f, "iot_ingest_process_resident_memory_bytes", "gauge", "Resident set size.");
-    fprintf(f, "iot_ingest_process_resident_memory_bytes %ld\n", rss_pages * 4096L);
+    fprintf(f, "iot_ingest_process_resident_memory_bytes %ld\n", rss_pages * sysconf(_SC_PAGESIZE));
     const union MHD_DaemonInfo *di =
         s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
     header(f, "iot_ingest_open_connections", "gauge", "Open client connections.");
