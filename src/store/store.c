@@ -1,6 +1,7 @@
 /* Backend selection by URL scheme, and the shared enum names. */
 #include "store/store.h"
 #include "core/err.h"
+#include "store/pg_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -46,10 +47,8 @@ int store_open(const char *url, const struct store_open_opts *opts, struct store
         }
         return store_sqlite_open(path, opts, out, err, errlen);
     }
-    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        snprintf(err, errlen, "the PostgreSQL backend is not built into this release");
-        return IOT_EINVAL;
-    }
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
+        return store_pg_open(url, opts, out, err, errlen);
     snprintf(err, errlen, "DATABASE_URL must be sqlite:PATH or postgresql://...");
     return IOT_EINVAL;
 }

@@ -65,7 +65,7 @@ START_TIMEOUT_S = float(os.environ.get("IOT_TEST_START_TIMEOUT_S", "20"))
 HTTP_TIMEOUT_S = 30.0
 
 # Settings that must not leak from the developer's shell into the binary.
-SETTING_VARS = {
+_STATIC_SETTING_VARS = {
     "DATABASE_URL", "API_KEY", "INGEST_HOST", "INGEST_PORT", "MAX_BODY_BYTES",
     "MAX_READINGS_PER_PACKET", "MAX_FUTURE_SKEW_S", "MAX_PAST_AGE_S", "RATE_LIMIT_IP_RPS",
     "RATE_LIMIT_DEVICE_RPS", "RATE_LIMIT_BURST", "RATE_LIMIT_MAX_BUCKETS", "TRUSTED_PROXIES",
@@ -73,10 +73,20 @@ SETTING_VARS = {
     "BROKER_URL", "BROKER_THROTTLE_MS", "BROKER_QUEUE_MAX", "HTTP_THREADS",
     "HTTP_MAX_CONNECTIONS", "HTTP_IDLE_TIMEOUT_S", "WRITE_QUEUE_MAX", "COMMIT_BATCH_MAX",
     "DB_SYNC", "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MB", "LOG_LEVEL", "LOG_FORMAT",
-    "NO_DATA_AFTER_S", "BASELINE_LOOKBACK_S", "BASELINE_HORIZON_MIN", "BASELINE_WINDOW",
-    "ANOMALY_Z", "ANOMALY_SCORE_THRESHOLD", "AI_EXPLAINER_URL", "BASELINE_EVERY_S",
-    "EXPLAIN_EVERY_S", "NO_DATA_EVERY_S",
 }
+
+
+def _binary_setting_vars():
+    """Every setting the binary knows, read from its generated --help."""
+    try:
+        out = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return set(re.findall(r"^\s+--[a-z0-9-]+\s+([A-Z][A-Z0-9_]+)\s", out, re.M))
+
+
+SETTING_VARS = _STATIC_SETTING_VARS | _binary_setting_vars()
 
 # Defaults for every gateway the tests start: rate limits off (the suite sends
 # many requests from 127.0.0.1), ephemeral port, loopback only.

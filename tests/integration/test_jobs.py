@@ -20,8 +20,12 @@ import time
 
 import pytest
 
-from conftest import (BIN, Cli, RFC3339_MS_UTC, base_env, iso_ms, now_ms, provision_device,
+from conftest import (BACKEND, BIN, Cli, RFC3339_MS_UTC, base_env, iso_ms, now_ms, provision_device,
                       wait_until)
+
+# The jobs are exercised on PostgreSQL by test_pg_backend.py; these tests seed
+# and inspect the SQLite file directly.
+pytestmark = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite only: seeds the file directly")
 from fake_explainer import FakeExplainer, closed_port, ok, status
 
 MODEL_NAME = "baseline_moving_average"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import (BIN, Gateway, base_env, iso_ms, now_ms, provision_device, uid,
+from conftest import (BIN, Gateway, base_env, iso_ms, now_ms, provision_device, sqlite_only, uid,
                       wait_until)
 
 
@@ -92,6 +92,7 @@ def test_restart_keeps_packet_ids_and_status(gateway_factory):
 
 
 def test_wal_and_readers_while_serving(gateway_factory):
+    sqlite_only()
     gw, dev = gateway_factory(provision=lambda c: provision_device(c, 1), name="wal")
     assert gw.db.scalar("PRAGMA journal_mode") == "wal"
     # a reader holding a read transaction open does not block ingest
@@ -163,6 +164,7 @@ def test_listening_log_line_and_startup(gateway_factory):
 
 
 def test_db_locked_gives_503_then_recovers(gateway_factory):
+    sqlite_only()
     import sqlite3
     gw, dev = gateway_factory({"DB_BUSY_TIMEOUT_MS": "300"},
                               provision=lambda c: provision_device(c, 1), name="locked")

@@ -1,0 +1,225 @@
+/*
+ * Private to the PostgreSQL backend (pg_conn.c, store_pg.c, pg_devices.c,
+ * pg_jobs.c, pg_schema.c): the connection struct and the pipeline layer every
+ * op goes through.
+ *
+ * The connection runs in libpq pipeline mode. An op either
+ *  - makes a round trip (pg_roundtrip): whatever is queued, then its own
+ *    commands, then one Sync; every result is read and checked; or
+ *  - defers (pg_defer): inside a transaction the command is only queued and
+ *    its result is checked at the next round trip (COMMIT at the latest);
+ *    outside a transaction it is a round trip of its own.
+ * An error in a deferred command that belongs to the packet in progress (it
+ * was queued after the current savepoint) is returned by the round trip that
+ * sees it, and the caller rolls the savepoint back as usual. An error in an
+ * older deferred command cannot be attributed to one packet: it poisons the
+ * transaction, and every op fails with that error until tx_rollback.
+ *
+ * Reconnection: a lost connection is never replaced inside a transaction (the
+ * transaction is gone: every op fails with IOT_EUNAVAIL until tx_rollback or
+ * tx_commit ends it). Outside a transaction the next op reconnects, at most
+ * once per backoff step, and prepared statements are prepared again on first
+ * use.
+ */
+#ifndef IOT_PG_INT_H
+#define IOT_PG_INT_H
+
+#include "store/store.h"
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Prepared-statement slots: one range per file. */
+#define PG_DEV_BASE   0
+#define PG_DEV_STMTS  16 /* pg_devices.c */
+#define PG_CORE_BASE  (PG_DEV_BASE + PG_DEV_STMTS)
+#define PG_CORE_STMTS 24 /* store_pg.c */
+#define PG_JOB_BASE   (PG_CORE_BASE + PG_CORE_STMTS)
+#define PG_JOB_STMTS  24 /* pg_jobs.c */
+#define PG_SLOTS      (PG_JOB_BASE + PG_JOB_STMTS)
+#define PG_ALERT_BUF  16 /* alert updates coalesced before they are sent */
+#define PG_NBUF       6  /* text buffers for array parameters */
+
+/* A growable text buffer (array literals). */
+struct pg_buf {
+    char *p;
+    size_t len, cap;
+};
+
+/* A command queued in the pipeline whose result is still to be read. */
+struct pg_pending {
+    int own;       /* index in the round trip's commands, or -1 (deferred) */
+    int prep_slot; /* >= 0: this is the Parse of that slot */
+    int want_rows; /* 0: any; else the rows the command must touch */
+    int mismatch;  /* error code when want_rows is not met */
+    unsigned gen;  /* savepoint generation when queued */
+};
+
+struct pg_store {
+    struct store base;
+    PGconn *conn; /* NULL or broken: replaced by the next op outside a transaction */
+    char *url;
+    struct store_open_opts opts;
+    unsigned char prep[PG_SLOTS]; /* 0 no, 1 Parse queued, 2 ready */
+
+    struct pg_pending *pend;
+    size_t npend, pend_cap;
+    int in_tx;     /* between tx_begin and tx_commit/tx_rollback */
+    int sp_active; /* a savepoint is open */
+    unsigned gen;  /* bumped by every savepoint */
+    int poison;    /* 0, or the error every op returns until tx_rollback */
+    int lost;      /* the connection died inside the open transaction */
+
+    /*
+     * The locks this transaction holds, for the global lock order (see
+     * docs/deployment.md): from packets already released (held_*) and from
+     * the packet in progress (pkt_*, dropped by a savepoint rollback).
+     */
+    int64_t held_sensor_max, pkt_sensor_max; /* highest sensor_state row locked; 0 none */
+    int held_adv, pkt_adv;                   /* a packet_id advisory lock is held */
+    char lock_timeout[24];                   /* the session's lock_timeout ("5000ms") */
+
+    int64_t retry_at, backoff_ms; /* reconnect throttle (monotonic ms) */
+    int64_t last_used;            /* monotonic ms of the last round trip */
+    uint64_t epoch;
+
+    struct store_alert abuf[PG_ALERT_BUF]; /* pending alert_update rows */
+    size_t nabuf;
+    struct pg_buf buf[PG_NBUF];
+    char err[256];
+};
+
+/* One command: a prepared statement (slot) or an unnamed one, with text parameters. */
+struct pg_cmd {
+    int slot;                  /* index into prep[], or -1 for an unnamed statement */
+    const char *sql;           /* the statement text (prepared once per connection) */
+    int nparams;               /* entries of params */
+    const char *const *params; /* NULL entries are SQL NULL */
+    int want_rows;             /* 0: any; n > 0: the command must touch exactly n rows, */
+    int mismatch;              /* else it fails with this code */
+};
+
+/*
+ * Sends the queued commands plus cmds[0..n), one Sync, and reads every
+ * result. On success res[i] (if res) holds the result of cmds[i]; the caller
+ * PQclear()s them. On failure nothing is returned in res and the error is in
+ * s->err. read_only: the commands may be retried once on a fresh connection
+ * when the old one turns out dead (outside a transaction only).
+ */
+int pg_roundtrip(struct pg_store *s, const struct pg_cmd *cmds, size_t n, PGresult **res,
+                 int read_only);
+/* One command that returns rows: *res as above. */
+int pg_query(struct pg_store *s, const struct pg_cmd *cmd, PGresult **res);
+/* Queues a command inside a transaction, else runs it (see above). */
+int pg_defer(struct pg_store *s, const struct pg_cmd *cmd);
+/* Queues one command as is (no alert flush): for pg_alerts_flush. */
+int pg_send(struct pg_store *s, const struct pg_cmd *cmd);
+/* Sends the buffered alert updates (store_pg.c); called before anything else is sent. */
+int pg_alerts_flush(struct pg_store *s);
+/* Connects s->url with the session settings, in pipeline mode (s->conn). */
+int pg_connect(struct pg_store *s);
+/* A connection for the next op: reconnects outside a transaction (with backoff). */
+int pg_ensure_conn(struct pg_store *s);
+
+static inline struct pg_cmd pg_raw(const char *sql)
+{
+    return (struct pg_cmd){-1, sql, 0, NULL, 0, 0};
+}
+
+/* Notes locks just taken (sensor_state rows up to sensor_max, an advisory lock). */
+void pg_note_locks(struct pg_store *s, int64_t sensor_max, int adv);
+
+/* Sets s->err and returns code. */
+int pg_fail(struct pg_store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Runs c (a RETURNING statement): *id (and *id2) from its row; IOT_ENOTFOUND without one. */
+int pg_returning_id(struct pg_store *s, const struct pg_cmd *c, int64_t *id, int64_t *id2);
+
+/* Result helpers (text format). */
+int64_t pg_i64(const PGresult *r, int row, int col);
+double pg_f64(const PGresult *r, int row, int col);
+int pg_null(const PGresult *r, int row, int col);
+void pg_text(char *dst, size_t cap, const PGresult *r, int row, int col);
+/* Parameter helpers: write into caller buffers, return them. */
+const char *pg_fmt_i64(char buf[24], int64_t v);
+const char *pg_fmt_f64(char buf[32], double v);
+const char *pg_fmt_ts(char buf[32], int64_t ms); /* RFC 3339 UTC, for ::timestamptz */
+
+/* Text buffers for array literals ("{1,2,3}"). */
+void pg_buf_reset(struct pg_buf *b);
+int pg_buf_add(struct pg_buf *b, const char *s);  /* appends s (IOT_ENOMEM) */
+int pg_buf_elem(struct pg_buf *b, const char *s); /* appends "," if needed, then s */
+int pg_buf_close(struct pg_buf *b);               /* appends "}" */
+
+/* Schema (pg_schema.c). */
+#define PG_SCHEMA_LATEST 2
+/*
+ * Creates or upgrades to PG_SCHEMA_LATEST in one transaction, serialised by
+ * an advisory lock. These two return 0 or an iot_err code, the reason in err.
+ */
+int pg_schema_apply(PGconn *conn, char *err, size_t errlen);
+/* Current version (0 = empty database). */
+int pg_schema_read_version(PGconn *conn, int *out, char *err, size_t errlen);
+/* Maps an SQLSTATE (or NULL: connection-level failure) to an iot_err code. */
+int pg_sqlstate_code(const char *sqlstate);
+
+/* Job operations (pg_jobs.c). */
+int pg_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,
+                   struct store_job_sensor *out, size_t *n);
+int pg_silent_sensors(struct store *s, int64_t before, int64_t after_id, size_t limit,
+                      struct store_job_sensor *out, size_t *n);
+int pg_job_sensor_get(struct store *s, int64_t sensor_id, struct store_job_sensor *out);
+int pg_recent_readings(struct store *s, int64_t sensor_id, size_t limit, struct store_reading *out,
+                       size_t *n);
+int pg_model_ensure(struct store *s, const char *name, const char *type, const char *version,
+                    const char *params, int64_t now, int64_t *id);
+int pg_prediction_insert(struct store *s, struct store_prediction *p);
+int pg_ml_event_active(struct store *s, int64_t sensor_id, const char *event_type, int64_t *id);
+int pg_ml_event_insert(struct store *s, struct store_ml_event *e);
+int pg_ml_event_resolve(struct store *s, int64_t id);
+int pg_unexplained(struct store *s, double min_score, int64_t after_id, size_t limit,
+                   struct store_prediction *out, size_t *n);
+int pg_prediction_explain(struct store *s, int64_t id, const char *json);
+int pg_online_load(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,
+                   struct store_online_state *out, int *applied);
+int pg_online_apply(struct store *s, const char *stream, uint64_t seq, const char *consumer,
+                    const struct store_online_state *st, struct store_prediction *pred);
+int pg_online_prune(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
+
+/* Ops of pg_devices.c: lookups and provisioning. */
+int pg_device_get(struct store *s, const char *uuid, struct store_device *out);
+int pg_device_get_by_id(struct store *s, int64_t id, struct store_device *out);
+int pg_device_sensors(struct store *s, int64_t device_id, struct store_sensor **out, size_t *n);
+int pg_sensor_get(struct store *s, int64_t sensor_id, struct store_sensor *out);
+int pg_device_status(struct store *s, int64_t device_id, store_status_cb cb, void *ud);
+int pg_device_add(struct store *s, const char *uuid, const char *name,
+                  const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id);
+int pg_device_set_active(struct store *s, const char *uuid, int active);
+int pg_sensor_add(struct store *s, const char *device_uuid, const char *uuid, const char *name,
+                  const char *type, const char *unit, int64_t now, int64_t *id, int64_t *device_id);
+int pg_sensor_set_active(struct store *s, const char *uuid, int active);
+int pg_threshold_set(struct store *s, const char *sensor_uuid, enum severity sev,
+                     const struct store_threshold *t, int64_t now, int64_t *id);
+int pg_threshold_clear(struct store *s, const char *sensor_uuid, enum severity sev);
+
+/* Ops of struct store_ops implemented in pg_conn.c. */
+void pg_close(struct store *s);
+const char *pg_errmsg(struct store *s);
+int pg_ping(struct store *s);
+int pg_schema_init(struct store *s);
+int pg_schema_version(struct store *s, int *out);
+int pg_tx_begin(struct store *s);
+int pg_tx_commit(struct store *s);
+int pg_tx_rollback(struct store *s);
+int pg_savepoint(struct store *s);
+int pg_savepoint_release(struct store *s);
+int pg_savepoint_rollback(struct store *s);
+int pg_change_epoch(struct store *s, uint64_t *out);
+
+/* The backend constructor, used by store_open (store.c). */
+int store_pg_open(const char *url, const struct store_open_opts *opts, struct store **out,
+                  char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,592 @@
+/*
+ * PostgreSQL backend of the store interface (libpq, pipeline mode, prepared
+ * statements). The pipeline layer and the reconnection rules are described
+ * in pg_int.h; the locking scheme that keeps N gateways on one database
+ * correct is in docs/deployment.md. In short:
+ *
+ *  - Round trips per packet: packet_get (only with a packet_id), states_load
+ *    (locks the packet's sensor_state rows, reads state and active alerts),
+ *    alert_insert (only when an alert opens). Everything else (readings as
+ *    one multi-row INSERT ... SELECT unnest(...), sensor states likewise,
+ *    alert updates coalesced per alert, notifications, packet_put,
+ *    device_touch, savepoints) is pipelined and checked at the next round
+ *    trip; COMMIT is one round trip per batch of packets.
+ *  - states_load takes ids ascending and locks with ORDER BY sensor_id FOR
+ *    UPDATE, so lock order is global; alerts are read by a later statement
+ *    (a fresh READ COMMITTED snapshot, taken after the locks are granted).
+ *  - packet_get takes a transaction-level advisory lock on (device,
+ *    packet_id) before it looks the id up, so a concurrent copy at another
+ *    gateway waits for the first to commit and then finds its answer.
+ *  - change_epoch moves on every call: another gateway may change any
+ *    sensor at any time, so the writer reloads (and locks) the sensors of
+ *    every batch, which it has to do anyway to lock them.
+ * Timestamps travel as RFC 3339 text into timestamptz and come back as
+ * bigint ms ((extract(epoch from col) * 1000)::bigint, exact: numeric); key
+ * hashes are hex text as on SQLite.
+ */
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/secret.h"
+#include "store/pg_int.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACKET_LOCK_CLASS "74001" /* advisory lock class of (device, packet_id) */
+/* The lock_timeout of a wait that would break the global lock order (docs/deployment.md). */
+#define OUT_OF_ORDER_WAIT_MS 200
+
+enum stmt_id {
+    ST_BEFORE_FIRST = PG_CORE_BASE - 1,
+    ST_PACKET_LOCK,
+    ST_PACKET_GET,
+    ST_PACKET_PUT,
+    ST_PACKETS_PURGE,
+    ST_STATE_GET,
+    ST_STATES_PUT,
+    ST_STATES_ENSURE,
+    ST_STATES_LOCK,
+    ST_ALERTS_OF,
+    ST_ALERT_INSERT,
+    ST_ALERT_UPDATE,
+    ST_NOTIFY_INSERT,
+    ST_READINGS_INSERT,
+    ST_DEVICE_TOUCH,
+    ST_LOCK_TIMEOUT,
+    ST_COUNT
+};
+_Static_assert(ST_COUNT <= PG_CORE_BASE + PG_CORE_STMTS, "grow PG_CORE_STMTS");
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_PACKET_LOCK] = "SELECT pg_advisory_xact_lock(" PACKET_LOCK_CLASS
+                       ", hashtext($1::text || ':' || $2::text))",
+    [ST_PACKET_GET] = "SELECT response FROM ingest_packets WHERE device_id = $1 AND packet_id = $2"
+                      " AND created_at >= $3",
+    [ST_PACKET_PUT] = "INSERT INTO ingest_packets(device_id, packet_id, created_at, response)"
+                      " VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, packet_id) DO UPDATE"
+                      " SET created_at = excluded.created_at, response = excluded.response"
+                      " WHERE ingest_packets.created_at < $5",
+    [ST_PACKETS_PURGE] = "DELETE FROM ingest_packets WHERE created_at < $1",
+    [ST_STATE_GET] = "SELECT (extract(epoch from last_ts) * 1000)::bigint, last_value, last_class,"
+                     " normal_run FROM sensor_state WHERE sensor_id = $1",
+    [ST_STATES_PUT] = "INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
+                      " normal_run) SELECT * FROM unnest($1::bigint[], $2::timestamptz[],"
+                      " $3::float8[], $4::text[], $5::bigint[]) ON CONFLICT (sensor_id) DO UPDATE"
+                      " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
+                      " last_class = excluded.last_class, normal_run = excluded.normal_run",
+    /* For sensors created by other tools: a row to lock (waits on a concurrent insert). */
+    [ST_STATES_ENSURE] = "INSERT INTO sensor_state(sensor_id) SELECT s.id FROM sensors s"
+                         " WHERE s.id = ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM"
+                         " sensor_state x WHERE x.sensor_id = s.id) ORDER BY s.id"
+                         " ON CONFLICT (sensor_id) DO NOTHING",
+    [ST_STATES_LOCK] = "SELECT sensor_id, (extract(epoch from last_ts) * 1000)::bigint,"
+                       " last_value, last_class, normal_run FROM sensor_state"
+                       " WHERE sensor_id = ANY($1::bigint[]) ORDER BY sensor_id FOR UPDATE",
+    [ST_ALERTS_OF] = "SELECT id, sensor_id, device_id, threshold_id, severity, kind, first_value,"
+                     " last_value, hit_count, (extract(epoch from triggered_at) * 1000)::bigint,"
+                     " (extract(epoch from last_seen_at) * 1000)::bigint, message FROM alerts"
+                     " WHERE sensor_id = ANY($1::bigint[]) AND status = 'active'",
+    [ST_ALERT_INSERT] =
+        "INSERT INTO alerts(sensor_id, device_id, threshold_id, severity, kind, status,"
+        " first_value, last_value, hit_count, triggered_at, last_seen_at, resolved_at, message)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    [ST_ALERT_UPDATE] = "UPDATE alerts SET threshold_id = $2, severity = $3, status = $4,"
+                        " last_value = $5, hit_count = $6, last_seen_at = $7, resolved_at = $8,"
+                        " message = $9 WHERE id = $1",
+    [ST_NOTIFY_INSERT] = "INSERT INTO alert_notifications(alert_id, event, severity, created_at)"
+                         " VALUES ($1, $2, $3, $4)",
+    [ST_READINGS_INSERT] = "INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
+                           " late) SELECT * FROM unnest($1::bigint[], $2::float8[],"
+                           " $3::timestamptz[], $4::timestamptz[], $5::text[], $6::int[])",
+    [ST_LOCK_TIMEOUT] = "SELECT set_config('lock_timeout', $1, true)",
+    /* SKIP LOCKED: another gateway touching the same device is not waited for (see docs). */
+    [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = $2 WHERE id = (SELECT id FROM devices"
+                        " WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)"
+                        " FOR NO KEY UPDATE SKIP LOCKED)",
+};
+
+static const struct store_ops pg_ops;
+
+static struct pg_cmd cmd(enum stmt_id id, int n, const char *const *params)
+{
+    return (struct pg_cmd){(int)id, stmt_sql[id], n, params, 0, 0}; /* slots from PG_CORE_BASE */
+}
+
+/* "{1,2,3}" of ids into buffer i. */
+static int id_array(struct pg_store *s, int i, const int64_t *ids, size_t n)
+{
+    char v[24];
+    int rc = 0;
+    pg_buf_reset(&s->buf[i]);
+    for (size_t k = 0; !rc && k < n; k++)
+        rc = pg_buf_elem(&s->buf[i], pg_fmt_i64(v, ids[k]));
+    return rc ? rc : pg_buf_close(&s->buf[i]);
+}
+
+/* The parameters of ST_ALERT_UPDATE; b holds their text. */
+struct alert_params {
+    char id[24], thr[24], val[32], hits[24], seen[32], res[32];
+    const char *v[9];
+};
+
+static struct pg_cmd alert_update_cmd(const struct store_alert *a, struct alert_params *b)
+{
+    b->v[0] = pg_fmt_i64(b->id, a->id);
+    b->v[1] = a->threshold_id ? pg_fmt_i64(b->thr, a->threshold_id) : NULL;
+    b->v[2] = severity_name(a->severity);
+    b->v[3] = a->active ? "active" : "resolved";
+    b->v[4] = pg_fmt_f64(b->val, a->last_value);
+    b->v[5] = pg_fmt_i64(b->hits, a->hit_count);
+    b->v[6] = pg_fmt_ts(b->seen, a->last_seen_at);
+    b->v[7] = a->resolved_at ? pg_fmt_ts(b->res, a->resolved_at) : NULL;
+    b->v[8] = a->message;
+    return cmd(ST_ALERT_UPDATE, 9, b->v);
+}
+
+/* Sends the buffered alert updates (program order: they precede whatever is sent next). */
+int pg_alerts_flush(struct pg_store *s)
+{
+    size_t n = s->nabuf;
+    s->nabuf = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct alert_params b;
+        struct pg_cmd c = alert_update_cmd(&s->abuf[i], &b);
+        int rc = pg_send(s, &c);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/*
+ * Runs cmds, which take locks, in one round trip. Waits in the global lock
+ * order (nothing held yet, or only lower sensor ids) use the session's
+ * lock_timeout; a wait that would break the order (ooo) is bounded by
+ * OUT_OF_ORDER_WAIT_MS instead (SET LOCAL before, restored after; a failure
+ * rolls the packet's savepoint back, and the setting with it), so no wait
+ * cycle between gateways lives longer than that: the packet fails with
+ * IOT_EBUSY (503) and the device retries. res[i] gets cmds[i]'s result.
+ */
+static int locked_roundtrip(struct pg_store *s, int ooo, const struct pg_cmd *cmds, size_t n,
+                            PGresult **res)
+{
+    if (!ooo) return pg_roundtrip(s, cmds, n, res, 0);
+    char ms[24];
+    long long wait = s->opts.busy_timeout_ms > 0 && s->opts.busy_timeout_ms < OUT_OF_ORDER_WAIT_MS
+                         ? (long long)s->opts.busy_timeout_ms
+                         : OUT_OF_ORDER_WAIT_MS;
+    snprintf(ms, sizeof ms, "%lldms", wait);
+    const char *p_short = ms, *p_normal = s->lock_timeout;
+    struct pg_cmd all[8];
+    PGresult *r[8];
+    assert(n + 2 <= 8);
+    all[0] = cmd(ST_LOCK_TIMEOUT, 1, &p_short);
+    for (size_t i = 0; i < n; i++)
+        all[i + 1] = cmds[i];
+    all[n + 1] = cmd(ST_LOCK_TIMEOUT, 1, &p_normal);
+    int rc = pg_roundtrip(s, all, n + 2, r, 0);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++)
+        res[i] = r[i + 1];
+    PQclear(r[0]);
+    PQclear(r[n + 1]);
+    return 0;
+}
+
+/* ---- packet ids -------------------------------------------------------------------- */
+
+/*
+ * Takes the advisory lock of (device, packet_id) for the rest of the
+ * transaction, then looks the id up (a later statement: a snapshot taken
+ * after the lock). A copy being stored by another gateway makes this wait
+ * until that commits (then we find its answer: duplicate) or rolls back
+ * (then we store ours). One round trip.
+ */
+static int pq_packet_get(struct store *base, int64_t device_id, const char *packet_id,
+                         int64_t since, char **response)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    char dev[24], ts[32];
+    const char *pl[2] = {pg_fmt_i64(dev, device_id), packet_id};
+    const char *pg[3] = {dev, packet_id, pg_fmt_ts(ts, since)};
+    struct pg_cmd c[2] = {cmd(ST_PACKET_LOCK, 2, pl), cmd(ST_PACKET_GET, 3, pg)};
+    PGresult *r[2];
+    int ooo = s->in_tx && (s->held_adv || s->held_sensor_max > 0);
+    int rc = s->in_tx ? locked_roundtrip(s, ooo, c, 2, r) : pg_roundtrip(s, c, 2, r, 1);
+    if (rc) return rc;
+    pg_note_locks(s, 0, 1);
+    if (PQntuples(r[1]) == 0) {
+        rc = IOT_ENOTFOUND;
+    } else {
+        *response = strdup(PQgetvalue(r[1], 0, 0));
+        if (!*response) rc = pg_fail(s, IOT_ENOMEM, "out of memory");
+    }
+    PQclear(r[0]);
+    PQclear(r[1]);
+    return rc;
+}
+
+/*
+ * Records a packet id, replacing an expired row (see store.h). Inside a
+ * transaction it is queued: packet_get's lock makes a live conflict
+ * impossible among gateways, so a conflict there means a writer that skipped
+ * the lock: the batch fails with IOT_EBUSY (503), and the client's retry
+ * finds the stored answer. Outside one, a live id is IOT_EEXIST.
+ */
+static int pq_packet_put(struct store *base, int64_t device_id, const char *packet_id,
+                         const char *response, int64_t now, int64_t expired_before)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    char dev[24], ts[32], cut[32];
+    const char *p[5] = {pg_fmt_i64(dev, device_id), packet_id, pg_fmt_ts(ts, now), response,
+                        pg_fmt_ts(cut, expired_before)};
+    struct pg_cmd c = cmd(ST_PACKET_PUT, 5, p);
+    c.want_rows = 1;
+    c.mismatch = s->in_tx ? IOT_EBUSY : IOT_EEXIST;
+    return pg_defer(s, &c);
+}
+
+static int pq_packets_purge(struct store *base, int64_t before)
+{
+    char ts[32];
+    const char *p = pg_fmt_ts(ts, before);
+    struct pg_cmd c = cmd(ST_PACKETS_PURGE, 1, &p);
+    return pg_defer((struct pg_store *)base, &c);
+}
+
+/* ---- sensor state and alerts --------------------------------------------------------- */
+
+/* Columns col..col+3: last_ts (ms or NULL), last_value, last_class, normal_run. */
+static void read_state(const PGresult *r, int row, int col, struct store_sensor_state *out)
+{
+    out->normal_run = pg_i64(r, row, col + 3);
+    out->has_last = !pg_null(r, row, col);
+    if (!out->has_last) return;
+    out->last_ts = pg_i64(r, row, col);
+    out->last_value = pg_f64(r, row, col + 1);
+    out->last_class = reading_class_parse(PQgetvalue(r, row, col + 2));
+    if (out->last_class == CLASS_INVALID) out->last_class = CLASS_NORMAL;
+}
+
+static int pq_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
+{
+    char v[24];
+    const char *p = pg_fmt_i64(v, sensor_id);
+    PGresult *r;
+    struct pg_cmd c = cmd(ST_STATE_GET, 1, &p);
+    memset(out, 0, sizeof *out);
+    out->sensor_id = sensor_id;
+    int rc = pg_query((struct pg_store *)base, &c, &r);
+    if (rc) return rc;
+    if (PQntuples(r)) read_state(r, 0, 0, out);
+    PQclear(r);
+    return 0;
+}
+
+/* One multi-row upsert for the states of a packet: five array parameters. */
+static int pq_states_put(struct store *base, const struct store_sensor_state *const *st, size_t n)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct pg_buf *b = s->buf;
+    int rc = 0;
+    if (n == 0) return 0;
+    for (int i = 0; i < 5; i++)
+        pg_buf_reset(&b[i]);
+    for (size_t k = 0; !rc && k < n; k++) {
+        const struct store_sensor_state *x = st[k];
+        char id[24], ts[32], val[32], run[24];
+        rc = pg_buf_elem(&b[0], pg_fmt_i64(id, x->sensor_id));
+        if (!rc) rc = pg_buf_elem(&b[1], x->has_last ? pg_fmt_ts(ts, x->last_ts) : "NULL");
+        if (!rc) rc = pg_buf_elem(&b[2], x->has_last ? pg_fmt_f64(val, x->last_value) : "NULL");
+        if (!rc) rc = pg_buf_elem(&b[3], x->has_last ? reading_class_name(x->last_class) : "NULL");
+        if (!rc) rc = pg_buf_elem(&b[4], pg_fmt_i64(run, x->normal_run));
+    }
+    for (int i = 0; !rc && i < 5; i++)
+        rc = pg_buf_close(&b[i]);
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p[5] = {b[0].p, b[1].p, b[2].p, b[3].p, b[4].p};
+    struct pg_cmd c = cmd(ST_STATES_PUT, 5, p);
+    return pg_defer(s, &c);
+}
+
+static int pq_state_put(struct store *base, const struct store_sensor_state *st)
+{
+    return pq_states_put(base, &st, 1);
+}
+
+static enum alert_kind kind_parse(const char *k)
+{
+    if (strcmp(k, "delta_spike") == 0) return ALERT_DELTA_SPIKE;
+    if (strcmp(k, "no_data") == 0) return ALERT_NO_DATA;
+    return ALERT_THRESHOLD;
+}
+
+/* Row i of ST_ALERTS_OF into a. */
+static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *a)
+{
+    memset(a, 0, sizeof *a);
+    a->id = pg_i64(r, i, 0);
+    a->sensor_id = pg_i64(r, i, 1);
+    a->device_id = pg_i64(r, i, 2);
+    a->threshold_id = pg_i64(r, i, 3); /* NULL reads as "" -> 0 */
+    a->severity = strcmp(PQgetvalue(r, i, 4), "critical") == 0 ? SEV_CRITICAL : SEV_WARNING;
+    a->kind = kind_parse(PQgetvalue(r, i, 5));
+    a->active = 1;
+    a->first_value = pg_f64(r, i, 6);
+    a->last_value = pg_f64(r, i, 7);
+    a->hit_count = pg_i64(r, i, 8);
+    a->triggered_at = pg_i64(r, i, 9);
+    a->last_seen_at = pg_i64(r, i, 10);
+    pg_text(a->message, sizeof a->message, r, i, 11);
+    return a->kind;
+}
+
+static int pq_alerts_active(struct store *base, int64_t sensor_id,
+                            struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
+{
+    struct pg_store *s = (struct pg_store *)base;
+    PGresult *r;
+    int rc = id_array(s, 0, &sensor_id, 1);
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p = s->buf[0].p;
+    struct pg_cmd c = cmd(ST_ALERTS_OF, 1, &p);
+    for (int k = 0; k < ALERT_KINDS; k++)
+        present[k] = 0;
+    if ((rc = pg_query(s, &c, &r))) return rc;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct store_alert a;
+        enum alert_kind k = read_alert(r, i, &a);
+        out[k] = a;
+        present[k] = 1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Index of id in the ascending ids[0..n), or n. */
+static size_t find_id(const int64_t *ids, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ids[lo] == id ? lo : n;
+}
+
+/*
+ * The writer's one round trip per packet: [create missing state rows, lock
+ * the state rows in id order (FOR UPDATE, held until COMMIT), read the
+ * active alerts]. The alerts are read by a later statement than the lock,
+ * so with a fresh snapshot: whatever another gateway committed before we
+ * got the lock is seen.
+ */
+static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
+                          struct store_sensor_snapshot *out)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    if (n == 0) return 0;
+    for (size_t i = 1; i < n; i++)
+        assert(ids[i - 1] < ids[i]); /* the contract: distinct, ascending (the lock order) */
+    int rc = id_array(s, 0, ids, n);
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p = s->buf[0].p;
+    struct pg_cmd c[3] = {cmd(ST_STATES_ENSURE, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
+                          cmd(ST_ALERTS_OF, 1, &p)};
+    PGresult *r[3];
+    int ooo = s->in_tx && ids[0] <= s->held_sensor_max;
+    if ((rc = locked_roundtrip(s, ooo, c, 3, r))) return rc;
+    pg_note_locks(s, ids[n - 1], 0);
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].st.sensor_id = ids[i];
+    }
+    for (int row = 0; row < PQntuples(r[1]); row++) {
+        size_t i = find_id(ids, n, pg_i64(r[1], row, 0));
+        if (i < n) read_state(r[1], row, 1, &out[i].st);
+    }
+    for (int row = 0; row < PQntuples(r[2]); row++) {
+        struct store_alert a;
+        enum alert_kind k = read_alert(r[2], row, &a);
+        size_t i = find_id(ids, n, a.sensor_id);
+        if (i == n) continue;
+        out[i].alerts[k] = a;
+        out[i].present[k] = 1;
+    }
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    return 0;
+}
+
+static int pq_alert_insert(struct store *base, struct store_alert *a)
+{
+    char sid[24], did[24], thr[24], fv[32], lv[32], hits[24], trig[32], seen[32], res[32];
+    const char *p[13] = {pg_fmt_i64(sid, a->sensor_id),
+                         pg_fmt_i64(did, a->device_id),
+                         a->threshold_id ? pg_fmt_i64(thr, a->threshold_id) : NULL,
+                         severity_name(a->severity),
+                         alert_kind_name(a->kind),
+                         a->active ? "active" : "resolved",
+                         pg_fmt_f64(fv, a->first_value),
+                         pg_fmt_f64(lv, a->last_value),
+                         pg_fmt_i64(hits, a->hit_count),
+                         pg_fmt_ts(trig, a->triggered_at),
+                         pg_fmt_ts(seen, a->last_seen_at),
+                         a->resolved_at ? pg_fmt_ts(res, a->resolved_at) : NULL,
+                         a->message};
+    struct pg_cmd c = cmd(ST_ALERT_INSERT, 13, p);
+    return pg_returning_id((struct pg_store *)base, &c, &a->id, NULL);
+}
+
+/*
+ * Inside a transaction, updates are buffered per alert and sent just before
+ * the next command: a sustained violation refreshes its alert once per
+ * packet, not once per reading. Outside one, a round trip.
+ */
+static int pq_alert_update(struct store *base, const struct store_alert *a)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    if (s->in_tx) {
+        int rc = s->lost ? IOT_EUNAVAIL : s->poison;
+        if (rc) return rc;
+        for (size_t i = 0; i < s->nabuf; i++)
+            if (s->abuf[i].id == a->id) {
+                s->abuf[i] = *a;
+                return 0;
+            }
+        if (s->nabuf == PG_ALERT_BUF && (rc = pg_ensure_conn(s)) == 0) rc = pg_alerts_flush(s);
+        if (rc) return rc;
+        s->abuf[s->nabuf++] = *a;
+        return 0;
+    }
+    struct alert_params b;
+    struct pg_cmd c = alert_update_cmd(a, &b);
+    return pg_roundtrip(s, &c, 1, NULL, 0);
+}
+
+static int pq_notification_insert(struct store *base, int64_t alert_id, enum alert_event ev,
+                                  enum severity sev, int64_t now)
+{
+    char id[24], ts[32];
+    const char *p[4] = {pg_fmt_i64(id, alert_id), alert_event_name(ev), severity_name(sev),
+                        pg_fmt_ts(ts, now)};
+    struct pg_cmd c = cmd(ST_NOTIFY_INSERT, 4, p);
+    return pg_defer((struct pg_store *)base, &c);
+}
+
+/* All the readings of a packet: one INSERT ... SELECT unnest(six arrays), queued. */
+static int pq_readings_insert(struct store *base, const struct store_reading *rows, size_t n)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct pg_buf *b = s->buf;
+    int rc = 0;
+    if (n == 0) return 0;
+    for (int i = 0; i < 6; i++)
+        pg_buf_reset(&b[i]);
+    for (size_t k = 0; !rc && k < n; k++) {
+        char id[24], val[32], ts[32], ing[32];
+        rc = pg_buf_elem(&b[0], pg_fmt_i64(id, rows[k].sensor_id));
+        if (!rc) rc = pg_buf_elem(&b[1], pg_fmt_f64(val, rows[k].value));
+        if (!rc) rc = pg_buf_elem(&b[2], pg_fmt_ts(ts, rows[k].ts));
+        if (!rc) rc = pg_buf_elem(&b[3], pg_fmt_ts(ing, rows[k].ingested_at));
+        if (!rc) rc = pg_buf_elem(&b[4], reading_class_name(rows[k].cls));
+        if (!rc) rc = pg_buf_elem(&b[5], rows[k].late ? "1" : "0");
+    }
+    for (int i = 0; !rc && i < 6; i++)
+        rc = pg_buf_close(&b[i]);
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p[6] = {b[0].p, b[1].p, b[2].p, b[3].p, b[4].p, b[5].p};
+    struct pg_cmd c = cmd(ST_READINGS_INSERT, 6, p);
+    return pg_defer(s, &c);
+}
+
+static int pq_device_touch(struct store *base, int64_t device_id, int64_t last_seen)
+{
+    char id[24], ts[32];
+    const char *p[2] = {pg_fmt_i64(id, device_id), pg_fmt_ts(ts, last_seen)};
+    struct pg_cmd c = cmd(ST_DEVICE_TOUCH, 2, p);
+    return pg_defer((struct pg_store *)base, &c);
+}
+
+/* ---- open and the ops table ----------------------------------------------------------- */
+
+int store_pg_open(const char *url, const struct store_open_opts *opts, struct store **out,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    struct pg_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->url = strdup(url))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return IOT_ENOMEM;
+    }
+    s->base.ops = &pg_ops;
+    s->opts = *opts;
+    int rc = pg_connect(s);
+    if (rc) {
+        snprintf(err, errlen, "%s", s->err);
+        pg_close(&s->base);
+        return rc;
+    }
+    s->last_used = clock_mono_ms();
+    *out = &s->base;
+    return 0;
+}
+
+static const struct store_ops pg_ops = {
+    .name = "postgresql",
+    .close = pg_close,
+    .errmsg = pg_errmsg,
+    .ping = pg_ping,
+    .schema_init = pg_schema_init,
+    .schema_version = pg_schema_version,
+    .device_get = pg_device_get,
+    .device_get_by_id = pg_device_get_by_id,
+    .device_sensors = pg_device_sensors,
+    .sensor_get = pg_sensor_get,
+    .device_status = pg_device_status,
+    .device_add = pg_device_add,
+    .device_set_active = pg_device_set_active,
+    .sensor_add = pg_sensor_add,
+    .sensor_set_active = pg_sensor_set_active,
+    .threshold_set = pg_threshold_set,
+    .threshold_clear = pg_threshold_clear,
+    .tx_begin = pg_tx_begin,
+    .tx_commit = pg_tx_commit,
+    .tx_rollback = pg_tx_rollback,
+    .savepoint = pg_savepoint,
+    .savepoint_release = pg_savepoint_release,
+    .savepoint_rollback = pg_savepoint_rollback,
+    .change_epoch = pg_change_epoch,
+    .packet_get = pq_packet_get,
+    .packet_put = pq_packet_put,
+    .packets_purge = pq_packets_purge,
+    .state_get = pq_state_get,
+    .state_put = pq_state_put,
+    .alerts_active = pq_alerts_active,
+    .states_load = pq_states_load,
+    .states_put = pq_states_put,
+    .alert_insert = pq_alert_insert,
+    .alert_update = pq_alert_update,
+    .notification_insert = pq_notification_insert,
+    .readings_insert = pq_readings_insert,
+    .device_touch = pq_device_touch,
+    .job_sensors = pg_job_sensors,
+    .silent_sensors = pg_silent_sensors,
+    .job_sensor_get = pg_job_sensor_get,
+    .recent_readings = pg_recent_readings,
+    .model_ensure = pg_model_ensure,
+    .prediction_insert = pg_prediction_insert,
+    .ml_event_active = pg_ml_event_active,
+    .ml_event_insert = pg_ml_event_insert,
+    .ml_event_resolve = pg_ml_event_resolve,
+    .unexplained = pg_unexplained,
+    .prediction_explain = pg_prediction_explain,
+    .online_load = pg_online_load,
+    .online_apply = pg_online_apply,
+    .online_prune = pg_online_prune,
+};
