@@ -3,6 +3,10 @@
 #   make run        install deps, build, create a demo database, serve on 127.0.0.1:8000
 #   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests
 #   make asan       unit + integration tests under ASan+UBSan only
+#   make fuzz       libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each (default 60)
+#   make check-all  make test, long fuzzing, 10 crash rounds, valgrind memcheck of part of the suite
+#   make bench      benchmarks (bench/run.sh) into docs/BENCHMARKS.md
+#   make install    PREFIX=/usr/local [DESTDIR=] [SYSCONFDIR=/etc]: binary, man page, systemd units
 #   make clean
 
 .SUFFIXES:
@@ -10,7 +14,7 @@
 ifeq ($(origin CC),default)
 CC = cc
 endif
-PKGS     = libmicrohttpd jansson sqlite3 libcrypto zlib libcurl
+PKGS     = libmicrohttpd jansson sqlite3 libcrypto zlib libcurl libpq libnats
 VERSION  = 0.1.0
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) \
@@ -66,7 +70,7 @@ integration: build-asan/iot-ingest
 	IOT_INGEST_BIN=$(CURDIR)/build-asan/iot-ingest sh scripts/run-integration.sh
 
 test: deps-test
-	@$(MAKE) --no-print-directory all unit unit-asan integration
+	@$(MAKE) --no-print-directory all unit unit-asan integration fuzz-smoke
 
 asan: deps-test
 	@$(MAKE) --no-print-directory unit-asan integration
@@ -74,7 +78,85 @@ asan: deps-test
 format:
 	clang-format -i $(SRC) $(shell find src tests -name '*.h') $(UNIT_SRC)
 
-clean:
-	rm -rf build build-asan
+# Binary, iot-ingest(1), systemd units, env example (packaging/install.sh; DESTDIR honoured).
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+.PHONY: install openapi-deps
+install: build/iot-ingest
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" \
+	    sh packaging/install.sh build/iot-ingest
 
--include $(shell find build build-asan -name '*.d' 2>/dev/null)
+# The pinned OpenAPI linter (tests/openapi/package-lock.json) into build/openapi.
+openapi-deps:
+	@sh tests/openapi/install.sh
+
+# Fuzzing (tests/fuzz/README.md): clang's libFuzzer with ASan+UBSan. Every object of
+# src/ except main.c is rebuilt with clang into build-fuzz/, one binary per
+# tests/fuzz/fuzz_NAME.c. `fuzz` grows build-fuzz/corpus/NAME from the committed
+# seeds; `fuzz-smoke` (part of `test`) replays tests/fuzz/regressions/ and fuzzes
+# each harness briefly with a fixed seed.
+FUZZ_CC            ?= clang-14
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SAN   = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BIN   = $(addprefix build-fuzz/fuzz_,$(FUZZ_NAMES))
+
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_BASE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c $< -o $@
+build-fuzz/fuzz_%: build-fuzz/obj/tests/fuzz/fuzz_%.o $(addprefix build-fuzz/obj/,$(LIB_SRC:.c=.o))
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+
+.PRECIOUS: build-fuzz/obj/%.o
+.PHONY: fuzz fuzz-build fuzz-smoke check-all valgrind-integration
+fuzz-build: $(FUZZ_BIN)
+fuzz: deps-test
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh tests/fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
+fuzz-smoke: fuzz-build
+	@sh tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
+
+# Everything, slowly (see docs/SECURITY.md, "Testing"): the test suite, 5 minutes
+# of fuzzing per harness, 10 kill -9 rounds of the crash test, and part of the
+# integration suite against the plain build under valgrind memcheck.
+VALGRIND_TESTS ?= tests/integration/test_packets.py tests/integration/test_auth_limits.py
+check-all: deps-test
+	@rc=0; failed=""; \
+	$(MAKE) --no-print-directory test || { rc=1; failed="$$failed test"; }; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=300 || { rc=1; failed="$$failed fuzz"; }; \
+	$(MAKE) --no-print-directory build-asan/iot-ingest && \
+	CRASH_ROUNDS=10 IOT_INGEST_BIN=$(CURDIR)/build-asan/iot-ingest \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(PYTEST) -q -p no:cacheprovider tests/integration/test_crash.py \
+	    || { rc=1; failed="$$failed crash"; }; \
+	$(MAKE) --no-print-directory valgrind-integration || { rc=1; failed="$$failed valgrind"; }; \
+	if [ $$rc = 0 ]; then echo "check-all: everything passed"; \
+	else echo "check-all: FAILED:$$failed" >&2; fi; exit $$rc
+
+# Every iot-ingest process the tests start (serve and the CLI) runs under
+# memcheck through a generated wrapper, one log per process in build/valgrind/;
+# the run fails if any log reports an error or a definite leak.
+VG_DIR = $(CURDIR)/build/valgrind
+valgrind-integration: build/iot-ingest
+	@rm -rf $(VG_DIR) && mkdir -p $(VG_DIR)
+	@printf '#!/bin/sh\nexec valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=%s/vg.%%p.log %s "$$@"\n' \
+	    '$(VG_DIR)' '$(CURDIR)/build/iot-ingest' >$(VG_DIR)/iot-ingest && chmod +x $(VG_DIR)/iot-ingest
+	IOT_INGEST_BIN=$(VG_DIR)/iot-ingest IOT_TEST_START_TIMEOUT_S=120 \
+	    $(PYTEST) -q -p no:cacheprovider $(VALGRIND_TESTS)
+	@bad=$$(grep -L 'ERROR SUMMARY: 0 errors' $(VG_DIR)/vg.*.log | while read f; do \
+	    grep -q 'ERROR SUMMARY' "$$f" && echo "$$f"; done); \
+	n=$$(ls $(VG_DIR)/vg.*.log | wc -l); \
+	if [ -n "$$bad" ]; then echo "valgrind: errors in:" $$bad >&2; exit 1; fi; \
+	echo "valgrind: $$n processes checked, no memcheck error"
+
+# Throughput benchmark vs nginx, what-if variants, CPU profile and the jobs benchmark
+# (bench/README.md); writes docs/BENCHMARKS.md. Installs wrk, nginx-light, hyperfine.
+.PHONY: bench
+bench: build/iot-ingest
+	@BENCH_NO_BUILD=1 bash bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find build build-asan build-fuzz -name '*.d' 2>/dev/null)

@@ -5,9 +5,10 @@
 set -eu
 mode=${1:-build}
 pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev sqlite3 curl"
+      libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev sqlite3 curl"
 if [ "$mode" = test ]; then
-    pkgs="$pkgs libcriterion-dev python3 python3-pytest postgresql"
+    pkgs="$pkgs libcriterion-dev python3 python3-pytest postgresql nats-server
+          prometheus systemd clang-14 libclang-rt-14-dev valgrind"
 fi
 missing=""
 for p in $pkgs; do

@@ -49,5 +49,14 @@ int cli_print_json(void *obj);
 extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
     cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear, cmd_job_baseline,
     cmd_job_explain, cmd_job_silence, cmd_jobs;
+extern const struct cli_cmd cmd_consume;
+extern const struct cli_cmd cmd_sim;
+
+/*
+ * Hidden `iot-ingest man [env]` (cmd_man.c): the roff manual page, or the
+ * commented environment file, generated from cmds and the settings table.
+ * Returns the exit code.
+ */
+int cli_man(int argc, char **argv, const struct cli_cmd *const *cmds, size_t ncmds);
 
 #endif

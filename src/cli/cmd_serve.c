@@ -50,8 +50,7 @@ static int run_serve(struct config *cfg, const char **pos)
     store_shared_init(&shared, rdb);
     rdb = NULL;
     shared_ready = 1;
-    if ((rc = broker_create_from_url(cfg->broker_url, (size_t)cfg->broker_queue_max,
-                                     cfg->broker_throttle_ms, &broker, err, sizeof err))) {
+    if ((rc = broker_create(cfg, &broker, err, sizeof err))) {
         fprintf(stderr, "iot-ingest serve: %s\n", err);
         goto out;
     }
@@ -71,8 +70,10 @@ static int run_serve(struct config *cfg, const char **pos)
         fprintf(stderr, "iot-ingest serve: %s\n", err);
         goto out;
     }
+    char shown[256];
+    broker_url_redact(cfg->broker_url, shown, sizeof shown);
     LOG(LOG_INFO, "listening", "host=%s port=%d db=%s broker=%s version=%s", cfg->ingest_host,
-        http_server_port(http), store_backend(shared.s), cfg->broker_url, IOT_VERSION);
+        http_server_port(http), store_backend(shared.s), shown, IOT_VERSION);
 
     int sig = 0;
     sigwait(&sigs, &sig);

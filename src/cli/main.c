@@ -5,11 +5,21 @@
 #include <string.h>
 
 static const struct cli_cmd *const commands[] = {
-    &cmd_serve,          &cmd_db_init,        &cmd_db_demo,
-    &cmd_device_add,     &cmd_device_disable, &cmd_sensor_add,
-    &cmd_sensor_disable, &cmd_threshold_set,  &cmd_threshold_clear,
-    &cmd_job_baseline,   &cmd_job_explain,    &cmd_job_silence,
+    &cmd_serve,
+    &cmd_db_init,
+    &cmd_db_demo,
+    &cmd_device_add,
+    &cmd_device_disable,
+    &cmd_sensor_add,
+    &cmd_sensor_disable,
+    &cmd_threshold_set,
+    &cmd_threshold_clear,
+    &cmd_job_baseline,
+    &cmd_job_explain,
+    &cmd_job_silence,
     &cmd_jobs,
+    &cmd_sim,
+    &cmd_consume,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -57,6 +67,7 @@ int main(int argc, char **argv)
         printf("iot-ingest %s\n", IOT_VERSION);
         return 0;
     }
+    if (strcmp(argv[1], "man") == 0) return cli_man(argc - 2, argv + 2, commands, NCOMMANDS);
     int used = 0;
     const struct cli_cmd *cmd = find(argc - 1, argv + 1, &used);
     if (!cmd) {

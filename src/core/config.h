@@ -93,6 +93,30 @@
     X(INT, explain_every_s, "EXPLAIN_EVERY_S", 60, 1, 86400 * 7, "Scheduler: explainer interval")  \
     X(INT, no_data_every_s, "NO_DATA_EVERY_S", 60, 1, 86400 * 7,                                   \
       "Scheduler: silence check interval")                                                         \
+    X(STR, broker_stream, "BROKER_STREAM", "IOT_READINGS", 0, 0,                                   \
+      "NATS broker: JetStream stream holding the readings (created if missing)")                   \
+    X(INT, broker_max_age_s, "BROKER_MAX_AGE_S", 86400, 1, 86400 * 3650,                           \
+      "NATS broker: readings older than this leave the stream")                                    \
+    X(INT, broker_max_bytes, "BROKER_MAX_BYTES", 1073741824, 1048576, 1099511627776,               \
+      "NATS broker: stream size cap; the oldest readings go first")                                \
+    X(INT, broker_max_pending, "BROKER_MAX_PENDING", 1024, 1, 1000000,                             \
+      "NATS broker: publications awaiting the engine's ack; past it readings are dropped")         \
+    X(INT, broker_reconnect_wait_ms, "BROKER_RECONNECT_WAIT_MS", 1000, 10, 600000,                 \
+      "NATS broker: pause between reconnect attempts (they never stop)")                           \
+    X(STR, broker_consumer, "BROKER_CONSUMER", "online-ml", 0, 0,                                  \
+      "consume: durable consumer group shared by every consume process")                           \
+    X(INT, broker_ack_wait_s, "BROKER_ACK_WAIT_S", 30, 1, 86400,                                   \
+      "consume: a message not acknowledged this long goes to another consumer")                    \
+    X(INT, broker_redelivery_delay_ms, "BROKER_REDELIVERY_DELAY_MS", 1000, 0, 3600000,             \
+      "consume: delay before a message that failed (database busy) is redelivered")                \
+    X(INT, online_predict_every, "ONLINE_PREDICT_EVERY", 10, 1, 1000000,                           \
+      "consume: one online prediction row per this many readings of a sensor")                     \
+    X(DBL, online_alpha, "ONLINE_ALPHA", 0.1, 0.0001, 1,                                           \
+      "consume: weight of the newest reading in the online mean and variance")                     \
+    X(INT, online_horizon_min, "ONLINE_HORIZON_MIN", 10, 0, 525600,                                \
+      "consume: minutes ahead of the reading that an online prediction is for")                    \
+    X(INT, online_prune_every_s, "ONLINE_PRUNE_EVERY_S", 60, 0, 86400,                             \
+      "consume: how often acknowledged message ids are forgotten (0 = never)")                     \
     X(STR, log_level, "LOG_LEVEL", "info", 0, 0, "debug, info, warn, error or off")                \
     X(STR, log_format, "LOG_FORMAT", "logfmt", 0, 0, "logfmt or json")                             \
     X(STR, log_requests, "LOG_REQUESTS", "errors", 0, 0,                                           \

@@ -241,6 +241,7 @@ int writer_start(struct writer *w)
 
 void writer_stop(struct writer *w)
 {
+    if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_signal(&w->cv);

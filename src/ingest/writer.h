@@ -55,7 +55,7 @@ int writer_start(struct writer *w);
  */
 int writer_submit(struct writer *w, struct write_job *job);
 
-/* Finishes every queued job, then stops the thread. */
+/* Finishes every queued job, then stops the thread. Accepts NULL. */
 void writer_stop(struct writer *w);
 void writer_destroy(struct writer *w); /* stops first; accepts NULL */
 

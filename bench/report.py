@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""
+Renders the results of bench/run.sh (its work directory) as Markdown.
+
+Usage: bench/report.py WORKDIR OUT.md
+
+The hand-written analysis between the markers
+    <!-- analysis:begin --> ... <!-- analysis:end -->
+in an existing OUT.md is kept as it is, so rerunning the benchmark refreshes
+the numbers without losing the notes (which say which run they were written
+for).
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+BEGIN, END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
+
+
+def read(path, default=""):
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return default
+
+
+def kv_file(path):
+    out = {}
+    for line in read(path).splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def parse_results(path):
+    rows = []
+    for line in read(path).splitlines():
+        parts = line.split("\t")
+        if len(parts) < 5:
+            continue
+        name, backend, sync, conns, rest = parts[0], parts[1], parts[2], int(parts[3]), parts[4]
+        row = {"name": name, "backend": backend, "sync": sync, "conns": conns,
+               "variant": "standard"}
+        if "skipped=" in rest:
+            head, _, reason = rest.partition("skipped=")
+            row["skipped"] = reason
+            m = re.search(r"variant=(\S+)", head)
+            if m:
+                row["variant"] = m.group(1)
+        else:
+            for tok in rest.split():
+                k, _, v = tok.partition("=")
+                row[k] = int(v) if v.lstrip("-").isdigit() else v
+        rows.append(row)
+    return rows
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}"
+
+
+def derived(r, meta):
+    """Per-row figures: packets/s, readings/s, CPU and disk per packet, writer stats."""
+    clk = int(meta.get("clk_tck", "100"))
+    readings = int(meta.get("readings", "10"))
+    secs = r["duration_us"] / 1e6
+    req = r["requests"]
+    d = {"pps": req / secs,
+         "rps": (req - r["non2xx"]) * readings / secs if r["name"] == "gateway" else None,
+         "cpu": r["cpu_ticks"] / clk / req * 1e6 if req else None,
+         "errs": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
+         "disk": r.get("disk_bytes", 0) / req / 1024 if req else None}
+    d["db_cpu"] = r.get("db_ticks", 0) / clk / req * 1e6 if req and r.get("db_ticks") else None
+    d["db_disk"] = (r.get("db_disk_bytes", 0) / req / 1024 if req and r.get("db_ticks")
+                    else None)
+    commits = r.get("commits", 0)
+    d["commits_s"] = commits / secs if commits else None
+    d["batch"] = r.get("batch_sum", 0) / commits if commits else None
+    d["busy"] = r.get("tx_ms", 0) / 1000 / secs * 100 if commits else None
+    return d
+
+
+LABEL = {"nginx": "nginx `return 204`", "gateway": "iot-ingest"}
+VARIANT = {"-batch1": "group commit off (`COMMIT_BATCH_MAX=1`)",
+           "-noindex": "index `sensor_readings(sensor_id, ts)` dropped"}
+
+
+def ingest_section(meta, rows, work):
+    std = [r for r in rows if r["variant"] == "standard"]
+    nginx = {r["conns"]: derived(r, meta)["pps"] for r in std
+             if r["name"] == "nginx" and "skipped" not in r}
+    out = ["| server | database | DB_SYNC | conns | packets/s | readings/s | vs nginx | "
+           "p50 ms | p99 ms | non-2xx / socket errors | server CPU µs/packet | "
+           "idle RSS MiB | peak RSS MiB |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in std:
+        db = "–" if r["backend"] == "-" else r["backend"]
+        sync = "–" if r["sync"] == "-" else r["sync"]
+        if "skipped" in r:
+            out.append(f"| {LABEL[r['name']]} | {db} | {sync} | {r['conns']} | skipped: "
+                       f"{r['skipped'][:120]} | | | | | | | | |")
+            continue
+        d = derived(r, meta)
+        ref = nginx.get(r["conns"])
+        out.append(
+            f"| {LABEL[r['name']]} | {db} | {sync} | {r['conns']} | {fmt(d['pps'])} | "
+            f"{fmt(d['rps'])} | {fmt(d['pps'] / ref if ref else None, 3)} | "
+            f"{r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
+            f"{fmt(d['cpu'], 1)} | {r['idle_kb'] / 1024:.1f} | {r['peak_kb'] / 1024:.1f} |")
+    out += ["", "Inside the gateway during the same runs (writer counters from `/metrics`; disk "
+            "writes from `/proc/PID/io` `write_bytes`):", "",
+            "| database | DB_SYNC | conns | variant | packets/s | gateway CPU µs/packet | "
+            "gateway disk KiB written/packet | PostgreSQL server CPU µs/packet | PostgreSQL "
+            "disk KiB/packet | commits/s | packets/commit | writer in a transaction |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["name"] != "gateway" or "skipped" in r:
+            continue
+        d = derived(r, meta)
+        var = "standard" if r["variant"] == "standard" else VARIANT.get(r["variant"], r["variant"])
+        out.append(f"| {r['backend']} | {r['sync']} | {r['conns']} | {var} | {fmt(d['pps'])} | "
+                   f"{fmt(d['cpu'], 1)} | {fmt(d['disk'], 1)} | {fmt(d['db_cpu'], 1)} | "
+                   f"{fmt(d['db_disk'], 1)} | {fmt(d['commits_s'])} | "
+                   f"{fmt(d['batch'], 1)} | {fmt(d['busy'])}% |")
+    for r in rows:
+        if r["variant"] != "standard" and "skipped" in r:
+            out.append(f"| {r['backend']} | {r['sync']} | {r['conns']} | "
+                       f"{VARIANT.get(r['variant'], r['variant'])} | skipped: {r['skipped'][:80]} "
+                       f"| | | | | | | |")
+    notes = []
+    for r in rows:
+        if r["name"] != "gateway" or "skipped" in r:
+            continue
+        suffix = "" if r["variant"] == "standard" else r["variant"]
+        tag = f"{r['backend']}-{r['sync']}-{r['conns']}{suffix}"
+        label = f"{r['sync']} c={r['conns']}{(' ' + suffix.lstrip('-')) if suffix else ''}"
+        mix = read(Path(work) / f"mix-{tag}.txt").strip()
+        if mix:
+            notes.append(f"- stored readings by `class/late`, {label} (warm-up included): {mix}")
+        warn = read(Path(work) / f"gwwarn-{tag}.txt").strip()
+        if warn:
+            notes.append(f"- gateway warnings, {label}: `{warn.splitlines()[0][:200]}`")
+    return "\n".join(out), notes
+
+
+def thread_cpu(work, clk):
+    before = {}
+    for line in read(Path(work) / "threads-before.txt").splitlines():
+        p = line.split()
+        if len(p) == 3:
+            before[p[0]] = int(p[2])
+    rows = []
+    for line in read(Path(work) / "threads-after.txt").splitlines():
+        p = line.split()
+        if len(p) == 3:
+            d = int(p[2]) - before.get(p[0], 0)
+            rows.append((p[0], p[1], d / clk))
+    rows.sort(key=lambda x: -x[2])
+    return rows
+
+
+def trace_summary(work):
+    """Per thread, the syscalls that matter from `perf trace -s`: calls and total ms."""
+    text = read(Path(work) / "perf-trace.txt")
+    keep = ("fdatasync", "fsync", "pwrite64", "pread64", "futex", "epoll_wait", "sendmsg",
+            "recvfrom", "write", "read")
+    out, thread = [], None
+    for line in text.splitlines():
+        m = re.match(r"\s*(\S+) \((\d+)\), (\d+) events", line)
+        if m:
+            thread = f"{m.group(1)} {m.group(2)}"
+            continue
+        p = line.split()
+        if thread and len(p) >= 4 and p[0] in keep and p[1].isdigit():
+            out.append(f"| {thread} | {p[0]} | {p[1]} | {float(p[3]):.0f} |")
+    if not out:
+        return ""
+    return ("Syscalls during 3 s of the same load under `perf trace -s` (which slows the "
+            "gateway, so only the proportions matter):\n\n| thread | syscall | calls | "
+            "total ms |\n|---|---|---:|---:|\n" + "\n".join(out) + "\n")
+
+
+def profile_section(meta, work):
+    sym = read(Path(work) / "perf-sym.txt").rstrip()
+    if not sym:
+        return "_No profile in this run (perf missing or BENCH_PROFILE=0)._\n"
+    clk = int(meta.get("clk_tck", "100"))
+    secs = int(meta.get("profile_secs", "10"))
+    out = []
+    w = read(Path(work) / "profile-writer.txt").split()
+    if len(w) == 7:
+        wall = float(w[6])  # the window the counters and thread times cover
+        commits = int(w[3]) - int(w[0])
+        batch = (int(w[4]) - int(w[1])) / commits if commits else 0
+        busy = (float(w[5]) - float(w[2])) / wall * 100
+        out.append(f"Gateway with DB_SYNC={meta.get('profile_sync')} under the standard load at "
+                   f"the largest connection count, `perf record -F 499 --call-graph dwarf` for "
+                   f"{secs} s ({wall:.1f} s between the counter readings, perf's start and "
+                   f"stop included): {commits / wall:,.0f} commits/s of {batch:.1f} packets on "
+                   f"average ({commits / wall * batch:,.0f} packets/s while profiled); the writer "
+                   f"was inside a transaction {busy:.0f}% of the time.\n")
+    else:
+        wall = float(secs)
+    threads = thread_cpu(work, clk)
+    if threads:
+        out += ["CPU per gateway thread (from /proc/PID/task over the same "
+                f"{wall:.1f} s; 100% = one core):\n",
+                "| thread id | name | CPU s | share of one core |", "|---|---|---:|---:|"]
+        for tid, name, s in threads[:8]:
+            out.append(f"| {tid} | {name} | {s:.2f} | {s / wall * 100:.0f}% |")
+        out.append("")
+    comm = read(Path(work) / "perf-comm.txt").rstrip()
+    if comm:
+        out += ["Samples by thread name and shared object (self time; the writer and the "
+                "broker's delivery thread are both named iot-ingest):\n",
+                "```\n" + comm + "\n```\n"]
+    ch = read(Path(work) / "perf-children.txt").rstrip()
+    if ch:
+        out += ["Inclusive time (children) of the program's own functions and of SQLite's "
+                "phases, % of all samples:\n", "```\n" + ch + "\n```\n"]
+    out += ["Top symbols by self time:\n", "```\n" + sym + "\n```\n"]
+    tr = trace_summary(work)
+    if tr:
+        out.append(tr)
+    return "\n".join(out)
+
+
+def jobs_section(meta, work):
+    hf = read(Path(work) / "jobs-hyperfine.json")
+    if not hf:
+        return "_No jobs benchmark in this run (BENCH_JOBS=0)._\n"
+    j = json.loads(hf)["results"][0]
+    info = kv_file(Path(work) / "jobs.txt")
+    rss = re.search(r"rss_kb=(\d+)", read(Path(work) / "jobs-time.txt"))
+    summary = read(Path(work) / "jobs-summary.txt").strip()
+    summary2 = read(Path(work) / "jobs-summary2.txt").strip()
+    sensors = int(meta.get("job_sensors", "0"))
+    out = [
+        f"`job baseline` on a fresh SQLite file with {fmt(sensors)} sensors × "
+        f"{meta.get('job_readings')} readings ({fmt(int(info.get('rows', '0')))} rows, "
+        f"{info.get('db_mb', '?')} MiB; generated with SQL in {float(info.get('gen_s', '0')):.1f} s "
+        f"by `bench/jobs_data.sql`). hyperfine, {len(j['times'])} runs, each on a fresh copy:\n",
+        "| mean s | σ s | min s | max s | sensors/s | peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {j['mean']:.3f} | {j['stddev'] or 0:.3f} | {j['min']:.3f} | {j['max']:.3f} | "
+        f"{fmt(sensors / j['mean'])} | "
+        f"{int(rss.group(1)) / 1024:.1f} |" if rss else
+        f"| {j['mean']:.3f} | {j['stddev'] or 0:.3f} | {j['min']:.3f} | {j['max']:.3f} | "
+        f"{fmt(sensors / j['mean'])} | – |",
+        "",
+        f"The job's own summary: `{summary}`",
+        "",
+        f"A second run on the same data (no duplicate events while one is active): `{summary2}`",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    work, out_path = sys.argv[1], Path(sys.argv[2])
+    meta = kv_file(Path(work) / "meta.env")
+    rows = parse_results(Path(work) / "results.tsv")
+    old = read(out_path)
+    analysis = ""
+    if BEGIN in old and END in old:
+        analysis = old[old.index(BEGIN):old.index(END) + len(END)]
+    else:
+        analysis = (f"{BEGIN}\n_No analysis written yet for this run._\n{END}")
+    table, notes = ingest_section(meta, rows, work)
+    load = (f"Load average at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')} "
+            "(other work on the machine shows up here).")
+    settings = [f"`{k[len('setting_'):]}={v}`" for k, v in meta.items() if k.startswith("setting_")]
+    pg = ("PostgreSQL rows use `DATABASE_URL_PG`." if meta.get("pg") == "given" else
+          "PostgreSQL: not run (set `DATABASE_URL_PG` to include it).")
+    doc = f"""# Benchmarks
+
+Generated by `make bench` (`bench/run.sh`, see `bench/README.md` to rerun) on
+{meta.get('date')}, commit `{meta.get('commit')}`, {meta.get('binary')}.
+
+Machine: **{meta.get('cores')} cores** ({meta.get('cpu') or 'unknown CPU'}), {meta.get('mem_gb')} GiB RAM,
+Linux {meta.get('kernel')}. Tools: wrk {meta.get('wrk')}, nginx {meta.get('nginx')},
+SQLite {meta.get('sqlite')} (CLI), hyperfine {meta.get('hyperfine')}. These machines are noisy
+(±35% between runs, see `/work/shared/BASELINES.md`): compare rows of the same run,
+and prefer server CPU µs/packet, which moves less than packets/s. {load}
+
+## Ingest: the standard workload
+
+- `POST /ingest/packets`, {meta.get('readings')} readings per packet (~{meta.get('body_bytes')} bytes
+  of JSON, no timestamps, so the gateway stamps them and replays are never late),
+  {meta.get('devices')} devices × {meta.get('sensors')} sensors with warning and critical
+  thresholds, {meta.get('bodies')} pre-generated bodies rotated by `bench/packets.lua`, each
+  with its device's `X-Device-Key`.
+- Rate limits off (`RATE_LIMIT_IP_RPS=0 RATE_LIMIT_DEVICE_RPS=0`), `LOG_LEVEL={meta.get('log_level')}`,
+  every other setting at its default{(' except ' + ', '.join(settings)) if settings else ''}.
+  A fresh gateway and database for every row.
+- `wrk -t{meta.get('wrk_threads')} -cN -d{meta.get('duration')}s`, keep-alive, after a
+  {meta.get('warmup')} s warm-up on the same gateway. wrk runs on the same machine and takes
+  most of one core, so the ceiling is partly wrk's.
+- The reference: nginx {meta.get('nginx')} answering `return 204` to the same POSTs (reads and
+  discards the body), `worker_processes auto`, in the same run. "vs nginx" = packets/s ÷
+  nginx's packets/s at the same connection count.
+- packets/s counts every answer; readings/s counts readings of 2xx answers. Latency is wrk's
+  (p50/p99 over all requests). Server CPU = user+system time of the server process(es)
+  during the measured {meta.get('duration')} s ÷ packets. Idle RSS: `VmRSS` before any load;
+  peak RSS: `VmHWM` after the run (nginx: master + workers).
+- {pg}
+
+{table}
+
+""" + ("\n".join(notes) + "\n" if notes else "") + f"""
+## Where the gateway's CPU goes
+
+{profile_section(meta, work)}
+## Analysis
+
+{analysis}
+
+## Jobs: baseline predictor
+
+{jobs_section(meta, work)}"""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(doc)
+
+
+if __name__ == "__main__":
+    main()

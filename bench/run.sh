@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# iot-ingest benchmarks (`make bench`). Writes docs/BENCHMARKS.md.
+#
+#  1. Ingest throughput: wrk (one thread, keep-alive) POSTs pre-generated
+#     packets (bench/packets.lua; 10 readings each, 100 devices x 10 sensors,
+#     bodies from bench/gen_bodies.sh) to the gateway, with rate limits off,
+#     at 16 and 64 connections, BENCH_DURATION s after a BENCH_WARMUP s
+#     warm-up, on SQLite with DB_SYNC=full and DB_SYNC=normal, and on
+#     PostgreSQL when DATABASE_URL_PG is set. Each run has a fresh gateway
+#     and database; the gateway's idle RSS is read before the load, its peak
+#     RSS (VmHWM) and CPU time after.
+#  2. The reference ceiling in the same run: nginx answering 204 to the same
+#     POSTs on loopback (temporary config, its own port).
+#  3. A CPU profile of the gateway under load (perf record -g), when perf works.
+#  4. The baseline job over BENCH_JOB_SENSORS sensors x BENCH_JOB_READINGS
+#     readings generated with SQL into a fresh SQLite file, timed by hyperfine.
+#
+# Settings (environment): see bench/README.md. Installs wrk, nginx-light,
+# hyperfine and sqlite3 with apt-get when they are missing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${IOT_INGEST_BIN:-$ROOT/build/iot-ingest}
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-5}
+CONNS=${BENCH_CONNECTIONS:-16 64}
+SYNCS=${BENCH_SYNCS:-full normal}
+WRK_THREADS=${BENCH_WRK_THREADS:-1}
+BODIES_N=${BENCH_BODIES_N:-2000}
+GW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+PROFILE=${BENCH_PROFILE:-1}
+WHATIF=${BENCH_WHATIF:-1}
+PROFILE_SYNC=${BENCH_PROFILE_SYNC:-normal}
+PROFILE_SECS=${BENCH_PROFILE_SECS:-10}
+JOBS=${BENCH_JOBS:-1}
+JOB_SENSORS=${BENCH_JOB_SENSORS:-10000}
+JOB_READINGS=${BENCH_JOB_READINGS:-100}
+JOB_RUNS=${BENCH_JOB_RUNS:-3}
+OUT=${BENCH_OUT:-$ROOT/docs/BENCHMARKS.md}
+PG_URL=${DATABASE_URL_PG:-}
+export BENCH_DEVICES=${BENCH_DEVICES:-100} BENCH_SENSORS=${BENCH_SENSORS:-10}
+export BENCH_READINGS=${BENCH_READINGS:-10}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/iot-bench.XXXXXX")
+PIDS=()
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+
+need_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v hyperfine >/dev/null || missing+=(hyperfine)
+    command -v sqlite3 >/dev/null || missing+=(sqlite3)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]} with apt-get"
+    [ "$(id -u)" = 0 ] || die "not root: install ${missing[*]} first (apt-get install ${missing[*]})"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$WORK/apt.log" 2>&1 ||
+        { apt-get update -q >>"$WORK/apt.log" 2>&1 &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >>"$WORK/apt.log" 2>&1; } ||
+        die "apt-get install ${missing[*]} failed; see $WORK/apt.log"
+}
+
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until URL answers HTTP at all (any status), up to 20 s.
+wait_http() {
+    local url=$1 pid=$2 i
+    for i in $(seq 1 200); do
+        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# Sum of a /proc/PID/status field (kB) over PID and its children (nginx workers).
+proc_kb() {
+    local field=$1 pid=$2 total=0 p v
+    for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || true)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# utime + stime in clock ticks over PID and its children (threads included).
+proc_ticks() {
+    local pid=$1 total=0 p v
+    for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# wrk_run URL BODIES CONNS SECONDS OUTFILE: prints the BENCH line of packets.lua.
+wrk_run() {
+    BENCH_BODIES=$2 wrk -t"$WRK_THREADS" -c"$3" -d"$4"s --timeout 10s \
+        -s "$ROOT/bench/packets.lua" "$1" >"$5" 2>&1 || true
+    grep '^BENCH ' "$5" || { cat "$5" >&2; return 1; }
+}
+
+# Bytes the process (and its children) sent to storage, from /proc/PID/io.
+proc_write_bytes() {
+    local pid=$1 total=0 p v
+    for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+        v=$(awk '$1 == "write_bytes:" {print $2}' "/proc/$p/io" 2>/dev/null || true)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# The writer's counters from the gateway's /metrics: "commits batch_sum tx_seconds".
+writer_counters() {
+    curl -s --max-time 5 "$1" | awk '
+        /^iot_ingest_commits_total / {c = $2}
+        /^iot_ingest_commit_batch_size_sum / {b = $2}
+        /^iot_ingest_commit_duration_seconds_sum / {d = $2}
+        END {printf "%d %d %.6f\n", c, b, d}'
+}
+
+# measure NAME BACKEND SYNC CONNS PID URL BODIES [METRICS_URL]: warm-up, measured run,
+# one results row.
+measure() {
+    local name=$1 backend=$2 sync=$3 c=$4 pid=$5 url=$6 bodies=$7 metrics=${8:-}
+    local idle t0 t1 w0 w1 m0="0 0 0" m1="0 0 0" line tag=$1-$2-$3-$4${BENCH_TAG:-}
+    sleep 1
+    idle=$(proc_kb VmRSS "$pid")
+    say "$name $backend $sync c=$c${BENCH_TAG:-}: warm-up ${WARMUP}s"
+    wrk_run "$url" "$bodies" "$c" "$WARMUP" "$WORK/wrk-warm-$tag.txt" >/dev/null
+    say "$name $backend $sync c=$c${BENCH_TAG:-}: measuring ${DURATION}s"
+    # A local PostgreSQL server's own CPU and disk writes (its backends are the
+    # postmaster's children); 0 when it is remote or not ours to read.
+    local dbpid=0 d0=0 d1=0 dw0=0 dw1=0
+    [ "$backend" = postgresql ] && dbpid=${PG_PID:-0}
+    [ "$dbpid" != 0 ] && d0=$(proc_ticks "$dbpid") && dw0=$(proc_write_bytes "$dbpid")
+    [ -n "$metrics" ] && m0=$(writer_counters "$metrics")
+    t0=$(proc_ticks "$pid")
+    w0=$(proc_write_bytes "$pid")
+    line=$(wrk_run "$url" "$bodies" "$c" "$DURATION" "$WORK/wrk-$tag.txt")
+    t1=$(proc_ticks "$pid")
+    w1=$(proc_write_bytes "$pid")
+    [ -n "$metrics" ] && m1=$(writer_counters "$metrics")
+    [ "$dbpid" != 0 ] && d1=$(proc_ticks "$dbpid") && dw1=$(proc_write_bytes "$dbpid")
+    set -- $m0 $m1
+    printf '%s\t%s\t%s\t%s\t%s idle_kb=%s peak_kb=%s cpu_ticks=%s disk_bytes=%s commits=%s batch_sum=%s tx_ms=%s db_ticks=%s db_disk_bytes=%s variant=%s\n' \
+        "$name" "$backend" "$sync" "$c" "${line#BENCH }" "$idle" "$(proc_kb VmHWM "$pid")" \
+        "$((t1 - t0))" "$((w1 - w0))" "$(($4 - $1))" "$(($5 - $2))" \
+        "$(awk -v a="$3" -v b="$6" 'BEGIN {printf "%d", (b - a) * 1000}')" \
+        "$((d1 - d0))" "$((dw1 - dw0))" "${BENCH_TAG:-standard}" >>"$WORK/results.tsv"
+    say "  $line"
+}
+
+stop_pid() {
+    local pid=$1 p
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local keep=()
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# ---------------------------------------------------------------- nginx
+
+nginx_run() {
+    local c=$1 port dir pid
+    port=$(free_port)
+    dir=$WORK/nginx-$c
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    keepalive_requests 100000000;
+    keepalive_timeout 60s;
+    server {
+        listen 127.0.0.1:$port;
+        location / { return 204; }
+    }
+}
+CONF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "$pid" || die "nginx did not start: $(cat "$dir/logs/error.log")"
+    measure nginx - - "$c" "$pid" "http://127.0.0.1:$port/ingest/packets" "$WORK/bodies-nginx.tsv"
+    stop_pid "$pid"
+}
+
+# The postmaster's pid of DATABASE_URL_PG when the server runs on this machine and
+# its data directory is readable (needs psql and a role allowed to SHOW it); else 0.
+pg_server_pid() {
+    local dir pid
+    dir=$(psql "$PG_URL" -Atc 'SHOW data_directory' 2>/dev/null) || { echo 0; return; }
+    pid=$(head -1 "$dir/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    [ -d "/proc/$pid" ] && echo "$pid" || echo 0
+}
+
+# ---------------------------------------------------------------- gateway
+
+# gateway_start DBURL SYNC TAG: starts `serve`, sets GW_PID and GW_URL.
+gateway_start() {
+    local url=$1 sync=$2 tag=$3 port
+    port=$(free_port)
+    env DATABASE_URL="$url" DB_SYNC="$sync" INGEST_HOST=127.0.0.1 INGEST_PORT="$port" \
+        RATE_LIMIT_IP_RPS=0 RATE_LIMIT_DEVICE_RPS=0 LOG_LEVEL="$GW_LOG_LEVEL" ${GW_ENV_EXTRA:-} \
+        "$BIN" serve >"$WORK/gw-$tag.log" 2>&1 &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    GW_URL=http://127.0.0.1:$port
+    wait_http "$GW_URL/health" "$GW_PID" || { tail -5 "$WORK/gw-$tag.log" >&2; return 1; }
+}
+
+gateway_run() {
+    local backend=$1 sync=$2 c=$3 url tag=$1-$2-$3${BENCH_TAG:-} err
+    if [ "$backend" = sqlite ]; then url=sqlite:$WORK/gw-$tag.db; else url=$PG_URL; fi
+    if ! "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" \
+        >"$WORK/gen-$tag.log" 2>&1; then
+        err=$(grep -v '^sim:' "$WORK/gen-$tag.log" | head -1 | tr '\t' ' ')
+        say "gateway $backend $sync c=$c: skipped: $err"
+        printf 'gateway\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$backend" "$sync" "$c" \
+            "${BENCH_TAG:-standard}" "${err:-provisioning failed}" >>"$WORK/results.tsv"
+        return 0
+    fi
+    [ -n "${PRE_SQL:-}" ] && sqlite3 "$WORK/gw-$tag.db" "$PRE_SQL"
+    if ! gateway_start "$url" "$sync" "$tag"; then
+        err=$(grep -i 'error\|fail' "$WORK/gw-$tag.log" | head -1)
+        say "gateway $backend $sync c=$c: skipped: gateway did not start: $err"
+        printf 'gateway\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$backend" "$sync" "$c" \
+            "${BENCH_TAG:-standard}" "gateway did not start: ${err:-see log}" >>"$WORK/results.tsv"
+        stop_pid "$GW_PID"
+        return 0
+    fi
+    measure gateway "$backend" "$sync" "$c" "$GW_PID" "$GW_URL/ingest/packets" "$WORK/bodies-$tag.tsv" \
+        "$GW_URL/metrics"
+    if [ "$backend" = sqlite ]; then
+        sqlite3 "$WORK/gw-$tag.db" "SELECT class || '/' || late, count(*) FROM sensor_readings GROUP BY 1" \
+            | tr '|' '=' | tr '\n' ' ' >"$WORK/mix-$tag.txt" || true
+    fi
+    stop_pid "$GW_PID"
+    grep -E 'level=(warn|error)' "$WORK/gw-$tag.log" | head -3 >"$WORK/gwwarn-$tag.txt" || true
+}
+
+# ---------------------------------------------------------------- what-if variants
+
+# The standard workload at the largest connection count with one thing changed, to
+# show what a change would buy: group commit off (COMMIT_BATCH_MAX=1), and the
+# readings index (sensor_id, ts) dropped after provisioning (the SQL readers need it:
+# this only measures its cost).
+whatif_runs() {
+    local c sync=full
+    c=$(echo "$CONNS" | awk '{print $NF}')
+    BENCH_TAG=-batch1 GW_ENV_EXTRA=COMMIT_BATCH_MAX=1 gateway_run sqlite "$sync" "$c"
+    BENCH_TAG=-noindex PRE_SQL="DROP INDEX sensor_readings_sensor_ts" gateway_run sqlite "$sync" "$c"
+}
+
+# ---------------------------------------------------------------- profile
+
+profile_run() {
+    command -v perf >/dev/null || { say "perf missing: no profile"; return 0; }
+    local tag=profile url=sqlite:$WORK/gw-profile.db c perf_pid
+    c=$(echo "$CONNS" | awk '{print $NF}')
+    "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" >"$WORK/gen-$tag.log" 2>&1 ||
+        { say "profile: provisioning failed"; return 0; }
+    gateway_start "$url" "$PROFILE_SYNC" "$tag" || { say "profile: gateway did not start"; return 0; }
+    say "profile: DB_SYNC=$PROFILE_SYNC c=$c, perf record for ${PROFILE_SECS}s, then perf trace for 3s"
+    wrk_run "$GW_URL/ingest/packets" "$WORK/bodies-$tag.tsv" "$c" 3 "$WORK/wrk-prof-warm.txt" >/dev/null
+    # One wrk run covers both: the CPU profile, then the syscall summary (which slows the
+    # gateway down, so it comes last and is not part of any throughput figure).
+    BENCH_BODIES=$WORK/bodies-$tag.tsv wrk -t"$WRK_THREADS" -c"$c" -d"$((PROFILE_SECS + 5))"s \
+        --timeout 10s -s "$ROOT/bench/packets.lua" "$GW_URL/ingest/packets" >"$WORK/wrk-prof.txt" 2>&1 &
+    local wrk_pid=$!
+    PIDS+=("$wrk_pid")
+    sleep 1
+    local m0 m1 s0 s1
+    s0=$(date +%s.%N)
+    thread_ticks "$GW_PID" >"$WORK/threads-before.txt"
+    m0=$(writer_counters "$GW_URL/metrics")
+    perf record -F 499 --call-graph dwarf,16384 -p "$GW_PID" -o "$WORK/perf.data" \
+        -- sleep "$PROFILE_SECS" >"$WORK/perf-record.log" 2>&1 || say "perf record failed"
+    thread_ticks "$GW_PID" >"$WORK/threads-after.txt"
+    m1=$(writer_counters "$GW_URL/metrics")
+    s1=$(date +%s.%N)
+    echo "$m0 $m1 $(awk -v a="$s0" -v b="$s1" 'BEGIN {printf "%.3f", b - a}')" \
+        >"$WORK/profile-writer.txt"
+    timeout 20 perf trace -s -p "$GW_PID" -o "$WORK/perf-trace.txt" -- sleep 3 \
+        >/dev/null 2>&1 || say "perf trace failed (no syscall summary)"
+    wait "$wrk_pid" || true
+    stop_pid "$wrk_pid"
+    stop_pid "$GW_PID"
+    local r=(perf report -i "$WORK/perf.data" --stdio -g none)
+    "${r[@]}" --no-children --sort comm,dso 2>/dev/null | grep -E '^ +[0-9]' | head -20 \
+        >"$WORK/perf-comm.txt" || true
+    "${r[@]}" --no-children --sort sym 2>/dev/null | grep -E '^ +[0-9]' | grep -v '\] 0x0000' \
+        | head -30 >"$WORK/perf-sym.txt" || true
+    # Inclusive time of the program's own functions and of SQLite's big phases.
+    "${r[@]}" --children --sort sym 2>/dev/null | grep -E '^ +[0-9]' | grep -v '\] 0x0000' \
+        | grep -E ' (writer_main|run_batch|process_job|router_apply|sq_[a-z_]+|sqlite3WalFrames|sqlite3WalCheckpoint|sqlite3BtreeInsert|sqlite3VdbeExec|sqlite3_step|fdatasync|__GI_fdatasync|on_request|ep_packets|packet_decode|json_loadb|json_dumps|json_reply|auth_device|secret_hash|resolver_get|broker_publish|memory_publish|__libc_pwrite64|__libc_pread64|__libc_sendmsg|__libc_recv|epoll_wait|malloc|free)( |$)' \
+        | head -45 >"$WORK/perf-children.txt" || true
+}
+
+# "TID COMM TICKS" for every thread of PID.
+thread_ticks() {
+    local t
+    for t in "/proc/$1/task"/*; do
+        echo "$(basename "$t") $(tr ' ' '_' <"$t/comm") $(sed 's/^.*) //' "$t/stat" | awk '{print $12 + $13}')"
+    done
+}
+
+# ---------------------------------------------------------------- jobs
+
+jobs_run() {
+    local db=$WORK/jobs.db now t0 t1
+    now=$(($(date +%s) * 1000))
+    DATABASE_URL=sqlite:$db "$BIN" db init >/dev/null
+    say "jobs: generating $JOB_SENSORS sensors x $JOB_READINGS readings"
+    t0=$(date +%s.%N)
+    sed -e "s/@NOW@/$now/g" -e "s/@SENSORS@/$JOB_SENSORS/g" -e "s/@READINGS@/$JOB_READINGS/g" \
+        "$ROOT/bench/jobs_data.sql" | sqlite3 "$db" >/dev/null
+    t1=$(date +%s.%N)
+    echo "gen_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" >"$WORK/jobs.txt"
+    echo "rows=$(sqlite3 "$db" 'SELECT count(*) FROM sensor_readings')" >>"$WORK/jobs.txt"
+    echo "db_mb=$(($(stat -c %s "$db") / 1048576))" >>"$WORK/jobs.txt"
+    cp "$db" "$WORK/jobs-pristine.db"
+    say "jobs: hyperfine, $JOB_RUNS runs of job baseline"
+    hyperfine --runs "$JOB_RUNS" --export-json "$WORK/jobs-hyperfine.json" \
+        --prepare "cp '$WORK/jobs-pristine.db' '$WORK/jobs-run.db'; rm -f '$WORK/jobs-run.db-wal' '$WORK/jobs-run.db-shm'" \
+        "env DATABASE_URL=sqlite:$WORK/jobs-run.db LOG_LEVEL=warn '$BIN' job baseline" \
+        >"$WORK/hyperfine.txt" 2>&1 || { cat "$WORK/hyperfine.txt" >&2; return 1; }
+    # One more run for its summary line and peak RSS, then a second run on the same data.
+    cp "$WORK/jobs-pristine.db" "$WORK/jobs-run.db"; rm -f "$WORK/jobs-run.db-wal" "$WORK/jobs-run.db-shm"
+    local timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'rss_kb=%M')
+    DATABASE_URL=sqlite:$WORK/jobs-run.db LOG_LEVEL=warn "${timer[@]}" \
+        "$BIN" job baseline >"$WORK/jobs-summary.txt" 2>"$WORK/jobs-time.txt"
+    DATABASE_URL=sqlite:$WORK/jobs-run.db LOG_LEVEL=warn "$BIN" job baseline >"$WORK/jobs-summary2.txt" 2>&1
+}
+
+# ---------------------------------------------------------------- main
+
+need_tools
+command -v perf >/dev/null || say "perf not installed: the profile is skipped"
+if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${IOT_INGEST_BIN:-}" ]; then
+    say "building"
+    make -s -C "$ROOT" all >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; die "build failed"; }
+fi
+[ -x "$BIN" ] || die "$BIN missing (run make)"
+
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "cores=$(nproc)"
+    echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "cpu=$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
+    echo "kernel=$(uname -r)"
+    echo "mem_gb=$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)"
+    echo "clk_tck=$(getconf CLK_TCK)"
+    echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)"
+    echo "binary=$("$BIN" --version)"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+    echo "sqlite=$(sqlite3 --version | awk '{print $1}')"
+    echo "hyperfine=$(hyperfine --version | awk '{print $2}')"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "wrk_threads=$WRK_THREADS"
+    echo "devices=$BENCH_DEVICES"
+    echo "sensors=$BENCH_SENSORS"
+    echo "readings=$BENCH_READINGS"
+    echo "bodies=$BODIES_N"
+    echo "log_level=$GW_LOG_LEVEL"
+    echo "pg=$([ -n "$PG_URL" ] && echo given || echo none)"
+    echo "job_sensors=$JOB_SENSORS"
+    echo "job_readings=$JOB_READINGS"
+    echo "profile_sync=$PROFILE_SYNC"
+    echo "profile_secs=$PROFILE_SECS"
+    # Gateway settings the caller set (they apply to every gateway run).
+    env | grep -E '^(COMMIT_BATCH_MAX|HTTP_THREADS|WRITE_QUEUE_MAX|SQLITE_CACHE_MB|BROKER_URL|HTTP_MAX_CONNECTIONS|STATE_CACHE_MAX|SENSOR_CACHE_TTL_S)=' \
+        | sed 's/^/setting_/' || true
+} >"$WORK/meta.env"
+: >"$WORK/results.tsv"
+
+# nginx gets the bodies of the first SQLite fleet (keys do not matter to it).
+"$ROOT/bench/gen_bodies.sh" "sqlite:$WORK/bodies-nginx.db" "$WORK/bodies-nginx.tsv" "$BODIES_N" \
+    >"$WORK/gen-nginx.log" 2>&1 || { cat "$WORK/gen-nginx.log" >&2; die "body generation failed"; }
+echo "body_bytes=$(awk -F'\t' '{n += length($3)} END {printf "%d", n / NR}' "$WORK/bodies-nginx.tsv")" \
+    >>"$WORK/meta.env"
+
+for c in $CONNS; do nginx_run "$c"; done
+for sync in $SYNCS; do
+    for c in $CONNS; do gateway_run sqlite "$sync" "$c"; done
+done
+if [ -n "$PG_URL" ]; then
+    PG_PID=$(pg_server_pid)
+    [ "$PG_PID" != 0 ] || say "PostgreSQL server not local or not readable: its CPU is not counted"
+    for sync in $SYNCS; do
+        for c in $CONNS; do gateway_run postgresql "$sync" "$c"; done
+    done
+fi
+[ "$WHATIF" = 1 ] && whatif_runs
+[ "$PROFILE" = 1 ] && profile_run
+[ "$JOBS" = 1 ] && jobs_run
+
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.env"
+python3 "$ROOT/bench/report.py" "$WORK" "$OUT"
+say "wrote $OUT"

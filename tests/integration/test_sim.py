@@ -1,0 +1,92 @@
+"""
+`iot-ingest sim` against a real gateway: it provisions a small fleet in the
+gateway's database, sends for 2 s, exits 0, prints its summary, and every
+reading it counts as accepted is in the database. Also: driving existing
+devices with the API key (gzip, JSON summary), and usage errors.
+"""
+
+import json
+import re
+
+from conftest import API_KEY, uid
+
+
+def sim(cli, gw, *args, env=None):
+    return cli.run("sim", "--url", f"http://127.0.0.1:{gw.port}", *args, env=env, timeout=120)
+
+
+def test_sim_provisions_sends_and_readings_are_stored(cli, gw, db):
+    prefix = uid("simt-")[:30]
+    p = sim(cli, gw, "--devices", "2", "--sensors", "3", "--duration", "2", "--rate", "50",
+            "--connections", "2", "--prefix", prefix, "--seed", "7", "--late-fraction", "0.1")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    for field in ("packets/s", "readings/s", "p50=", "p90=", "p99=", "max=", "200="):
+        assert field in out, f"summary lacks {field!r}: {out}"
+    assert re.search(r"t=1s sent=\d+", p.stderr), p.stderr  # one progress line a second
+
+    devices = db.query("SELECT id, device_uuid FROM devices WHERE device_uuid LIKE ?",
+                       (prefix + "-%",))
+    assert len(devices) == 2
+    assert db.scalar("SELECT count(*) FROM sensors s JOIN devices d ON d.id = s.device_id "
+                     "WHERE d.device_uuid LIKE ?", (prefix + "-%",)) == 6
+    assert db.scalar("SELECT count(*) FROM alert_thresholds t JOIN sensors s ON s.id = "
+                     "t.sensor_id WHERE s.sensor_uuid LIKE ?", (prefix + "-%",)) == 12
+
+    accepted = int(re.search(r"packets sent=\d+ answered=\d+ 2xx=(\d+)", out).group(1))
+    assert accepted > 50, out  # about 100 packets at 50/s
+    stored = db.scalar("SELECT count(*) FROM sensor_readings r JOIN sensors s ON s.id = "
+                       "r.sensor_id WHERE s.sensor_uuid LIKE ?", (prefix + "-%",))
+    # Each packet carries one reading per sensor (3); every 2xx was committed before it.
+    assert stored == 3 * accepted, (stored, accepted, out)
+    # Some readings were sent late on purpose; the gateway flagged them.
+    assert db.scalar("SELECT count(*) FROM sensor_readings r JOIN sensors s ON s.id = "
+                     "r.sensor_id WHERE s.sensor_uuid LIKE ? AND r.late = 1",
+                     (prefix + "-%",)) > 0
+
+
+def test_sim_drives_existing_devices_with_api_key_gzip_json(cli, gw, db, make_device):
+    dev = make_device(n_sensors=2)
+    p = sim(cli, gw, "--device-uuids", dev.uuid, "--duration", "1", "--rate", "0",
+            "--connections", "3", "--gzip", "1", "--json", "1", "--progress", "0",
+            env={"API_KEY": API_KEY})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout
+    s = json.loads(lines[0])
+    assert s["devices"] == 1 and s["sensors"] == 2
+    assert s["ok"] > 0 and s["status"].get("200") == s["ok"], s
+    assert s["errors"] == 0 and s["unfinished"] == 0
+    assert s["p50_ms"] <= s["p99_ms"] <= s["max_ms"]
+    assert db.scalar("SELECT count(*) FROM sensor_readings WHERE sensor_id IN (?, ?)",
+                     (dev.sensors[0].id, dev.sensors[1].id)) == s["accepted_readings"]
+
+
+def test_sim_usage_errors(cli, gw):
+    p = sim(cli, gw, "--devices", "0")
+    assert p.returncode == 2 and "--devices" in p.stderr
+    p = sim(cli, gw, "--device-uuids", "x", env={"API_KEY": None})
+    assert p.returncode == 2 and "API" in p.stderr
+    p = sim(cli, gw, "--device-uuids", uid("nope-"), "--duration", "1",
+            env={"API_KEY": API_KEY})
+    assert p.returncode == 1 and "not found" in p.stderr
+    p = cli.run("sim", "--help")
+    assert p.returncode == 0 and "--connections" in p.stdout
+
+
+def test_sim_emit_writes_replayable_bodies_for_wrk(cli, gw, tmp_path):
+    out = tmp_path / "bodies.tsv"
+    p = cli.run("sim", "--emit", str(out), "--emit-packets", "6", "--devices", "3",
+                "--sensors", "2", "--readings-per-packet", "4")
+    assert p.returncode == 0, p.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 6
+    for line in lines[:3]:
+        header, key, body = line.split("\t")
+        assert header == "X-Device-Key"
+        packet = json.loads(body)
+        assert len(packet["readings"]) == 4
+        assert all("ts" not in r for r in packet["readings"])  # the gateway stamps them
+        for _ in range(2):  # replayed bodies are accepted again, never late
+            r = gw.post_packet(raw=body.encode(), key=key)
+            assert r.status == 200 and r.json()["accepted"] == 4, r
