@@ -27,6 +27,34 @@ void log_set_format_json(int json)
     log_json = json;
 }
 
+const char *log_quote(const char *in, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    int quote = !*in;
+    for (const char *p = in; *p && !quote; p++)
+        quote = *p == ' ' || *p == '=' || *p == '"' || *p == '\\';
+    size_t j = 0;
+    if (outlen < 8) {
+        if (outlen) out[0] = 0;
+        return out;
+    }
+    if (quote) out[j++] = '"';
+    for (const unsigned char *p = (const unsigned char *)in; *p && j + 6 < outlen; p++) {
+        if (*p < 0x20 || *p >= 0x7f) {
+            out[j++] = '\\';
+            out[j++] = 'x';
+            out[j++] = hex[*p >> 4];
+            out[j++] = hex[*p & 15];
+        } else {
+            if (*p == '"' || *p == '\\') out[j++] = '\\';
+            out[j++] = (char)*p;
+        }
+    }
+    if (quote) out[j++] = '"';
+    out[j] = 0;
+    return out;
+}
+
 /* Writes s as a JSON string body (no quotes), escaping what JSON requires. */
 static void json_escape(FILE *f, const char *s)
 {

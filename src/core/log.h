@@ -6,6 +6,8 @@
 #ifndef IOT_LOG_H
 #define IOT_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3, LOG_OFF = 4 };
 
 extern enum log_level log_min_level;
@@ -14,6 +16,13 @@ extern enum log_level log_min_level;
 int log_level_parse(const char *s, enum log_level *out);
 /* json != 0 selects JSON lines instead of logfmt. */
 void log_set_format_json(int json);
+
+/*
+ * Makes an untrusted value safe as one logfmt value: quoted when it holds a
+ * space, '=', '"' or '\\', with control and non-ASCII bytes as \xNN, so a
+ * client can never write a forged line or field. Returns out.
+ */
+const char *log_quote(const char *in, char *out, size_t outlen);
 
 /* msg is a short event name; fmt adds key=value pairs (logfmt syntax). */
 void log_write(enum log_level lvl, const char *event, const char *fmt, ...)

@@ -49,6 +49,7 @@ struct http_reply {
     size_t len;
     int retry_after_s; /* > 0: Retry-After */
     const char *allow; /* Allow header for 405, or NULL */
+    int close;         /* close the connection after this response */
 };
 
 /* How request.c talks to the connection: libmicrohttpd (server.c) or memory (harness.c). */
@@ -77,6 +78,7 @@ struct request {
     size_t len, cap;
     int body_too_big;
     int early_done; /* a response was queued before the body was read */
+    int close;      /* the connection must not be reused */
 
     /* Write path: the job, and the answer prepared while it is queued. */
     struct write_job job;

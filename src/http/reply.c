@@ -12,7 +12,7 @@
 static int queue(struct request *rq, unsigned status, const char *content_type, char *text,
                  size_t len, int retry_after_s)
 {
-    struct http_reply r = {status, content_type, text, len, retry_after_s, NULL};
+    struct http_reply r = {status, content_type, text, len, retry_after_s, NULL, rq->close};
     if (status == 405)
         r.allow =
             rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS || rq->route == ROUTE_STATUS
@@ -41,9 +41,37 @@ int reply_json(struct request *rq, unsigned status, json_t *body)
     return json_reply(rq, status, body, 0);
 }
 
+/*
+ * Replaces every byte that is not part of a valid UTF-8 sequence with '?',
+ * in place. Details may quote client input (a URL, jansson's view of a
+ * broken body), and JSON text must be valid UTF-8.
+ */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80         ? 1
+                   : (*p >> 5) == 6  ? 2
+                   : (*p >> 4) == 14 ? 3
+                   : (*p >> 3) == 30 ? 4
+                                     : 0;
+        size_t k = 1;
+        while (n && k < n && (p[k] & 0xC0) == 0x80)
+            k++;
+        /* Overlong, surrogate and out-of-range forms are left to jansson's check below. */
+        if (n == 0 || k < n) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 static json_t *error_body(const char *code, const char *detail)
 {
-    return json_pack("{s:s, s:s}", "detail", detail, "code", code);
+    json_t *j = json_pack("{s:s, s:s}", "detail", detail, "code", code);
+    /* Still not UTF-8 jansson accepts (an overlong form, a surrogate): say so plainly. */
+    return j ? j : json_pack("{s:s, s:s}", "detail", "the request is malformed", "code", code);
 }
 
 int reply_error(struct request *rq, unsigned status, const char *code, const char *fmt, ...)
@@ -53,6 +81,7 @@ int reply_error(struct request *rq, unsigned status, const char *code, const cha
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    utf8_sanitize(detail);
     return json_reply(rq, status, error_body(code, detail), 0);
 }
 

@@ -93,6 +93,13 @@ static int precheck(struct request *rq, int *ret)
         return 1;
     }
     const char *cl = rq_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && rq_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        /* RFC 9112 6.1: a request smuggling attempt or a broken proxy; answer and close. */
+        rq->close = 1;
+        *ret = reply_error(rq, 400, "invalid_request",
+                           "Content-Length and Transfer-Encoding must not both be sent");
+        return 1;
+    }
     if (cl) {
         char *end;
         unsigned long long n = strtoull(cl, &end, 10);
@@ -286,11 +293,16 @@ void request_free(struct request *rq, int aborted)
                            : s->log_requests >= 2                    ? LOG_INFO
                                                                      : LOG_DEBUG;
     if (aborted && rq->status == 0) level = LOG_INFO;
-    LOG(level, "request",
-        "request_id=%s method=%s route=%s status=%d duration_ms=%.3f ip=%s device=%s%s",
-        rq->request_id[0] ? rq->request_id : "-", rq->method ? rq->method : "-",
-        route_names[rq->route], rq->status, (double)us / 1000.0, rq->client_ip,
-        rq->device_uuid[0] ? rq->device_uuid : "-", aborted ? " aborted=1" : "");
+    if (level >= log_min_level) {
+        char dev[4 * STORE_UUID_MAX + 8], method[80];
+        LOG(level, "request",
+            "request_id=%s method=%s route=%s status=%d duration_ms=%.3f ip=%s device=%s%s",
+            rq->request_id[0] ? rq->request_id : "-",
+            log_quote(rq->method ? rq->method : "-", method, sizeof method), route_names[rq->route],
+            rq->status, (double)us / 1000.0, rq->client_ip,
+            log_quote(rq->device_uuid[0] ? rq->device_uuid : "-", dev, sizeof dev),
+            aborted ? " aborted=1" : "");
+    }
     json_decref(rq->answer);
     free(rq->job.readings);
     free(rq->job.stored_response);

@@ -24,8 +24,9 @@
 
 /* Collects every X-Forwarded-For header, joined with commas, in order. */
 struct xff_acc {
-    char buf[1024];
+    char *buf; /* every X-Forwarded-For value joined with ',' (never truncated) */
     size_t len;
+    int failed;
 };
 
 static enum MHD_Result xff_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -33,23 +34,37 @@ static enum MHD_Result xff_iter(void *cls, enum MHD_ValueKind kind, const char *
 {
     (void)kind;
     struct xff_acc *a = cls;
-    if (strcasecmp(key, "X-Forwarded-For") != 0 || !value) return MHD_YES;
-    int n = snprintf(a->buf + a->len, sizeof a->buf - a->len, "%s%s", a->len ? "," : "", value);
-    if (n > 0) a->len = a->len + (size_t)n < sizeof a->buf ? a->len + (size_t)n : sizeof a->buf - 1;
+    if (strcasecmp(key, "X-Forwarded-For") != 0 || !value || a->failed) return MHD_YES;
+    size_t n = strlen(value);
+    char *nb = realloc(a->buf, a->len + n + 2);
+    if (!nb) {
+        a->failed = 1;
+        return MHD_NO;
+    }
+    a->buf = nb;
+    if (a->len) a->buf[a->len++] = ',';
+    memcpy(a->buf + a->len, value, n + 1);
+    a->len += n;
     return MHD_YES;
 }
 
+/*
+ * The client address for rate limits and logs. The header list is bounded
+ * by MHD's per-connection memory limit, so the joined X-Forwarded-For is too;
+ * it is never truncated, because its right end (what the trusted proxies
+ * appended) is the part that decides.
+ */
 static void find_client_ip(struct request *rq, struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    struct xff_acc acc = {.len = 0};
-    acc.buf[0] = 0;
+    struct xff_acc acc = {NULL, 0, 0};
     const struct http_server *s = rq->srv;
     if (s->trusted) MHD_get_connection_values(conn, MHD_HEADER_KIND, xff_iter, &acc);
-    if (!ci || client_ip_resolve(ci->client_addr, acc.len ? acc.buf : NULL, s->trusted,
-                                 rq->client_ip) != 0)
+    const char *xff = acc.len && !acc.failed ? acc.buf : NULL;
+    if (!ci || client_ip_resolve(ci->client_addr, xff, s->trusted, rq->client_ip) != 0)
         snprintf(rq->client_ip, sizeof rq->client_ip, "unknown");
+    free(acc.buf);
 }
 
 /* The libmicrohttpd transport of a request. */
@@ -74,6 +89,7 @@ static int mhd_respond(struct request *rq, struct http_reply *rep)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->close) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     int ret = MHD_queue_response(rq->tctx, rep->status, r);
     MHD_destroy_response(r);
     return ret;

@@ -247,11 +247,6 @@ def test_odd_content_length(gw, db, make_device, case):
     assert_refused_or_stored_once(gw, db, dev, r, before_rows, before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libmicrohttpd 0.9.75 lets Transfer-Encoding win over Content-Length but keeps the "
-    "connection open, so the bytes after the chunked body are served as a second request "
-    "(RFC 9112 6.1: the server MUST close after answering such a request); the gateway "
-    "could refuse the pair in src/http/request.c precheck()"))
 def test_content_length_and_transfer_encoding_do_not_smuggle(gw, db, hdev):
     hidden = (b"POST /ingest/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Connection: close\r\nX-API-Key: " + API_KEY.encode()
@@ -439,10 +434,6 @@ def test_many_forwarded_for_headers_from_trusted_proxy(gateway_factory):
     assert gw.get("/health").status == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/http/server.c xff_iter() joins X-Forwarded-For into a 1024-byte buffer and "
-    "silently truncates; the walk starts from the right, so the addresses the trusted proxy "
-    "appended are cut off and a client picks its own rate-limit and auth-fail identity"))
 def test_forwarded_for_longer_than_1k_cannot_choose_the_client_address(gateway_factory):
     gw, dev = gateway_factory({"TRUSTED_PROXIES": "127.0.0.1/32", "RATE_LIMIT_IP_RPS": "0.01",
                                "RATE_LIMIT_BURST": "2"},
@@ -466,11 +457,6 @@ def test_forwarded_for_longer_than_1k_cannot_choose_the_client_address(gateway_f
 
 # --------------------------------------------------------------------- bytes that must be answered
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/http/request.c request_headers() puts the raw URL/method into the error detail "
-    "('no such route: %.100s', 'method %.16s'); src/http/reply.c error_body() json_pack()s "
-    "it, jansson refuses invalid UTF-8, json_reply() returns MHD_NO and the connection is "
-    "closed without an answer"))
 @pytest.mark.parametrize("line", [b"GET /ingest/%FF HTTP/1.1", b"GET /" + b"a" * 98
                                   + "é".encode() * 3 + b" HTTP/1.1"])
 def test_non_utf8_url_gets_an_answer(gw, line):
@@ -479,10 +465,6 @@ def test_non_utf8_url_gets_an_answer(gw, line):
     assert r.json()["code"] == "not_found"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/ingest/packet_decode.c parse() copies jansson's error text (which can end inside "
-    "a UTF-8 sequence) into the detail; reply_error() cannot encode it and the connection "
-    "is closed without the 400"))
 def test_json_error_near_multibyte_char_gets_400(gw, db, hdev):
     before = db.counts()
     body = b'{"device_uuid":"x","a":"\\u0' + "\u05da".encode() + b'9"}'
@@ -491,10 +473,6 @@ def test_json_error_near_multibyte_char_gets_400(gw, db, hdev):
     assert db.counts() == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/http/request.c request_free() logs device=%s unescaped; the device uuid comes from "
-    "the request (JSON body, or the status URL, percent-decoded), so a client that is not "
-    "even authenticated writes whole forged lines into the log"))
 def test_client_cannot_forge_log_lines(gateway_factory):
     gw, dev = gateway_factory({"LOG_REQUESTS": "all"},
                               provision=lambda c: provision_device(c, 1), name="loginject")
