@@ -55,13 +55,10 @@ static const char *const stmt_sql[ST_DEV_COUNT] = {
         "INSERT INTO devices(device_uuid, name, device_key_hash, is_active, created_at)"
         " VALUES ($1, $2, $3, 1, $4) RETURNING id",
     [ST_DEVICE_SET_ACTIVE] = "UPDATE devices SET is_active = $2 WHERE device_uuid = $1",
-    /* The sensor's state row is created with it: states_load then only locks. */
-    [ST_SENSOR_ADD] = "WITH s AS (INSERT INTO sensors(sensor_uuid, device_id, name, sensor_type,"
-                      " unit, is_active, created_at) SELECT $1::text, d.id, $2::text, $3::text,"
+    [ST_SENSOR_ADD] = "INSERT INTO sensors(sensor_uuid, device_id, name, sensor_type, unit,"
+                      " is_active, created_at) SELECT $1::text, d.id, $2::text, $3::text,"
                       " $4::text, 1, $5::timestamptz FROM devices d WHERE d.device_uuid = $6::text"
-                      " RETURNING id, device_id),"
-                      " st AS (INSERT INTO sensor_state(sensor_id) SELECT id FROM s)"
-                      " SELECT id, device_id FROM s",
+                      " RETURNING id, device_id",
     [ST_SENSOR_SET_ACTIVE] = "UPDATE sensors SET is_active = $2 WHERE sensor_uuid = $1",
     [ST_THRESHOLD_CLEAR] =
         "UPDATE alert_thresholds SET is_active = 0 WHERE is_active = 1 AND severity = $2"

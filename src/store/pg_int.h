@@ -154,7 +154,11 @@ int pg_buf_elem(struct pg_buf *b, const char *s); /* appends "," if needed, then
 int pg_buf_close(struct pg_buf *b);               /* appends "}" */
 
 /* Schema (pg_schema.c). */
-#define PG_SCHEMA_LATEST 2
+/* pg_jobstats.c */
+int pg_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms, int64_t now);
+int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
+
+#define PG_SCHEMA_LATEST 3
 /*
  * Creates or upgrades to PG_SCHEMA_LATEST in one transaction, serialised by
  * an advisory lock. These two return 0 or an iot_err code, the reason in err.

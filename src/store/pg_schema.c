@@ -159,6 +159,15 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
     " consumer text NOT NULL,"
     " applied_at timestamptz NOT NULL,"
     " PRIMARY KEY (stream, seq));",
+    /* 3: batch-job statistics for /metrics (one row per job, monotonic counters). */
+    "CREATE TABLE job_stats("
+    " job text COLLATE \"C\" PRIMARY KEY,"
+    " runs_ok bigint NOT NULL, runs_failed bigint NOT NULL, duration_sum_ms bigint NOT NULL,"
+    " b0 bigint NOT NULL, b1 bigint NOT NULL, b2 bigint NOT NULL, b3 bigint NOT NULL,"
+    " b4 bigint NOT NULL, b5 bigint NOT NULL, b6 bigint NOT NULL, b7 bigint NOT NULL,"
+    " b8 bigint NOT NULL, b9 bigint NOT NULL,"
+    " last_duration_ms bigint NOT NULL, last_run_at timestamptz NOT NULL,"
+    " last_success_at timestamptz);",
 };
 
 int pg_sqlstate_code(const char *st)

@@ -42,6 +42,9 @@ int sqlite_ml_event_insert(struct store *s, struct store_ml_event *e);
 int sqlite_ml_event_resolve(struct store *s, int64_t id);
 int sqlite_unexplained(struct store *s, double min_score, int64_t after_id, size_t limit,
                        struct store_prediction *out, size_t *n);
+int sqlite_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms,
+                           int64_t now);
+int sqlite_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
 
 /* Online consumer operations (sqlite_online.c). */

@@ -23,7 +23,7 @@ enum job_stmt {
     JS_EXPLAIN,
     JS_COUNT
 };
-_Static_assert(JS_COUNT <= SQLITE_JOB_STMTS, "grow SQLITE_JOB_STMTS");
+_Static_assert(JS_COUNT + 2 <= SQLITE_JOB_STMTS, "grow SQLITE_JOB_STMTS");
 
 /* Columns 0-8 of a job sensor, then the two thresholds (critical, warning). */
 #define SENSOR_COLS                                                                                \
@@ -312,4 +312,64 @@ int sqlite_prediction_explain(struct store *base, int64_t id, const char *json)
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
     return sqlite_exec_done(s, st);
+}
+
+/* The UPSERT of one job run; the ten bucket flags are computed by the caller. */
+static const char job_stat_sql[] =
+    "INSERT INTO job_stats(job, runs_ok, runs_failed, duration_sum_ms, b0, b1, b2, b3, b4, b5, b6,"
+    " b7, b8, b9, last_duration_ms, last_run_at, last_success_at)"
+    " VALUES (?1, ?2, 1 - ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?3, ?14,"
+    "  CASE WHEN ?2 = 1 THEN ?14 END)"
+    " ON CONFLICT(job) DO UPDATE SET runs_ok = runs_ok + excluded.runs_ok,"
+    " runs_failed = runs_failed + excluded.runs_failed,"
+    " duration_sum_ms = duration_sum_ms + excluded.duration_sum_ms,"
+    " b0 = b0 + excluded.b0, b1 = b1 + excluded.b1, b2 = b2 + excluded.b2,"
+    " b3 = b3 + excluded.b3, b4 = b4 + excluded.b4, b5 = b5 + excluded.b5,"
+    " b6 = b6 + excluded.b6, b7 = b7 + excluded.b7, b8 = b8 + excluded.b8,"
+    " b9 = b9 + excluded.b9, last_duration_ms = excluded.last_duration_ms,"
+    " last_run_at = excluded.last_run_at,"
+    " last_success_at = coalesce(excluded.last_success_at, job_stats.last_success_at)";
+
+int sqlite_job_stat_record(struct store *base, const char *job, int ok, int64_t duration_ms,
+                           int64_t now)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite_stmt(s, &s->job_st[JS_COUNT], job_stat_sql, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, ok ? 1 : 0);
+    sqlite3_bind_int64(st, 3, duration_ms);
+    for (int i = 0; i < STORE_JOB_BUCKETS; i++)
+        sqlite3_bind_int(st, 4 + i, (double)duration_ms / 1000.0 <= store_job_bounds_s[i]);
+    sqlite3_bind_int64(st, 14, now);
+    return sqlite_exec_done(s, st);
+}
+
+int sqlite_job_stats(struct store *base, struct store_job_stat *out, size_t cap, size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite_stmt(s, &s->job_st[JS_COUNT + 1],
+                         "SELECT job, runs_ok, runs_failed, duration_sum_ms, b0, b1, b2, b3, b4,"
+                         " b5, b6, b7, b8, b9, last_duration_ms, last_run_at,"
+                         " coalesce(last_success_at, 0) FROM job_stats ORDER BY job",
+                         &st);
+    if (rc) return rc;
+    *n = 0;
+    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_job_stat *j = &out[(*n)++];
+        sqlite_copy_text(j->job, sizeof j->job, st, 0);
+        j->runs_ok = sqlite3_column_int64(st, 1);
+        j->runs_failed = sqlite3_column_int64(st, 2);
+        j->duration_sum_ms = sqlite3_column_int64(st, 3);
+        for (int i = 0; i < STORE_JOB_BUCKETS; i++)
+            j->buckets[i] = sqlite3_column_int64(st, 4 + i);
+        j->last_duration_ms = sqlite3_column_int64(st, 14);
+        j->last_run_at = sqlite3_column_int64(st, 15);
+        j->last_success_at = sqlite3_column_int64(st, 16);
+    }
+    int ret = (*n == cap || rc == SQLITE_DONE) ? 0 : sqlite_fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
 }

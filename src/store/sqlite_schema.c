@@ -139,6 +139,15 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     " consumer TEXT NOT NULL,"
     " applied_at INTEGER NOT NULL,"
     " PRIMARY KEY (stream, seq)) WITHOUT ROWID;",
+    /* 3: batch-job statistics for /metrics (one row per job, monotonic counters). */
+    "CREATE TABLE job_stats("
+    " job TEXT PRIMARY KEY,"
+    " runs_ok INTEGER NOT NULL, runs_failed INTEGER NOT NULL, duration_sum_ms INTEGER NOT NULL,"
+    " b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL,"
+    " b4 INTEGER NOT NULL, b5 INTEGER NOT NULL, b6 INTEGER NOT NULL, b7 INTEGER NOT NULL,"
+    " b8 INTEGER NOT NULL, b9 INTEGER NOT NULL,"
+    " last_duration_ms INTEGER NOT NULL, last_run_at INTEGER NOT NULL, last_success_at INTEGER)"
+    " WITHOUT ROWID;",
 };
 
 int sqlite_schema_read_version(sqlite3 *db, int *out)

@@ -10,6 +10,8 @@ static const char *const class_names[] = {"normal", "warning", "spike", "alert",
 static const char *const kind_names[] = {"threshold", "delta_spike", "no_data"};
 static const char *const event_names[] = {"triggered", "escalated", "resolved"};
 
+const double store_job_bounds_s[STORE_JOB_BUCKETS] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+
 const char *severity_name(enum severity s)
 {
     return s == SEV_CRITICAL ? "critical" : "warning";

@@ -140,6 +140,20 @@ struct store_online_state {
     int64_t updated_at; /* server time of the last update */
 };
 
+/*
+ * Aggregate statistics of one batch job (table job_stats, one row per job):
+ * monotonic counters, so /metrics of any gateway can export them.
+ */
+#define STORE_JOB_BUCKETS 10
+extern const double store_job_bounds_s[STORE_JOB_BUCKETS]; /* histogram bounds, seconds */
+struct store_job_stat {
+    char job[32];
+    int64_t runs_ok, runs_failed;
+    int64_t duration_sum_ms;
+    int64_t buckets[STORE_JOB_BUCKETS]; /* cumulative: runs with duration <= bound */
+    int64_t last_duration_ms, last_run_at, last_success_at; /* last_success_at 0 = never */
+};
+
 struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
@@ -266,6 +280,11 @@ struct store_ops {
     int (*online_apply)(struct store *s, const char *stream, uint64_t seq, const char *consumer,
                         const struct store_online_state *st, struct store_prediction *pred);
     int (*online_prune)(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
+
+    /* Job statistics: adds one run (autocommit), and reads every job's row. */
+    int (*job_stat_record)(struct store *s, const char *job, int ok, int64_t duration_ms,
+                           int64_t now);
+    int (*job_stats)(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 };
 
 /* Every backend's connection struct begins with this. */
@@ -514,5 +533,16 @@ static inline int store_online_prune(struct store *s, const char *stream, uint64
 /* Backend constructors, used by store_open. */
 int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
                       char *err, size_t errlen);
+
+static inline int store_job_stat_record(struct store *s, const char *job, int ok,
+                                        int64_t duration_ms, int64_t now)
+{
+    return s->ops->job_stat_record(s, job, ok, duration_ms, now);
+}
+static inline int store_job_stats(struct store *s, struct store_job_stat *out, size_t cap,
+                                  size_t *n)
+{
+    return s->ops->job_stats(s, out, cap, n);
+}
 
 #endif

@@ -81,6 +81,8 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_ONLINE_LOAD] = "online_load",
     [STORE_FAULT_ONLINE_APPLY] = "online_apply",
     [STORE_FAULT_ONLINE_PRUNE] = "online_prune",
+    [STORE_FAULT_JOB_STAT_RECORD] = "job_stat_record",
+    [STORE_FAULT_JOB_STATS] = "job_stats",
 };
 
 const char *store_fault_op_name(enum store_fault_op op)
@@ -589,6 +591,21 @@ static int sf_online_prune(struct store *base, const char *stream, uint64_t upto
     return rc ? rc : store_online_prune(in, stream, upto, removed);
 }
 
+static int sf_job_stat_record(struct store *base, const char *job, int ok, int64_t duration_ms,
+                              int64_t now)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_JOB_STAT_RECORD, &in);
+    return rc ? rc : store_job_stat_record(in, job, ok, duration_ms, now);
+}
+
+static int sf_job_stats(struct store *base, struct store_job_stat *out, size_t cap, size_t *n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_JOB_STATS, &in);
+    return rc ? rc : store_job_stats(in, out, cap, n);
+}
+
 static const struct store_ops fault_ops = {
     .name = "fault",
     .close = sf_close,
@@ -641,4 +658,6 @@ static const struct store_ops fault_ops = {
     .online_load = sf_online_load,
     .online_apply = sf_online_apply,
     .online_prune = sf_online_prune,
+    .job_stat_record = sf_job_stat_record,
+    .job_stats = sf_job_stats,
 };

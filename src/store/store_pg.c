@@ -11,9 +11,11 @@
  *    alert updates coalesced per alert, notifications, packet_put,
  *    device_touch, savepoints) is pipelined and checked at the next round
  *    trip; COMMIT is one round trip per batch of packets.
- *  - states_load takes ids ascending and locks with ORDER BY sensor_id FOR
- *    UPDATE, so lock order is global; alerts are read by a later statement
- *    (a fresh READ COMMITTED snapshot, taken after the locks are granted).
+ *  - states_load takes ids ascending and locks the sensor_state rows in
+ *    that order (creating a sensor's row on its first packet in the same
+ *    pass), so lock order is global; state and alerts are read by later
+ *    statements (fresh READ COMMITTED snapshots, taken after the locks).
+ *    A wait against that order is bounded (locked_roundtrip).
  *  - packet_get takes a transaction-level advisory lock on (device,
  *    packet_id) before it looks the id up, so a concurrent copy at another
  *    gateway waits for the first to commit and then finds its answer.
@@ -46,7 +48,7 @@ enum stmt_id {
     ST_PACKETS_PURGE,
     ST_STATE_GET,
     ST_STATES_PUT,
-    ST_STATES_ENSURE,
+    ST_STATES_CLAIM,
     ST_STATES_LOCK,
     ST_ALERTS_OF,
     ST_ALERT_INSERT,
@@ -76,11 +78,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " $3::float8[], $4::text[], $5::bigint[]) ON CONFLICT (sensor_id) DO UPDATE"
                       " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
                       " last_class = excluded.last_class, normal_run = excluded.normal_run",
-    /* For sensors created by other tools: a row to lock (waits on a concurrent insert). */
-    [ST_STATES_ENSURE] = "INSERT INTO sensor_state(sensor_id) SELECT s.id FROM sensors s"
-                         " WHERE s.id = ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM"
-                         " sensor_state x WHERE x.sensor_id = s.id) ORDER BY s.id"
-                         " ON CONFLICT (sensor_id) DO NOTHING",
+    /*
+     * Locks the packet's sensor_state rows in ascending id order, creating
+     * the missing ones (a sensor's first packet) in the same pass: each id
+     * is either inserted or, on conflict, locked (DO UPDATE ... WHERE false
+     * locks the row, FOR NO KEY UPDATE strength, without writing it).
+     */
+    [ST_STATES_CLAIM] =
+        "INSERT INTO sensor_state(sensor_id) SELECT s.id FROM sensors s"
+        " WHERE s.id = ANY($1::bigint[]) ORDER BY s.id"
+        " ON CONFLICT (sensor_id) DO UPDATE SET normal_run = sensor_state.normal_run"
+        " WHERE false",
     [ST_STATES_LOCK] = "SELECT sensor_id, (extract(epoch from last_ts) * 1000)::bigint,"
                        " last_value, last_class, normal_run FROM sensor_state"
                        " WHERE sensor_id = ANY($1::bigint[]) ORDER BY sensor_id FOR UPDATE",
@@ -379,11 +387,11 @@ static size_t find_id(const int64_t *ids, size_t n, int64_t id)
 }
 
 /*
- * The writer's one round trip per packet: [create missing state rows, lock
- * the state rows in id order (FOR UPDATE, held until COMMIT), read the
- * active alerts]. The alerts are read by a later statement than the lock,
- * so with a fresh snapshot: whatever another gateway committed before we
- * got the lock is seen.
+ * The writer's one round trip per packet: [lock the state rows in id order,
+ * creating missing ones (held until COMMIT); read them (SELECT ... FOR
+ * UPDATE: already ours, no wait); read the active alerts]. The reads are
+ * later statements than the lock, so with fresh snapshots: whatever another
+ * gateway committed before we got the locks is seen.
  */
 static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
                           struct store_sensor_snapshot *out)
@@ -395,7 +403,7 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
     int rc = id_array(s, 0, ids, n);
     if (rc) return pg_fail(s, rc, "out of memory");
     const char *p = s->buf[0].p;
-    struct pg_cmd c[3] = {cmd(ST_STATES_ENSURE, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
+    struct pg_cmd c[3] = {cmd(ST_STATES_CLAIM, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
                           cmd(ST_ALERTS_OF, 1, &p)};
     PGresult *r[3];
     int ooo = s->in_tx && ids[0] <= s->held_sensor_max;
@@ -589,4 +597,6 @@ static const struct store_ops pg_ops = {
     .online_load = pg_online_load,
     .online_apply = pg_online_apply,
     .online_prune = pg_online_prune,
+    .job_stat_record = pg_job_stat_record,
+    .job_stats = pg_job_stats,
 };

@@ -898,4 +898,6 @@ static const struct store_ops sqlite_ops = {
     .online_load = sqlite_online_load,
     .online_apply = sqlite_online_apply,
     .online_prune = sqlite_online_prune,
+    .job_stat_record = sqlite_job_stat_record,
+    .job_stats = sqlite_job_stats,
 };

@@ -113,7 +113,8 @@ def client_loop(gw, dev, client, ledger, up, stop, rng):
 
 def check_database(db, ledger):
     """All the invariants, on the database of a dead gateway. Returns a summary."""
-    assert db.scalar("PRAGMA integrity_check") == "ok"
+    if not db.pg:
+        assert db.scalar("PRAGMA integrity_check") == "ok"
     with ledger.lock:
         sent = dict(ledger.sent)
         acked = set(ledger.acked)

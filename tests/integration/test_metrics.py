@@ -298,10 +298,6 @@ def test_counters_moved_with_the_traffic(exposition, traffic):
     assert e.value("iot_ingest_open_connections") >= 1  # the scrape itself
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "job runs and durations are not exported yet: iot_ingest_job_runs_total{job,result} and "
-    "iot_ingest_job_duration_seconds{job} (histogram) are requested from the lead "
-    "(src/http/ep_metrics.c); remove this marker when they exist"))
 def test_job_runs_and_durations_are_exported(exposition):
     assert exposition.types.get("iot_ingest_job_runs_total") == "counter"
     assert exposition.types.get("iot_ingest_job_duration_seconds") == "histogram"

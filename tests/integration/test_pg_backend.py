@@ -24,6 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BACKEND
+
+# PostgreSQL-specific behaviour, on a cluster of this module's own; it runs in the
+# SQLite pass of scripts/run-integration.sh (the PostgreSQL pass runs the whole suite).
+pytestmark = pytest.mark.skipif(BACKEND == "postgresql", reason="runs once, in the SQLite pass")
+
 from conftest import (API_KEY, BIN, Cli, Gateway, base_env, iso_ms, now_ms, provision_device,
                       sha256_hex, uid, wait_until)
 
