@@ -6,6 +6,7 @@
  * summary), 1 the job could not run (no database), 2 bad usage/setting.
  */
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "jobs/baseline.h"
@@ -17,10 +18,23 @@
 #include <signal.h>
 #include <stdio.h>
 
+/*
+ * Adds the run to job_stats (for /metrics on any gateway) and closes the
+ * store. A statistics failure is logged only: the job itself ran.
+ */
+static void finish_run(struct store *s, const char *job, int rc, int64_t started)
+{
+    int64_t now = clock_now_ms();
+    int src = store_job_stat_record(s, job, rc == 0, clock_mono_ms() - started, now);
+    if (src) LOG(LOG_WARN, "job_stats_failed", "job=%s err=\"%s\"", job, iot_strerror(src));
+    store_close(s);
+}
+
 static int run_baseline(void *ud)
 {
     const struct config *cfg = ud;
     struct store *s;
+    int64_t started = clock_mono_ms();
     if (cli_open_store(cfg, &s)) return 1;
     struct baseline_opts o = {cfg->baseline_lookback_s * 1000, cfg->baseline_horizon_min,
                               (size_t)cfg->baseline_window, cfg->anomaly_z};
@@ -38,7 +52,7 @@ static int run_baseline(void *ud)
                (unsigned long long)r.events_resolved, (unsigned long long)r.failed,
                (long long)r.duration_ms);
     fflush(stdout);
-    store_close(s);
+    finish_run(s, "baseline", rc, started);
     return rc ? 1 : 0;
 }
 
@@ -46,6 +60,7 @@ static int run_explain(void *ud)
 {
     const struct config *cfg = ud;
     struct store *s;
+    int64_t started = clock_mono_ms();
     if (cli_open_store(cfg, &s)) return 1;
     struct explain_opts o = {cfg->ai_explainer_url, cfg->anomaly_score_threshold,
                              cfg->explain_connect_timeout_ms, cfg->explain_timeout_ms,
@@ -61,7 +76,7 @@ static int run_explain(void *ud)
                (unsigned long long)r.candidates, (unsigned long long)r.stored,
                (unsigned long long)r.failed, (long long)r.duration_ms);
     fflush(stdout);
-    store_close(s);
+    finish_run(s, "explain", rc, started);
     return rc ? 1 : 0;
 }
 
@@ -74,6 +89,7 @@ static int run_silence(void *ud)
         return 0;
     }
     struct store *s;
+    int64_t started = clock_mono_ms();
     if (cli_open_store(cfg, &s)) return 1;
     struct silence_summary r;
     int rc = store_schema_init(s);
@@ -86,7 +102,7 @@ static int run_silence(void *ud)
                (unsigned long long)r.silent, (unsigned long long)r.opened,
                (long long)r.duration_ms);
     fflush(stdout);
-    store_close(s);
+    finish_run(s, "silence", rc, started);
     return rc ? 1 : 0;
 }
 

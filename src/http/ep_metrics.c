@@ -152,6 +152,58 @@ static void broker_section(FILE *f, struct broker *b)
     fprintf(f, "iot_ingest_broker_up %d\n", b && broker_health(b) == BROKER_OK);
 }
 
+/*
+ * Batch jobs run in other processes (job ..., jobs, cron); they add each run
+ * to the job_stats table, and every gateway exports it. Read at scrape time
+ * through the shared reader connection.
+ */
+static void jobs_section(FILE *f, struct store_shared *db)
+{
+    /* The three jobs are always exported (zeros before their first run). */
+    static const char *const known[] = {"baseline", "explain", "silence"};
+    struct store_job_stat st[16];
+    size_t n = 0;
+    struct store *s = store_shared_acquire(db);
+    int rc = store_job_stats(s, st, 16 - 3, &n);
+    store_shared_release(db);
+    if (rc) n = 0;
+    for (size_t k = 0; k < 3; k++) {
+        size_t i = 0;
+        while (i < n && strcmp(st[i].job, known[k]) != 0)
+            i++;
+        if (i == n) {
+            memset(&st[n], 0, sizeof st[n]);
+            snprintf(st[n].job, sizeof st[n].job, "%s", known[k]);
+            n++;
+        }
+    }
+    header(f, "iot_ingest_job_runs_total", "counter", "Batch job runs by job and result.");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "iot_ingest_job_runs_total{job=\"%s\",result=\"ok\"} %lld\n", st[i].job,
+                (long long)st[i].runs_ok);
+        fprintf(f, "iot_ingest_job_runs_total{job=\"%s\",result=\"failed\"} %lld\n", st[i].job,
+                (long long)st[i].runs_failed);
+    }
+    header(f, "iot_ingest_job_duration_seconds", "histogram", "Batch job run durations.");
+    for (size_t i = 0; i < n; i++) {
+        long long count = (long long)(st[i].runs_ok + st[i].runs_failed);
+        for (int b = 0; b < STORE_JOB_BUCKETS; b++)
+            fprintf(f, "iot_ingest_job_duration_seconds_bucket{job=\"%s\",le=\"%g\"} %lld\n",
+                    st[i].job, store_job_bounds_s[b], (long long)st[i].buckets[b]);
+        fprintf(f, "iot_ingest_job_duration_seconds_bucket{job=\"%s\",le=\"+Inf\"} %lld\n",
+                st[i].job, count);
+        fprintf(f, "iot_ingest_job_duration_seconds_sum{job=\"%s\"} %.3f\n", st[i].job,
+                (double)st[i].duration_sum_ms / 1000.0);
+        fprintf(f, "iot_ingest_job_duration_seconds_count{job=\"%s\"} %lld\n", st[i].job, count);
+    }
+    header(f, "iot_ingest_job_last_success_timestamp_seconds", "gauge",
+           "Unix time of each job's last successful run.");
+    for (size_t i = 0; i < n; i++)
+        if (st[i].last_success_at)
+            fprintf(f, "iot_ingest_job_last_success_timestamp_seconds{job=\"%s\"} %.3f\n",
+                    st[i].job, (double)st[i].last_success_at / 1000.0);
+}
+
 static void process_section(FILE *f, struct http_server *s)
 {
     long rss_pages = 0;
@@ -182,6 +234,7 @@ int ep_metrics(struct request *rq)
     writer_section(f, s->d.writer);
     cache_section(f, s->d.resolver);
     broker_section(f, s->d.broker);
+    jobs_section(f, s->d.db);
     process_section(f, s);
     if (fclose(f) != 0) {
         free(text);
