@@ -11,12 +11,15 @@
 #     RSS (VmHWM) and CPU time after.
 #  2. The reference ceiling in the same run: nginx answering 204 to the same
 #     POSTs on loopback (temporary config, its own port).
-#  3. A CPU profile of the gateway under load (perf record -g), when perf works.
-#  4. The baseline job over BENCH_JOB_SENSORS sensors x BENCH_JOB_READINGS
+#  3. What-if rows: the same load with one thing changed (group commit off, the
+#     readings index replaced or dropped), to price each part of the write path.
+#  4. A CPU profile of the gateway under load (perf record, per-thread CPU, perf
+#     trace), when perf works.
+#  5. The baseline job over BENCH_JOB_SENSORS sensors x BENCH_JOB_READINGS
 #     readings generated with SQL into a fresh SQLite file, timed by hyperfine.
 #
 # Settings (environment): see bench/README.md. Installs wrk, nginx-light,
-# hyperfine and sqlite3 with apt-get when they are missing.
+# hyperfine, sqlite3 and curl with apt-get when they are missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +71,7 @@ need_tools() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
     command -v hyperfine >/dev/null || missing+=(hyperfine)
     command -v sqlite3 >/dev/null || missing+=(sqlite3)
+    command -v curl >/dev/null || missing+=(curl)
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing ${missing[*]} with apt-get"
     [ "$(id -u)" = 0 ] || die "not root: install ${missing[*]} first (apt-get install ${missing[*]})"
@@ -85,8 +89,8 @@ free_port() {
 
 # Waits until URL answers HTTP at all (any status), up to 20 s.
 wait_http() {
-    local url=$1 pid=$2 i
-    for i in $(seq 1 200); do
+    local url=$1 pid=$2 _
+    for _ in $(seq 1 200); do
         if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.1
@@ -163,6 +167,7 @@ measure() {
     w1=$(proc_write_bytes "$pid")
     [ -n "$metrics" ] && m1=$(writer_counters "$metrics")
     [ "$dbpid" != 0 ] && d1=$(proc_ticks "$dbpid") && dw1=$(proc_write_bytes "$dbpid")
+    # shellcheck disable=SC2086  # split "commits batch tx" into $1..$6
     set -- $m0 $m1
     printf '%s\t%s\t%s\t%s\t%s idle_kb=%s peak_kb=%s cpu_ticks=%s disk_bytes=%s commits=%s batch_sum=%s tx_ms=%s db_ticks=%s db_disk_bytes=%s variant=%s\n' \
         "$name" "$backend" "$sync" "$c" "${line#BENCH }" "$idle" "$(proc_kb VmHWM "$pid")" \
@@ -228,6 +233,7 @@ pg_server_pid() {
 gateway_start() {
     local url=$1 sync=$2 tag=$3 port
     port=$(free_port)
+    # shellcheck disable=SC2086  # GW_ENV_EXTRA holds VAR=VALUE words
     env DATABASE_URL="$url" DB_SYNC="$sync" INGEST_HOST=127.0.0.1 INGEST_PORT="$port" \
         RATE_LIMIT_IP_RPS=0 RATE_LIMIT_DEVICE_RPS=0 LOG_LEVEL="$GW_LOG_LEVEL" ${GW_ENV_EXTRA:-} \
         "$BIN" serve >"$WORK/gw-$tag.log" 2>&1 &
@@ -270,13 +276,16 @@ gateway_run() {
 # ---------------------------------------------------------------- what-if variants
 
 # The standard workload at the largest connection count with one thing changed, to
-# show what a change would buy: group commit off (COMMIT_BATCH_MAX=1), and the
-# readings index (sensor_id, ts) dropped after provisioning (the SQL readers need it:
-# this only measures its cost).
+# show what a change would buy: group commit off (COMMIT_BATCH_MAX=1); the readings
+# index (sensor_id, ts) replaced by an append-only (ts, sensor_id) one; and dropped
+# (the SQL readers need an index: these only price it).
 whatif_runs() {
     local c sync=full
     c=$(echo "$CONNS" | awk '{print $NF}')
     BENCH_TAG=-batch1 GW_ENV_EXTRA=COMMIT_BATCH_MAX=1 gateway_run sqlite "$sync" "$c"
+    BENCH_TAG=-tsindex PRE_SQL="DROP INDEX sensor_readings_sensor_ts;
+        CREATE INDEX sensor_readings_ts_sensor ON sensor_readings(ts, sensor_id)" \
+        gateway_run sqlite "$sync" "$c"
     BENCH_TAG=-noindex PRE_SQL="DROP INDEX sensor_readings_sensor_ts" gateway_run sqlite "$sync" "$c"
 }
 
@@ -284,7 +293,7 @@ whatif_runs() {
 
 profile_run() {
     command -v perf >/dev/null || { say "perf missing: no profile"; return 0; }
-    local tag=profile url=sqlite:$WORK/gw-profile.db c perf_pid
+    local tag=profile url=sqlite:$WORK/gw-profile.db c
     c=$(echo "$CONNS" | awk '{print $NF}')
     "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" >"$WORK/gen-$tag.log" 2>&1 ||
         { say "profile: provisioning failed"; return 0; }

@@ -2,7 +2,8 @@
  * ReadingBroker: where clean (normal, non-late) readings go after their
  * commit, for online ML consumers. An interface (ops table + instance), with
  * implementations: memory (bounded queue, in-process subscribers), none,
- * throttle (wrapper), and later a distributed engine.
+ * throttle (wrapper), and NATS JetStream (broker_nats.h) for consumers in other
+ * processes.
  *
  * Contract for every implementation: broker_publish never blocks and never
  * fails ingest. A message that cannot be taken (queue full, engine down) is
@@ -91,7 +92,7 @@ int broker_throttle_create(struct broker *inner, int64_t throttle_ms, size_t max
                            struct broker **out);
 
 /*
- * Factory: "memory", "none", (later an engine URL). Wraps in the throttle
+ * Factory: "memory", "none" or "nats://host:port/subject". Wraps in the throttle
  * when throttle_ms > 0. Returns 0, IOT_EINVAL (message in err) or IOT_ENOMEM.
  */
 /* Copies url with any user:password@ replaced by ***@, for logs. */

@@ -37,9 +37,12 @@ enum auth_result auth_device(struct request *rq, const struct store_device *dev)
     int ok = 0;
     if (header_hash(rq, "X-Device-Key", h)) ok = secret_hash_equal(h, dev ? dev->key_hash : nobody);
     ok = ok && dev;
-    if (!ok) ok = auth_api_key(rq) && dev;
+    int api = !ok && auth_api_key(rq);
+    if (!ok) ok = api && dev;
     if (!ok) {
-        auth_failed(rq);
+        /* A valid API key naming an unknown device is no guess at a secret. */
+        if (!api) auth_failed(rq);
+        else atomic_fetch_add_explicit(&rq->srv->metrics.auth_failures, 1, memory_order_relaxed);
         return AUTH_DENIED;
     }
     return dev->is_active ? AUTH_OK : AUTH_INACTIVE;

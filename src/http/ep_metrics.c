@@ -166,7 +166,11 @@ static void jobs_section(FILE *f, struct store_shared *db)
     struct store *s = store_shared_acquire(db);
     int rc = store_job_stats(s, st, 16 - 3, &n);
     store_shared_release(db);
-    if (rc) n = 0;
+    if (rc) {
+        /* Exporting zeros would look like a counter reset: export nothing this scrape. */
+        header(f, "iot_ingest_job_runs_total", "counter", "Batch job runs by job and result.");
+        return;
+    }
     for (size_t k = 0; k < 3; k++) {
         size_t i = 0;
         while (i < n && strcmp(st[i].job, known[k]) != 0)

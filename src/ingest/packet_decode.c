@@ -141,7 +141,7 @@ int packet_decode(const char *body, size_t len, size_t max_readings, struct deco
     }
     size_t dl = json_string_length(d);
     if (dl == 0 || dl > STORE_UUID_MAX || memchr(json_string_value(d), 0, dl)) {
-        snprintf(detail, dlen, "device_uuid must be 1 to %d characters", STORE_UUID_MAX);
+        snprintf(detail, dlen, "device_uuid must be 1 to %d bytes", STORE_UUID_MAX);
         *code = DECODE_INVALID_REQUEST;
         goto out;
     }

@@ -1,10 +1,10 @@
 #include "sim/loadgen.h"
+#include "core/clock.h"
 #include "core/err.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define ANSWER_KEEP    1024    /* bytes of each answer kept (to read "accepted") */
 #define MAX_WAIT_MS    100     /* poll at least this often (stop flag, ticks) */
@@ -32,9 +32,7 @@ struct loop {
 
 static uint64_t now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)clock_mono_us();
 }
 
 /* Keeps the first ANSWER_KEEP - 1 bytes of the answer; accepts (discards) the rest. */

@@ -1,8 +1,8 @@
 #include "sim/source.h"
+#include "core/clock.h"
 #include "core/err.h"
 
 #include <curl/curl.h>
-#include <time.h>
 
 int sim_source_headers(struct sim_source *s, const char *api_key)
 {
@@ -41,11 +41,8 @@ int sim_source_fill(void *ud, struct loadgen_request *req)
 {
     struct sim_source *s = ud;
     struct sim_device *d = next_device(s);
-    struct timespec now;
-    if (clock_gettime(CLOCK_REALTIME, &now)) return IOT_EIO;
-    int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     struct sim_buf *out = s->gzip ? &s->plain : &req->body;
-    int rc = sim_packet_build(d, s->popts, &s->rng, ms, ++s->seq, out, &s->st);
+    int rc = sim_packet_build(d, s->popts, &s->rng, clock_now_ms(), ++s->seq, out, &s->st);
     if (!rc && s->gzip) rc = sim_gzip(s->plain.p, s->plain.len, &req->body);
     req->headers = d->headers;
     return rc;
@@ -53,7 +50,7 @@ int sim_source_fill(void *ud, struct loadgen_request *req)
 
 int sim_source_emit(struct sim_source *s, FILE *fp, uint64_t n, const char *api_key)
 {
-    int64_t now = (int64_t)time(NULL) * 1000;
+    int64_t now = clock_now_ms();
     int rc = 0;
     for (uint64_t i = 0; !rc && i < n; i++) {
         struct sim_device *d = next_device(s);

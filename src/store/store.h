@@ -1,6 +1,6 @@
 /*
  * The storage interface. Everything above src/store/ talks to the database
- * through these wrappers only; backends (SQLite, later PostgreSQL) provide an
+ * through these wrappers only; backends (SQLite, PostgreSQL) provide an
  * ops table and are found by the DATABASE_URL scheme (store_open).
  *
  * One struct store is one database connection: it is NOT thread-safe; each

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -29,6 +30,11 @@ from conftest import BACKEND
 # PostgreSQL-specific behaviour, on a cluster of this module's own; it runs in the
 # SQLite pass of scripts/run-integration.sh (the PostgreSQL pass runs the whole suite).
 pytestmark = pytest.mark.skipif(BACKEND == "postgresql", reason="runs once, in the SQLite pass")
+
+# The schema version this binary creates: the SQLite backend reports the same number.
+LATEST = int(re.search(r"#define SQLITE_SCHEMA_LATEST (\d+)",
+                       (Path(__file__).resolve().parents[2] / "src/store/sqlite_schema.h")
+                       .read_text()).group(1))
 
 from conftest import (API_KEY, BIN, Cli, Gateway, base_env, iso_ms, now_ms, provision_device,
                       sha256_hex, uid, wait_until)
@@ -177,9 +183,9 @@ def test_db_init_is_idempotent_and_versioned(cluster):
     cli = Cli(url)
     for _ in range(2):
         out = cli.json("db", "init")
-        assert out == {"backend": "postgresql", "schema_version": 2}, out
+        assert out == {"backend": "postgresql", "schema_version": LATEST}, out
     db = Pg(url)
-    assert db.query("SELECT version FROM schema_version") == [(2,)]
+    assert db.query("SELECT version FROM schema_version") == [(LATEST,)]
     tables = {r[0] for r in db.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
     assert {"devices", "sensors", "sensor_readings", "alert_thresholds", "alerts",
@@ -194,8 +200,8 @@ def test_concurrent_db_init_applies_the_schema_once(cluster):
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
-        assert json.loads(out) == {"backend": "postgresql", "schema_version": 2}
-    assert Pg(url).query("SELECT version FROM schema_version") == [(2,)]
+        assert json.loads(out) == {"backend": "postgresql", "schema_version": LATEST}
+    assert Pg(url).query("SELECT version FROM schema_version") == [(LATEST,)]
 
 
 def test_schema_uses_postgresql_types(pgdb):
