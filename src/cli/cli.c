@@ -88,11 +88,17 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
 
 int cli_open_store(const struct config *cfg, struct store **out)
 {
+    return cli_open_store_bg(cfg, 0, out);
+}
+
+int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struct store **out)
+{
     char err[IOT_ERRBUF];
     struct store_open_opts o = {
         .sync_full = strcmp(cfg->db_sync, "full") == 0,
         .busy_timeout_ms = cfg->db_busy_timeout_ms,
         .cache_mb = cfg->sqlite_cache_mb,
+        .background_checkpoint = background_checkpoint,
     };
     int rc = store_open(cfg->database_url, &o, out, err, sizeof err);
     if (rc) fprintf(stderr, "iot-ingest: %s\n", err);

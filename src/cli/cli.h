@@ -38,6 +38,8 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
 
 /* Opens DATABASE_URL with the settings' options; one-line error on stderr. */
 int cli_open_store(const struct config *cfg, struct store **out);
+/* The same; background_checkpoint: the caller runs a store_maintainer for it. */
+int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struct store **out);
 
 /* Parses a double flag value; -1 and a message on stderr if it is not a finite number. */
 int cli_parse_double(const char *flag, const char *s, double *out);

@@ -11,14 +11,16 @@
 #include "ingest/resolver.h"
 #include "ingest/router.h"
 #include "ingest/writer.h"
+#include "store/store_maintainer.h"
 #include "store/store_shared.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
-#define PACKET_WINDOW_MS (24LL * 3600 * 1000)
-#define DRAIN_TIMEOUT_MS 15000
+#define PACKET_WINDOW_MS  (24LL * 3600 * 1000)
+#define DRAIN_TIMEOUT_MS  15000
+#define MAINTAIN_EVERY_MS 200
 
 static int run_serve(struct config *cfg, const char **pos)
 {
@@ -32,6 +34,7 @@ static int run_serve(struct config *cfg, const char **pos)
     struct writer *writer = NULL;
     struct resolver *resolver = NULL;
     struct http_server *http = NULL;
+    struct store_maintainer *maint = NULL;
 
     /* Signals are taken by sigwait in this thread only; block them before any thread starts. */
     sigset_t sigs;
@@ -41,11 +44,14 @@ static int run_serve(struct config *cfg, const char **pos)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (cli_open_store(cfg, &wdb)) goto out;
+    if (cli_open_store_bg(cfg, 1, &wdb)) goto out;
     if ((rc = store_schema_init(wdb))) {
         fprintf(stderr, "iot-ingest serve: %s\n", store_errmsg(wdb));
         goto out;
     }
+    struct store *mdb = NULL;
+    if (cli_open_store(cfg, &mdb) || (rc = store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint)))
+        goto out;
     if (cli_open_store(cfg, &rdb)) goto out;
     store_shared_init(&shared, rdb);
     rdb = NULL;
@@ -88,6 +94,7 @@ out:
     writer_stop(writer);
     http_server_stop(http);
     writer_destroy(writer);
+    store_maintainer_stop(maint);
     resolver_destroy(resolver);
     broker_destroy(broker);
     router_destroy(router);

@@ -158,7 +158,8 @@ struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
     int64_t cache_mb;
-    int read_only; /* connection used only for reads */
+    int read_only;             /* connection used only for reads */
+    int background_checkpoint; /* the owner calls store_maintain; no checkpoint at commit */
 };
 
 struct store;
@@ -204,6 +205,12 @@ struct store_ops {
      * must be dropped. Called inside a transaction.
      */
     int (*change_epoch)(struct store *s, uint64_t *out);
+    /*
+     * Housekeeping that must not run on the request path (SQLite: WAL
+     * checkpoints); called periodically on a connection of its own. May be
+     * a no-op.
+     */
+    int (*maintain)(struct store *s);
 
     /* Idempotency: ENOTFOUND if unknown; *response malloc'ed. */
     int (*packet_get)(struct store *s, int64_t device_id, const char *packet_id, int64_t since,
@@ -401,6 +408,10 @@ static inline int store_savepoint_rollback(struct store *s)
 static inline int store_change_epoch(struct store *s, uint64_t *out)
 {
     return s->ops->change_epoch(s, out);
+}
+static inline int store_maintain(struct store *s)
+{
+    return s->ops->maintain(s);
 }
 static inline int store_packet_get(struct store *s, int64_t device_id, const char *packet_id,
                                    int64_t since, char **response)

@@ -83,6 +83,7 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_ONLINE_PRUNE] = "online_prune",
     [STORE_FAULT_JOB_STAT_RECORD] = "job_stat_record",
     [STORE_FAULT_JOB_STATS] = "job_stats",
+    [STORE_FAULT_MAINTAIN] = "maintain",
 };
 
 const char *store_fault_op_name(enum store_fault_op op)
@@ -606,6 +607,13 @@ static int sf_job_stats(struct store *base, struct store_job_stat *out, size_t c
     return rc ? rc : store_job_stats(in, out, cap, n);
 }
 
+static int sf_maintain(struct store *base)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_MAINTAIN, &in);
+    return rc ? rc : store_maintain(in);
+}
+
 static const struct store_ops fault_ops = {
     .name = "fault",
     .close = sf_close,
@@ -631,6 +639,7 @@ static const struct store_ops fault_ops = {
     .savepoint_release = sf_savepoint_release,
     .savepoint_rollback = sf_savepoint_rollback,
     .change_epoch = sf_change_epoch,
+    .maintain = sf_maintain,
     .packet_get = sf_packet_get,
     .packet_put = sf_packet_put,
     .packets_purge = sf_packets_purge,

@@ -89,6 +89,7 @@ enum store_fault_op {
     STORE_FAULT_ONLINE_PRUNE,
     STORE_FAULT_JOB_STAT_RECORD,
     STORE_FAULT_JOB_STATS,
+    STORE_FAULT_MAINTAIN,
     STORE_FAULT_OPS /* count */
 };
 

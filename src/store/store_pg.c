@@ -115,6 +115,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " FOR NO KEY UPDATE SKIP LOCKED)",
 };
 
+/* PostgreSQL checkpoints and vacuums itself (docs/deployment.md). */
+static int pg_maintain(struct store *base)
+{
+    (void)base;
+    return 0;
+}
+
 static const struct store_ops pg_ops;
 
 static struct pg_cmd cmd(enum stmt_id id, int n, const char *const *params)
@@ -570,6 +577,7 @@ static const struct store_ops pg_ops = {
     .savepoint_release = pg_savepoint_release,
     .savepoint_rollback = pg_savepoint_rollback,
     .change_epoch = pg_change_epoch,
+    .maintain = pg_maintain,
     .packet_get = pq_packet_get,
     .packet_put = pq_packet_put,
     .packets_purge = pq_packets_purge,

@@ -562,6 +562,21 @@ static int sq_savepoint_rollback(struct store *base)
  * commits leave it unchanged. That is exactly "someone else may have
  * changed state": no cooperation needed from out-of-band writers.
  */
+/*
+ * Copies committed WAL frames into the database file without blocking
+ * writers or readers (PASSIVE). Should the log still be large (readers kept
+ * it from being reset), a TRUNCATE attempt waits up to the busy timeout.
+ */
+static int sq_maintain(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log > SQLITE_WAL_TRUNCATE_PAGES)
+        rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sqlite_fail(s, rc);
+}
+
 static int sq_change_epoch(struct store *base, uint64_t *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -831,11 +846,18 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
     }
     sqlite3_busy_timeout(s->db, (int)opts->busy_timeout_ms);
     sqlite3_extended_result_codes(s->db, 1);
-    char pragmas[256];
+    char pragmas[320];
+    /*
+     * A connection whose owner runs store_maintain (the gateway's writer, with
+     * its checkpointer thread) leaves checkpoints to it: they then never run
+     * inside a commit on the request path.
+     */
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
-             " PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY;",
-             opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024);
+             " PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY;"
+             " PRAGMA journal_size_limit=67108864;%s",
+             opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024,
+             opts->background_checkpoint ? " PRAGMA wal_autocheckpoint=0;" : "");
     if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
         int e = sqlite_fail(s, rc);
@@ -871,6 +893,7 @@ static const struct store_ops sqlite_ops = {
     .savepoint_release = sq_savepoint_release,
     .savepoint_rollback = sq_savepoint_rollback,
     .change_epoch = sq_change_epoch,
+    .maintain = sq_maintain,
     .packet_get = sq_packet_get,
     .packet_put = sq_packet_put,
     .packets_purge = sq_packets_purge,

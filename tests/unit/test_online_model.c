@@ -235,7 +235,7 @@ static sqlite3 *peer;
 static void setup(void)
 {
     char url[160], err[IOT_ERRBUF] = "";
-    const struct store_open_opts o = {0, 5000, 8, 0};
+    const struct store_open_opts o = {.busy_timeout_ms = 5000, .cache_mb = 8};
     unsigned char hash[STORE_KEY_HASH_LEN] = {0};
     int64_t dev = 0, sid = 0;
 

@@ -84,7 +84,7 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/t.db", dir);
     char url[160], err[IOT_ERRBUF] = "";
     snprintf(url, sizeof url, "sqlite:%s", path);
-    struct store_open_opts o = {0, 5000, 8, 0};
+    struct store_open_opts o = {.busy_timeout_ms = 5000, .cache_mb = 8};
     struct store *inner = NULL;
     cr_assert_eq(store_open(url, &o, &inner, err, sizeof err), 0, "%s", err);
     cr_assert_eq(store_fault_wrap(inner, &st), 0);

@@ -30,7 +30,7 @@ static char url[160];
 static struct store *st;
 static sqlite3 *peer;
 
-static const struct store_open_opts OPTS = {0, 5000, 8, 0};
+static const struct store_open_opts OPTS = {.busy_timeout_ms = 5000, .cache_mb = 8};
 
 static void rm_db_files(void)
 {
