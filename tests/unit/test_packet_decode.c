@@ -1,0 +1,143 @@
+/* The packet and legacy decoders: packet-level 400s and per-reading problems. */
+#include "core/err.h"
+#include "ingest/packet_decode.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static struct decoded_packet p;
+static char detail[256];
+static const char *code;
+
+static int dec(const char *body)
+{
+    memset(&p, 0, sizeof p);
+    detail[0] = 0;
+    code = NULL;
+    return packet_decode(body, strlen(body), 3, &p, detail, sizeof detail, &code);
+}
+
+static void fini(void)
+{
+    decoded_packet_fini(&p);
+}
+
+TestSuite(packet_decode, .fini = fini);
+
+Test(packet_decode, a_good_packet)
+{
+    cr_assert_eq(dec("{\"device_uuid\":\"d\",\"packet_id\":\"p-1\",\"ts\":1764262800.5,"
+                     "\"readings\":[{\"sensor_uuid\":\"s\",\"value\":21},"
+                     "{\"sensor_uuid\":\"s\",\"value\":1.5,\"ts\":\"2026-11-27T17:00:00+01:00\"}],"
+                     "\"unknown\":{\"ignored\":true}}"),
+                 0, "%s", detail);
+    cr_expect_str_eq(p.device_uuid, "d");
+    cr_expect_str_eq(p.packet_id, "p-1");
+    cr_expect_eq(p.ts_state, TS_OK);
+    cr_expect_eq(p.ts, 1764262800500);
+    cr_assert_eq(p.n, 2);
+    cr_expect(p.readings[0].uuid_ok && p.readings[0].value_ok);
+    cr_expect_eq(p.readings[0].value, 21.0);
+    cr_expect_eq(p.readings[0].ts_state, TS_MISSING);
+    cr_expect_eq(p.readings[1].ts, 1795795200000, "17:00+01:00 is 16:00Z");
+}
+
+Test(packet_decode, packet_level_problems_are_400_and_name_the_field)
+{
+    struct {
+        const char *body, *code, *field;
+    } cases[] = {
+        {"{\"device_uuid\":\"d\",", DECODE_INVALID_JSON, "JSON"},
+        {"[]", DECODE_INVALID_REQUEST, "object"},
+        {"{\"readings\":[{}]}", DECODE_INVALID_REQUEST, "device_uuid"},
+        {"{\"device_uuid\":7,\"readings\":[{}]}", DECODE_INVALID_REQUEST, "device_uuid"},
+        {"{\"device_uuid\":\"d\"}", DECODE_INVALID_REQUEST, "readings"},
+        {"{\"device_uuid\":\"d\",\"readings\":{}}", DECODE_INVALID_REQUEST, "readings"},
+        {"{\"device_uuid\":\"d\",\"readings\":[]}", DECODE_INVALID_REQUEST, "readings"},
+        {"{\"device_uuid\":\"d\",\"readings\":[{},{},{},{}]}", DECODE_INVALID_REQUEST, "limit"},
+        {"{\"device_uuid\":\"d\",\"readings\":[1]}", DECODE_INVALID_REQUEST, "readings[0]"},
+        {"{\"device_uuid\":\"d\",\"packet_id\":5,\"readings\":[{}]}", DECODE_INVALID_REQUEST,
+         "packet_id"},
+        {"{\"device_uuid\":\"d\",\"packet_id\":\"\",\"readings\":[{}]}", DECODE_INVALID_REQUEST,
+         "packet_id"},
+        {"{\"device_uuid\":\"d\",\"device_uuid\":\"e\",\"readings\":[{}]}", DECODE_INVALID_JSON,
+         "duplicate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_expect_eq(dec(cases[i].body), IOT_EINVAL, "case %zu", i);
+        cr_expect_str_eq(code, cases[i].code, "case %zu: %s", i, detail);
+        cr_expect(strstr(detail, cases[i].field), "case %zu: %s", i, detail);
+        fini();
+    }
+}
+
+Test(packet_decode, packet_id_length_is_counted_in_characters)
+{
+    char body[512];
+    char id[300] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(id, "\xc3\xa9"); /* 64 characters, 128 bytes */
+    snprintf(body, sizeof body, "{\"device_uuid\":\"d\",\"packet_id\":\"%s\",\"readings\":[{}]}",
+             id);
+    cr_expect_eq(dec(body), 0, "%s", detail);
+    fini();
+    strcat(id, "x");
+    snprintf(body, sizeof body, "{\"device_uuid\":\"d\",\"packet_id\":\"%s\",\"readings\":[{}]}",
+             id);
+    cr_expect_eq(dec(body), IOT_EINVAL);
+}
+
+Test(packet_decode, reading_level_problems_are_recorded_not_fatal)
+{
+    cr_assert_eq(dec("{\"device_uuid\":\"d\",\"readings\":[{\"value\":1},"
+                     "{\"sensor_uuid\":\"s\",\"value\":\"7\"},"
+                     "{\"sensor_uuid\":\"s\",\"value\":2,\"ts\":\"yesterday\"}]}"),
+                 0, "%s", detail);
+    cr_expect_not(p.readings[0].uuid_ok);
+    cr_expect_not(p.readings[1].value_ok);
+    cr_expect_eq(p.readings[2].ts_state, TS_INVALID);
+    int64_t ts;
+    cr_expect_eq(decode_effective_ts(&p.readings[2], &p, 0, 1000, 1000, &ts),
+                 REJECT_INVALID_TIMESTAMP);
+}
+
+Test(packet_decode, effective_time_and_its_window)
+{
+    struct decoded_packet pk = {.ts_state = TS_MISSING};
+    struct decoded_reading r = {.ts_state = TS_MISSING};
+    int64_t ts = 0, now = 1000000;
+    cr_expect_eq(decode_effective_ts(&r, &pk, now, 300000, 600000, &ts), REJECT_NONE);
+    cr_expect_eq(ts, now, "no time anywhere: the server's");
+    pk.ts_state = TS_OK;
+    pk.ts = now - 5;
+    cr_expect_eq(decode_effective_ts(&r, &pk, now, 300000, 600000, &ts), REJECT_NONE);
+    cr_expect_eq(ts, now - 5, "the packet's");
+    r.ts_state = TS_OK;
+    r.ts = now + 300001;
+    cr_expect_eq(decode_effective_ts(&r, &pk, now, 300000, 600000, &ts), REJECT_FUTURE_TIMESTAMP);
+    r.ts = now + 300000;
+    cr_expect_eq(decode_effective_ts(&r, &pk, now, 300000, 600000, &ts), REJECT_NONE);
+    r.ts = now - 600001;
+    cr_expect_eq(decode_effective_ts(&r, &pk, now, 300000, 600000, &ts), REJECT_STALE_TIMESTAMP);
+}
+
+Test(packet_decode, legacy_single_and_bulk)
+{
+    struct decoded_packet q;
+    const char *one = "{\"sensor_id\":12,\"value\":3.5,\"timestamp\":1764262800}";
+    cr_assert_eq(legacy_decode(one, strlen(one), 0, 10, &q, detail, sizeof detail, &code), 0);
+    cr_expect_eq(q.n, 1);
+    cr_expect_eq(q.readings[0].sensor_id, 12);
+    cr_expect_eq(q.readings[0].ts, 1764262800000);
+    decoded_packet_fini(&q);
+    const char *bulk =
+        "{\"readings\":[{\"sensor_id\":1.5,\"value\":1},{\"sensor_id\":-3,\"value\":1},"
+        "{\"sensor_id\":\"4\",\"value\":1},{\"sensor_id\":9,\"value\":null}]}";
+    cr_assert_eq(legacy_decode(bulk, strlen(bulk), 1, 10, &q, detail, sizeof detail, &code), 0);
+    cr_expect_eq(q.readings[0].sensor_id, 0, "not an integer");
+    cr_expect_eq(q.readings[1].sensor_id, 0, "not positive");
+    cr_expect_eq(q.readings[2].sensor_id, 0, "not a number");
+    cr_expect_eq(q.readings[3].sensor_id, 9);
+    cr_expect_not(q.readings[3].value_ok);
+    decoded_packet_fini(&q);
+}
