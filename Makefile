@@ -23,6 +23,14 @@ CFLAGS_BASE = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) \
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS_ALL  = $(PKG_LIBS) -lm -pthread
+# Quiet build lines ("CC file"); make V=1 shows the full commands.
+ifeq ($(V),1)
+Q_CC =
+Q_LD =
+else
+Q_CC = @echo "  CC      $@";
+Q_LD = @echo "  LD      $@";
+endif
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRC      := $(shell find src -name '*.c' | sort)
@@ -35,12 +43,12 @@ PYTEST   = /usr/bin/python3 -m pytest
 define variant
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS_BASE) $(2) $$(PKG_CFLAGS) -c $$< -o $$@
+	$$(Q_CC)$$(CC) $$(CFLAGS_BASE) $(2) $$(PKG_CFLAGS) -c $$< -o $$@
 $(1)/iot-ingest: $$(addprefix $(1)/obj/,$$(SRC:.c=.o))
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	$$(Q_LD)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $$(addprefix $(1)/obj/,$$(LIB_SRC:.c=.o))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL) -lcriterion
+	$$(Q_LD)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL) -lcriterion
 endef
 
 $(eval $(call variant,build,))
