@@ -31,19 +31,6 @@ const char *broker_health_name(enum broker_health h)
     return "unknown";
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * Copies url into out for an error message, with any user:password part of
  * an engine URL ("scheme://user:pass@host") replaced by "***", so that a
@@ -83,16 +70,16 @@ static int create(const char *url, size_t queue_max, int64_t throttle_ms, const 
     if (!out) return IOT_EINVAL;
     *out = NULL;
     if (!url) {
-        set_err(err, errlen, "BROKER_URL is missing");
+        iot_set_err(err, errlen, "BROKER_URL is missing");
         return IOT_EINVAL;
     }
     if (throttle_ms < 0) {
-        set_err(err, errlen, "BROKER_THROTTLE_MS must be 0 (off) or positive");
+        iot_set_err(err, errlen, "BROKER_THROTTLE_MS must be 0 (off) or positive");
         return IOT_EINVAL;
     }
     if (strcmp(url, "memory") == 0) {
         if (queue_max == 0) {
-            set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for BROKER_URL=%s", url);
+            iot_set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for BROKER_URL=%s", url);
             return IOT_EINVAL;
         }
         rc = broker_memory_create(queue_max, &b);
@@ -101,7 +88,7 @@ static int create(const char *url, size_t queue_max, int64_t throttle_ms, const 
     } else if (strncmp(url, "nats://", 7) == 0) {
         /* NATS JetStream (broker_nats.h); its own settings come from the environment. */
         if (queue_max == 0) {
-            set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for a NATS BROKER_URL");
+            iot_set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for a NATS BROKER_URL");
             return IOT_EINVAL;
         }
         if (cfg) {
@@ -115,21 +102,21 @@ static int create(const char *url, size_t queue_max, int64_t throttle_ms, const 
     } else {
         char shown[160];
         broker_url_redact(url, shown, sizeof shown);
-        set_err(err, errlen,
-                "unsupported BROKER_URL '%s': accepted values are 'memory', 'none' and "
-                "nats://host:port/subject",
-                shown);
+        iot_set_err(err, errlen,
+                    "unsupported BROKER_URL '%s': accepted values are 'memory', 'none' and "
+                    "nats://host:port/subject",
+                    shown);
         return IOT_EINVAL;
     }
     if (rc != 0) {
-        set_err(err, errlen, "cannot create the broker: %s", iot_strerror(rc));
+        iot_set_err(err, errlen, "cannot create the broker: %s", iot_strerror(rc));
         return rc;
     }
     if (throttle_ms > 0) {
         /* takes b, and destroys it on failure */
         rc = broker_throttle_create(b, throttle_ms, FACTORY_THROTTLE_MAX_SENSORS, &wrapped);
         if (rc != 0) {
-            set_err(err, errlen, "cannot create the broker throttle: %s", iot_strerror(rc));
+            iot_set_err(err, errlen, "cannot create the broker throttle: %s", iot_strerror(rc));
             return rc;
         }
         b = wrapped;

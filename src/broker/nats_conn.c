@@ -22,19 +22,6 @@
 #define PING_INTERVAL_MS 5000
 #define MAX_PINGS_OUT    2
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 const char *nats_err_text(natsStatus s)
 {
     natsStatus last = NATS_OK;
@@ -84,7 +71,7 @@ int nats_target_parse(const char *url, struct nats_target *t, char *err, size_t 
 
     memset(t, 0, sizeof *t);
     if (!url || strncmp(url, scheme, slen) != 0) {
-        set_err(err, errlen, "a NATS BROKER_URL starts with nats://");
+        iot_set_err(err, errlen, "a NATS BROKER_URL starts with nats://");
         return IOT_EINVAL;
     }
     const char *auth = url + slen;
@@ -97,33 +84,33 @@ int nats_target_parse(const char *url, struct nats_target *t, char *err, size_t 
     size_t hostlen = (size_t)(path - host);
 
     if (hostlen == 0) {
-        set_err(err, errlen, "BROKER_URL nats://…: the host is missing");
+        iot_set_err(err, errlen, "BROKER_URL nats://…: the host is missing");
         return IOT_EINVAL;
     }
     if (slen + authlen >= sizeof t->server) {
-        set_err(err, errlen, "BROKER_URL is too long");
+        iot_set_err(err, errlen, "BROKER_URL is too long");
         return IOT_EINVAL;
     }
     snprintf(t->server, sizeof t->server, "%.*s", (int)(slen + authlen), url);
     snprintf(t->shown, sizeof t->shown, "%s%s%.*s", scheme, at ? "***@" : "", (int)hostlen, host);
     for (const char *p = host; p < path; p++) {
         if (*p == ' ' || (unsigned char)*p < 0x20) {
-            set_err(err, errlen, "BROKER_URL %s: bad character in the host", t->shown);
+            iot_set_err(err, errlen, "BROKER_URL %s: bad character in the host", t->shown);
             return IOT_EINVAL;
         }
     }
     if (*path == '?' || *path == '#') {
-        set_err(err, errlen, "BROKER_URL %s: query strings and fragments are not accepted",
-                t->shown);
+        iot_set_err(err, errlen, "BROKER_URL %s: query strings and fragments are not accepted",
+                    t->shown);
         return IOT_EINVAL;
     }
     const char *subject = *path == '/' ? path + 1 : path;
     if (!*subject) subject = NATS_DEFAULT_SUBJECT;
     if (strlen(subject) >= sizeof t->subject || !subject_ok(subject)) {
-        set_err(err, errlen,
-                "BROKER_URL %s: the subject after the host must be dot-separated tokens of "
-                "letters, digits, '-' and '_' (no wildcards)",
-                t->shown);
+        iot_set_err(err, errlen,
+                    "BROKER_URL %s: the subject after the host must be dot-separated tokens of "
+                    "letters, digits, '-' and '_' (no wildcards)",
+                    t->shown);
         return IOT_EINVAL;
     }
     snprintf(t->subject, sizeof t->subject, "%s", subject);
@@ -162,7 +149,7 @@ int nats_conn_open(const struct nats_target *t, const char *name, int64_t reconn
         s = natsOptions_SetRetryOnFailedConnect(opts, true, ev ? ev->connected : NULL,
                                                 ev ? ev->ud : NULL);
     if (s != NATS_OK) {
-        set_err(err, errlen, "NATS options: %s", nats_err_text(s));
+        iot_set_err(err, errlen, "NATS options: %s", nats_err_text(s));
         natsOptions_Destroy(opts);
         return s == NATS_NO_MEMORY ? IOT_ENOMEM : IOT_EINVAL;
     }
@@ -174,8 +161,8 @@ int nats_conn_open(const struct nats_target *t, const char *name, int64_t reconn
         LOG(LOG_WARN, "broker_connect_pending", "url=%s reason=\"%s\"", t->shown,
             "engine not reachable yet; retrying in the background");
     } else {
-        set_err(err, errlen, "cannot start a NATS connection to %s: %s", t->shown,
-                nats_err_text(s));
+        iot_set_err(err, errlen, "cannot start a NATS connection to %s: %s", t->shown,
+                    nats_err_text(s));
         natsConnection_Destroy(nc);
         return s == NATS_NO_MEMORY ? IOT_ENOMEM : IOT_EIO;
     }
@@ -226,14 +213,14 @@ int nats_stream_ensure(jsCtx *js, const struct broker_nats_opts *o, const char *
                 (long long)o->max_age_s, (long long)o->max_bytes);
     }
     if (s != NATS_OK) {
-        set_err(err, errlen, "JetStream stream %s: %s (code %d)", o->stream, nats_err_text(s),
-                (int)jerr);
+        iot_set_err(err, errlen, "JetStream stream %s: %s (code %d)", o->stream, nats_err_text(s),
+                    (int)jerr);
         jsStreamInfo_Destroy(si);
         return IOT_EUNAVAIL;
     }
     if (!stream_takes(si->Config, subject)) {
-        set_err(err, errlen, "JetStream stream %s exists but does not take subject %s", o->stream,
-                subject);
+        iot_set_err(err, errlen, "JetStream stream %s exists but does not take subject %s",
+                    o->stream, subject);
         jsStreamInfo_Destroy(si);
         return IOT_EINVAL;
     }

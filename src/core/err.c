@@ -1,5 +1,8 @@
 #include "core/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *iot_strerror(int err)
 {
     switch (err) {
@@ -29,4 +32,13 @@ const char *iot_strerror(int err)
         return "shutting down";
     }
     return "unknown error";
+}
+
+void iot_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || errlen == 0) return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

@@ -7,6 +7,8 @@
 #ifndef IOT_ERR_H
 #define IOT_ERR_H
 
+#include <stddef.h>
+
 enum iot_err {
     IOT_OK = 0,
     IOT_ENOMEM = -1,     /* allocation failed */
@@ -31,5 +33,9 @@ static inline int iot_err_retryable(int err)
 }
 
 #define IOT_ERRBUF 256
+
+/* Formats a one-line reason into a caller's buffer (NULL or 0 length: nothing). */
+void iot_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <string.h>
 
 int secret_hash(const char *key, size_t len, unsigned char out[SECRET_HASH_LEN])
 {
@@ -26,6 +27,28 @@ void secret_hash_hex(const unsigned char h[SECRET_HASH_LEN], char *out)
         out[2 * i + 1] = digits[h[i] & 15];
     }
     out[2 * SECRET_HASH_LEN] = 0;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+void secret_hash_from_hex(const char *hex, unsigned char out[SECRET_HASH_LEN])
+{
+    memset(out, 0, SECRET_HASH_LEN);
+    if (!hex || strlen(hex) != 2 * SECRET_HASH_LEN) return;
+    for (int i = 0; i < SECRET_HASH_LEN; i++) {
+        int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
+        if (a < 0 || b < 0) {
+            memset(out, 0, SECRET_HASH_LEN);
+            return;
+        }
+        out[i] = (unsigned char)(a << 4 | b);
+    }
 }
 
 int secret_generate(char out[SECRET_KEY_HEX_LEN + 1])

@@ -19,6 +19,11 @@ int secret_hash_equal(const unsigned char a[SECRET_HASH_LEN],
                       const unsigned char b[SECRET_HASH_LEN]);
 /* A new random key as lower-case hex (NUL-terminated). Returns 0 or IOT_EIO. */
 int secret_generate(char out[SECRET_KEY_HEX_LEN + 1]);
+/*
+ * Decodes a stored hex hash. A malformed or missing one decodes to all
+ * zeros, which no key hashes to in practice: it can never authenticate.
+ */
+void secret_hash_from_hex(const char *hex, unsigned char out[SECRET_HASH_LEN]);
 /* Lower-case hex of a hash; out needs 2*SECRET_HASH_LEN+1 bytes. */
 void secret_hash_hex(const unsigned char h[SECRET_HASH_LEN], char *out);
 

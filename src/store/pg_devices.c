@@ -76,29 +76,6 @@ static struct pg_cmd cmd(enum dev_stmt id, int n, const char *const *params)
 
 /* ---- lookups ------------------------------------------------------------------ */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* A malformed stored hash decodes to all zeros, which no key hashes to in practice. */
-static void hex_to_hash(const char *hex, unsigned char h[STORE_KEY_HASH_LEN])
-{
-    memset(h, 0, STORE_KEY_HASH_LEN);
-    if (strlen(hex) != 2 * STORE_KEY_HASH_LEN) return;
-    for (int i = 0; i < STORE_KEY_HASH_LEN; i++) {
-        int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
-        if (a < 0 || b < 0) {
-            memset(h, 0, STORE_KEY_HASH_LEN);
-            return;
-        }
-        h[i] = (unsigned char)(a << 4 | b);
-    }
-}
-
 static int get_device(struct pg_store *s, enum dev_stmt id, const char *key,
                       struct store_device *out)
 {
@@ -112,7 +89,7 @@ static int get_device(struct pg_store *s, enum dev_stmt id, const char *key,
     }
     out->id = pg_i64(r, 0, 0);
     pg_text(out->uuid, sizeof out->uuid, r, 0, 1);
-    hex_to_hash(PQgetvalue(r, 0, 2), out->key_hash);
+    secret_hash_from_hex(PQgetvalue(r, 0, 2), out->key_hash);
     out->is_active = (int)pg_i64(r, 0, 3);
     PQclear(r);
     return 0;

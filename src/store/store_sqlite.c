@@ -198,29 +198,6 @@ void sqlite_copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* A malformed stored hash decodes to all zeros, which no key hashes to in practice. */
-static void hex_to_hash(const char *hex, unsigned char h[STORE_KEY_HASH_LEN])
-{
-    memset(h, 0, STORE_KEY_HASH_LEN);
-    if (!hex || strlen(hex) != 2 * STORE_KEY_HASH_LEN) return;
-    for (int i = 0; i < STORE_KEY_HASH_LEN; i++) {
-        int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
-        if (a < 0 || b < 0) {
-            memset(h, 0, STORE_KEY_HASH_LEN);
-            return;
-        }
-        h[i] = (unsigned char)(a << 4 | b);
-    }
-}
-
 static void sq_close(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -272,7 +249,7 @@ static int read_device(struct sqlite_store *s, sqlite3_stmt *st, struct store_de
     }
     out->id = sqlite3_column_int64(st, 0);
     sqlite_copy_text(out->uuid, sizeof out->uuid, st, 1);
-    hex_to_hash((const char *)sqlite3_column_text(st, 2), out->key_hash);
+    secret_hash_from_hex((const char *)sqlite3_column_text(st, 2), out->key_hash);
     out->is_active = sqlite3_column_int(st, 3);
     sqlite3_reset(st);
     return 0;
