@@ -6,8 +6,8 @@ paths, queries and header values, X-Forwarded-For abuse behind a trusted proxy,
 and bytes that must not reach the log or drop the connection unanswered.
 
 After each: a 4xx (or a closed connection), the stored data unchanged, the
-gateway alive. Known bugs are strict xfails (the reason names the code), so
-they turn into failures, and get noticed, once fixed."""
+gateway alive. The tests of the last two sections found bugs (docs/SECURITY.md,
+"Known issues") and stay as their regressions."""
 
 import http.client
 import os
