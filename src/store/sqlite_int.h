@@ -6,9 +6,9 @@
 
 #include <sqlite3.h>
 
-#define SQLITE_CORE_STMTS         32
-#define SQLITE_JOB_STMTS          16
-#define SQLITE_WAL_TRUNCATE_PAGES 65536 /* 256 MiB of 4 KiB pages */
+#define SQLITE_CORE_STMTS              32
+#define SQLITE_JOB_STMTS               16
+#define SQLITE_WRITER_CHECKPOINT_PAGES "16384" /* 64 MiB of 4 KiB pages */
 
 struct sqlite_store {
     struct store base;

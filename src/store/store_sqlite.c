@@ -541,16 +541,15 @@ static int sq_savepoint_rollback(struct store *base)
  */
 /*
  * Copies committed WAL frames into the database file without blocking
- * writers or readers (PASSIVE). Should the log still be large (readers kept
- * it from being reset), a TRUNCATE attempt waits up to the busy timeout.
+ * writers or readers (PASSIVE). Once every frame is copied, the writer's next
+ * transaction starts the log over by itself; journal_size_limit then trims
+ * the file. Nothing here ever waits for the writer.
  */
 static int sq_maintain(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc == SQLITE_OK && log > SQLITE_WAL_TRUNCATE_PAGES)
-        rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sqlite_fail(s, rc);
 }
 
@@ -826,15 +825,18 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
     char pragmas[320];
     /*
      * A connection whose owner runs store_maintain (the gateway's writer, with
-     * its checkpointer thread) leaves checkpoints to it: they then never run
-     * inside a commit on the request path.
+     * its maintainer thread) leaves checkpoints to that thread; only should it
+     * fall SQLITE_WRITER_CHECKPOINT_PAGES behind does a commit checkpoint
+     * itself, which bounds the WAL without ever blocking on a reset.
      */
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
              " PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY;"
              " PRAGMA journal_size_limit=67108864;%s",
              opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024,
-             opts->background_checkpoint ? " PRAGMA wal_autocheckpoint=0;" : "");
+             opts->background_checkpoint
+                 ? " PRAGMA wal_autocheckpoint=" SQLITE_WRITER_CHECKPOINT_PAGES ";"
+                 : "");
     if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
         int e = sqlite_fail(s, rc);
