@@ -4,6 +4,7 @@
  * as sqlite_jobs.c, with timestamptz read back as bigint ms.
  */
 #include "core/err.h"
+#include "store/store_sql.h"
 #include "store/pg_int.h"
 
 #include <stdlib.h>
@@ -32,18 +33,8 @@ enum job_stmt {
 };
 _Static_assert(JS_COUNT <= PG_JOB_STMTS, "grow PG_JOB_STMTS");
 
-/* Columns 0-6 of a job sensor, then its time (7), then the two thresholds (critical, warning). */
-#define SENSOR_COLS                                                                                \
-    "s.id, s.device_id, s.sensor_uuid, d.device_uuid, s.name, coalesce(s.sensor_type, ''),"        \
-    " coalesce(s.unit, ''), "
-#define THRESHOLD_COLS                                                                             \
-    ", c.id, c.min_value, c.max_value, c.delta_max, w.id, w.min_value, w.max_value, w.delta_max"   \
-    " FROM sensors s JOIN devices d ON d.id = s.device_id"                                         \
-    " LEFT JOIN alert_thresholds c ON c.sensor_id = s.id AND c.is_active = 1"                      \
-    "   AND c.severity = 'critical'"                                                               \
-    " LEFT JOIN alert_thresholds w ON w.sensor_id = s.id AND w.is_active = 1"                      \
-    "   AND w.severity = 'warning'"                                                                \
-    " LEFT JOIN sensor_state st ON st.sensor_id = s.id"
+#define SENSOR_COLS    STORE_SQL_SENSOR_COLS
+#define THRESHOLD_COLS STORE_SQL_THRESHOLD_COLS
 
 static const char *const job_sql[JS_COUNT] = {
     [JS_SENSORS] =
