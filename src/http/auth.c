@@ -41,8 +41,10 @@ enum auth_result auth_device(struct request *rq, const struct store_device *dev)
     if (!ok) ok = api && dev;
     if (!ok) {
         /* A valid API key naming an unknown device is no guess at a secret. */
-        if (!api) auth_failed(rq);
-        else atomic_fetch_add_explicit(&rq->srv->metrics.auth_failures, 1, memory_order_relaxed);
+        if (!api)
+            auth_failed(rq);
+        else
+            atomic_fetch_add_explicit(&rq->srv->metrics.auth_failures, 1, memory_order_relaxed);
         return AUTH_DENIED;
     }
     return dev->is_active ? AUTH_OK : AUTH_INACTIVE;

@@ -70,9 +70,6 @@ static void http_section(FILE *f, struct http_metrics *m)
     for (int r = REJECT_UNKNOWN_SENSOR; r <= REJECT_STALE_TIMESTAMP; r++)
         fprintf(f, "iot_ingest_readings_rejected_total{reason=\"%s\"} %llu\n",
                 reject_reason_name((enum reject_reason)r), ld(&m->rejected[r]));
-    header(f, "iot_ingest_packets_deduplicated_total", "counter",
-           "Packets answered from the packet_id memory.");
-    fprintf(f, "iot_ingest_packets_deduplicated_total %llu\n", ld(&m->deduplicated));
 }
 
 /* A label-less histogram from non-cumulative bucket counts (last = +Inf). */
@@ -108,6 +105,9 @@ static void writer_section(FILE *f, struct writer *w)
             (unsigned long long)ws.router.alerts.escalated);
     fprintf(f, "iot_ingest_alert_transitions_total{event=\"resolved\"} %llu\n",
             (unsigned long long)ws.router.alerts.resolved);
+    header(f, "iot_ingest_packets_deduplicated_total", "counter",
+           "Packets answered from the packet_id memory.");
+    fprintf(f, "iot_ingest_packets_deduplicated_total %llu\n", (unsigned long long)ws.duplicates);
     header(f, "iot_ingest_write_queue_depth", "gauge", "Jobs waiting for the writer.");
     fprintf(f, "iot_ingest_write_queue_depth %zu\n", ws.queue_depth);
     header(f, "iot_ingest_commits_total", "counter", "Transactions committed by the writer.");

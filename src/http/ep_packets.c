@@ -29,7 +29,6 @@ static int finish_packet(struct request *rq)
         return reply_json(rq, (unsigned)rq->answer_status, a);
     }
     case WRITE_DUPLICATE: {
-        atomic_fetch_add_explicit(&rq->srv->metrics.deduplicated, 1, memory_order_relaxed);
         json_t *j = as_duplicate(job->stored_response);
         if (!j) return reply_store_error(rq, IOT_EDB);
         return reply_json(rq, 200, j);

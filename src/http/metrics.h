@@ -22,7 +22,6 @@ struct http_metrics {
     atomic_ullong lat_sum_us[METRICS_ROUTES];
     atomic_ullong rate_limited_ip, rate_limited_device, rate_limited_auth, auth_failures;
     atomic_ullong rejected[8]; /* by enum reject_reason */
-    atomic_ullong deduplicated;
 };
 
 void http_metrics_observe(struct http_metrics *m, int route, unsigned status, int64_t elapsed_us);

@@ -158,7 +158,6 @@ struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
     int64_t cache_mb;
-    int read_only;             /* connection used only for reads */
     int background_checkpoint; /* the owner calls store_maintain; no checkpoint at commit */
 };
 
