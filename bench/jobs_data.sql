@@ -28,18 +28,22 @@ SELECT id, 'warning', 0, 35, NULL, 1, @NOW@ FROM sensors
 UNION ALL
 SELECT id, 'critical', -10, 45, NULL, 1, @NOW@ FROM sensors;
 WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < @READINGS@ - 1)
-INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class, late)
+-- Rows go in sensor by sensor into an empty table, so reading ids are
+-- (sensor - 1) * @READINGS@ + j + 1 and each links to the one before it, as the
+-- gateway's writer would link them (prev_id, schema step 4).
+INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class, late, prev_id)
 SELECT s.id,
        CASE
          WHEN s.id % 250 = 0 THEN 50 + (abs(random()) % 2000) / 1000.0 - 1
          WHEN s.id % 100 = 0 AND k.j = @READINGS@ - 1 THEN 50 + (s.id % 7)
          ELSE 20 + (s.id % 7) + (abs(random()) % 2000) / 1000.0 - 1
        END,
-       @NOW@ - (@READINGS@ - 1 - k.j) * 60000, @NOW@, 'normal', 0
+       @NOW@ - (@READINGS@ - 1 - k.j) * 60000, @NOW@, 'normal', 0,
+       CASE WHEN k.j = 0 THEN 0 ELSE (s.id - 1) * @READINGS@ + k.j END
 FROM sensors s, k
 ORDER BY s.id, k.j;
-INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class, normal_run)
-SELECT r.sensor_id, r.ts, r.value, 'normal', 1
+INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class, normal_run, last_reading_id)
+SELECT r.sensor_id, r.ts, r.value, 'normal', 1, r.id
 FROM sensor_readings r
 WHERE r.ts = @NOW@;
 COMMIT;

@@ -168,16 +168,29 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
         if ((rc = sensor_states_get(r->states, s, w->sensor_id, &e))) return rc;
         if (e->router_mark != r->packet_seq) {
             e->router_mark = r->packet_seq;
+            e->router_row = 0;
             r->touched[ntouched++] = e;
         }
         if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
-        r->rows[i] = (struct store_reading){w->sensor_id,     w->value, w->ts,
-                                            job->received_at, w->cls,   w->late};
+        r->rows[i] = (struct store_reading){
+            .sensor_id = w->sensor_id,
+            .value = w->value,
+            .ts = w->ts,
+            .ingested_at = job->received_at,
+            .cls = w->cls,
+            .late = w->late,
+            .prev_id = e->st.last_reading_id,
+            .prev_row = e->router_row,
+        };
+        e->router_row = i + 1;
         r->pending.by_class[w->cls]++;
     }
     if ((rc = store_readings_insert(s, r->rows, job->nreadings))) return rc;
-    for (size_t k = 0; k < ntouched; k++)
-        r->dirty[k] = &r->touched[k]->st;
+    for (size_t k = 0; k < ntouched; k++) {
+        struct sensor_entry *e = r->touched[k];
+        e->st.last_reading_id = r->rows[e->router_row - 1].id;
+        r->dirty[k] = &e->st;
+    }
     if ((rc = store_states_put(s, r->dirty, ntouched))) return rc;
 
     add_stats(&r->batch, &r->pending);

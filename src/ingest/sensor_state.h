@@ -19,6 +19,7 @@ struct sensor_entry {
     struct store_alert alerts[ALERT_KINDS];
     int present[ALERT_KINDS];
     uint64_t router_mark; /* owned by the router: last packet that touched it */
+    size_t router_row;    /* owned by the router: 1 + its newest row in that packet */
     /* Internal: cache links and the pin of the packet in progress. */
     uint64_t pin;
     struct sensor_entry *hnext, *lprev, *lnext;

@@ -8,13 +8,15 @@
 
 #define SQLITE_CORE_STMTS              32
 #define SQLITE_JOB_STMTS               16
+#define SQLITE_CHAIN_STMTS             4
 #define SQLITE_WRITER_CHECKPOINT_PAGES "16384" /* 64 MiB of 4 KiB pages */
 
 struct sqlite_store {
     struct store base;
     sqlite3 *db;
-    sqlite3_stmt *st[SQLITE_CORE_STMTS];    /* store_sqlite.c */
-    sqlite3_stmt *job_st[SQLITE_JOB_STMTS]; /* sqlite_jobs.c */
+    sqlite3_stmt *st[SQLITE_CORE_STMTS];        /* store_sqlite.c */
+    sqlite3_stmt *job_st[SQLITE_JOB_STMTS];     /* sqlite_jobs.c */
+    sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS]; /* sqlite_chain.c */
     char err[256];
 };
 
@@ -33,8 +35,6 @@ int sqlite_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t 
 int sqlite_silent_sensors(struct store *s, int64_t before, int64_t after_id, size_t limit,
                           struct store_job_sensor *out, size_t *n);
 int sqlite_job_sensor_get(struct store *s, int64_t sensor_id, struct store_job_sensor *out);
-int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
-                           struct store_reading *out, size_t *n);
 int sqlite_model_ensure(struct store *s, const char *name, const char *type, const char *version,
                         const char *params, int64_t now, int64_t *id);
 int sqlite_prediction_insert(struct store *s, struct store_prediction *p);
@@ -47,6 +47,10 @@ int sqlite_job_stat_record(struct store *s, const char *job, int ok, int64_t dur
                            int64_t now);
 int sqlite_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
+
+/* A sensor's newest readings through the reading chain (sqlite_chain.c). */
+int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
+                           struct store_reading *out, size_t *n);
 
 /* Online consumer operations (sqlite_online.c). */
 int sqlite_online_load(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,

@@ -1,7 +1,7 @@
 /*
- * SQLite backend, batch-job operations: keyset pages of sensors, recent
- * readings, models, predictions, ML events, explanations. Pages keep memory
- * bounded however many sensors there are.
+ * SQLite backend, batch-job operations: keyset pages of sensors, models,
+ * predictions, ML events, explanations (a sensor's recent readings are in
+ * sqlite_chain.c). Pages keep memory bounded however many sensors there are.
  */
 #include "core/err.h"
 #include "store/store_sql.h"
@@ -13,7 +13,6 @@ enum job_stmt {
     JS_SENSORS,
     JS_SILENT,
     JS_SENSOR_ONE,
-    JS_RECENT,
     JS_MODEL_GET,
     JS_MODEL_ADD,
     JS_PRED_ADD,
@@ -41,8 +40,6 @@ static const char *const job_sql[JS_COUNT] = {
                   " ORDER BY s.id LIMIT ?3",
     [JS_SENSOR_ONE] =
         "SELECT " SENSOR_COLS "coalesce(st.last_ts, 0)" THRESHOLD_COLS " WHERE s.id = ?1",
-    [JS_RECENT] = "SELECT value, ts, class, late FROM sensor_readings WHERE sensor_id = ?1"
-                  " ORDER BY ts DESC, id DESC LIMIT ?2",
     [JS_MODEL_GET] = "SELECT id FROM ml_models WHERE name = ?1 AND version = ?2",
     [JS_MODEL_ADD] = "INSERT INTO ml_models(name, model_type, version, params, is_active,"
                      " created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
@@ -144,30 +141,6 @@ int sqlite_job_sensor_get(struct store *base, int64_t sensor_id, struct store_jo
     sqlite3_bind_int64(st, 1, sensor_id);
     if ((rc = read_sensor_page(s, st, 1, out, &n))) return rc;
     return n ? 0 : IOT_ENOTFOUND;
-}
-
-int sqlite_recent_readings(struct store *base, int64_t sensor_id, size_t limit,
-                           struct store_reading *out, size_t *n)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st = NULL;
-    int rc = jstmt(s, JS_RECENT, &st);
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, sensor_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-    *n = 0;
-    while (*n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct store_reading *r = &out[(*n)++];
-        r->sensor_id = sensor_id;
-        r->value = sqlite3_column_double(st, 0);
-        r->ts = sqlite3_column_int64(st, 1);
-        r->cls = reading_class_parse((const char *)sqlite3_column_text(st, 2));
-        r->late = sqlite3_column_int(st, 3);
-        r->ingested_at = 0;
-    }
-    int ret = (*n == limit || rc == SQLITE_DONE) ? 0 : sqlite_fail(s, rc);
-    sqlite3_reset(st);
-    return ret;
 }
 
 int sqlite_model_ensure(struct store *base, const char *name, const char *type, const char *version,

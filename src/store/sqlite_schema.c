@@ -148,6 +148,23 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     " b8 INTEGER NOT NULL, b9 INTEGER NOT NULL,"
     " last_duration_ms INTEGER NOT NULL, last_run_at INTEGER NOT NULL, last_success_at INTEGER)"
     " WITHOUT ROWID;",
+    /*
+     * 4: the reading chain replaces the (sensor_id, ts) index. That index
+     * dirtied one page per sensor per commit (docs/BENCHMARKS.md); each
+     * reading now points to its sensor's previous one (prev_id, NULL =
+     * unknown) and sensor_state to the newest (last_reading_id), while the
+     * append-only (ts, sensor_id) index serves time ranges and retention.
+     * Existing rows are chained here, in id (insertion) order.
+     */
+    "ALTER TABLE sensor_readings ADD COLUMN prev_id INTEGER;"
+    "ALTER TABLE sensor_state ADD COLUMN last_reading_id INTEGER;"
+    "UPDATE sensor_readings SET prev_id = c.prev FROM"
+    " (SELECT id, coalesce(lag(id) OVER (PARTITION BY sensor_id ORDER BY id), 0) AS prev"
+    "  FROM sensor_readings) AS c WHERE c.id = sensor_readings.id;"
+    "UPDATE sensor_state SET last_reading_id ="
+    " (SELECT max(id) FROM sensor_readings r WHERE r.sensor_id = sensor_state.sensor_id);"
+    "DROP INDEX sensor_readings_sensor_ts;"
+    "CREATE INDEX sensor_readings_ts_sensor ON sensor_readings(ts, sensor_id);",
 };
 
 int sqlite_schema_read_version(sqlite3 *db, int *out)

@@ -57,6 +57,9 @@ struct store_sensor {
     struct store_threshold thr[2]; /* indexed by enum severity */
 };
 
+/* A reading chain link that is not known (see struct store_reading). */
+#define STORE_READING_UNKNOWN (-1)
+
 /* Per-sensor classification state (table sensor_state). */
 struct store_sensor_state {
     int64_t sensor_id;
@@ -65,6 +68,13 @@ struct store_sensor_state {
     double last_value; /* value of that reading */
     enum reading_class last_class;
     int64_t normal_run; /* consecutive normal readings (non-late) */
+    /*
+     * Head of the sensor's reading chain (backends that keep one: SQLite): id
+     * of its most recently stored reading, 0 when none, STORE_READING_UNKNOWN
+     * for rows written before the chain existed or by hand. The writer carries
+     * it from readings_insert to states_put; see struct store_reading.
+     */
+    int64_t last_reading_id;
 };
 
 struct store_alert {
@@ -92,6 +102,17 @@ struct store_reading {
     int64_t ts, ingested_at;
     enum reading_class cls;
     int late;
+    /*
+     * The reading chain (SQLite; other backends ignore it and leave id 0):
+     * each stored reading points to its sensor's previously stored one, so a
+     * sensor's newest readings are found without a per-sensor index. prev_id
+     * is that reading's id (0: none, STORE_READING_UNKNOWN: not known); when
+     * prev_row > 0 it is rows[prev_row - 1] of the same readings_insert call
+     * instead, whose id is not known yet. readings_insert sets id.
+     */
+    int64_t prev_id;
+    size_t prev_row;
+    int64_t id;
 };
 
 /* One row of the device status endpoint. */
@@ -241,7 +262,7 @@ struct store_ops {
     int (*alert_update)(struct store *s, const struct store_alert *a);
     int (*notification_insert)(struct store *s, int64_t alert_id, enum alert_event ev,
                                enum severity sev, int64_t now);
-    int (*readings_insert)(struct store *s, const struct store_reading *rows, size_t n);
+    int (*readings_insert)(struct store *s, struct store_reading *rows, size_t n);
     int (*device_touch)(struct store *s, int64_t device_id, int64_t last_seen);
 
     /* Batch jobs: keyset pages (id > after_id, ordered by id, at most limit rows). */
@@ -462,7 +483,7 @@ static inline int store_notification_insert(struct store *s, int64_t alert_id, e
 {
     return s->ops->notification_insert(s, alert_id, ev, sev, now);
 }
-static inline int store_readings_insert(struct store *s, const struct store_reading *rows, size_t n)
+static inline int store_readings_insert(struct store *s, struct store_reading *rows, size_t n)
 {
     return s->ops->readings_insert(s, rows, n);
 }

@@ -471,7 +471,7 @@ static int sf_notification_insert(struct store *base, int64_t alert_id, enum ale
     return rc ? rc : store_notification_insert(in, alert_id, ev, sev, now);
 }
 
-static int sf_readings_insert(struct store *base, const struct store_reading *rows, size_t n)
+static int sf_readings_insert(struct store *base, struct store_reading *rows, size_t n)
 {
     struct store *in;
     int rc = enter(base, STORE_FAULT_READINGS_INSERT, &in);

@@ -494,7 +494,7 @@ static int pq_notification_insert(struct store *base, int64_t alert_id, enum ale
 }
 
 /* All the readings of a packet: one INSERT ... SELECT unnest(six arrays), queued. */
-static int pq_readings_insert(struct store *base, const struct store_reading *rows, size_t n)
+static int pq_readings_insert(struct store *base, struct store_reading *rows, size_t n)
 {
     struct pg_store *s = (struct pg_store *)base;
     struct pg_buf *b = s->buf;

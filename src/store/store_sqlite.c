@@ -88,12 +88,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " SET created_at = excluded.created_at, response = excluded.response"
                       " WHERE ingest_packets.created_at < ?5",
     [ST_PACKETS_PURGE] = "DELETE FROM ingest_packets WHERE created_at < ?1",
-    [ST_STATE_GET] = "SELECT last_ts, last_value, last_class, normal_run FROM sensor_state"
-                     " WHERE sensor_id = ?1",
+    [ST_STATE_GET] = "SELECT last_ts, last_value, last_class, normal_run, last_reading_id"
+                     " FROM sensor_state WHERE sensor_id = ?1",
     [ST_STATE_PUT] = "INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
-                     " normal_run) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sensor_id) DO UPDATE"
+                     " normal_run, last_reading_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                     " ON CONFLICT(sensor_id) DO UPDATE"
                      " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
-                     " last_class = excluded.last_class, normal_run = excluded.normal_run",
+                     " last_class = excluded.last_class, normal_run = excluded.normal_run,"
+                     " last_reading_id = excluded.last_reading_id",
     [ST_ALERTS_ACTIVE] =
         "SELECT id, sensor_id, device_id, threshold_id, severity, kind, first_value, last_value,"
         " hit_count, triggered_at, last_seen_at, message FROM alerts"
@@ -109,7 +111,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NOTIFY_INSERT] = "INSERT INTO alert_notifications(alert_id, event, severity, created_at)"
                          " VALUES (?1, ?2, ?3, ?4)",
     [ST_READING_INSERT] = "INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
-                          " late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                          " late, prev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1"
                         " AND (last_seen_at IS NULL OR last_seen_at < ?2)",
@@ -205,6 +207,8 @@ static void sq_close(struct store *base)
         sqlite3_finalize(s->st[i]);
     for (int i = 0; i < SQLITE_JOB_STMTS; i++)
         sqlite3_finalize(s->job_st[i]);
+    for (int i = 0; i < SQLITE_CHAIN_STMTS; i++)
+        sqlite3_finalize(s->chain_st[i]);
     sqlite3_close(s->db);
     free(s);
 }
@@ -634,6 +638,10 @@ static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sens
         out->last_class = reading_class_parse((const char *)sqlite3_column_text(st, 2));
         if (out->last_class == CLASS_INVALID) out->last_class = CLASS_NORMAL;
         out->normal_run = sqlite3_column_int64(st, 3);
+        /* NULL: rows from before the chain or written by hand, whose head is unknown. */
+        out->last_reading_id = sqlite3_column_type(st, 4) == SQLITE_NULL
+                                   ? (out->has_last ? STORE_READING_UNKNOWN : 0)
+                                   : sqlite3_column_int64(st, 4);
         rc = SQLITE_DONE;
     }
     int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
@@ -654,6 +662,7 @@ static int sq_state_put(struct store *base, const struct store_sensor_state *x)
         sqlite3_bind_text(st, 4, reading_class_name(x->last_class), -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(st, 5, x->normal_run);
+    if (x->last_reading_id >= 0) sqlite3_bind_int64(st, 6, x->last_reading_id);
     return sqlite_exec_done(s, st);
 }
 
@@ -776,7 +785,7 @@ static int sq_notification_insert(struct store *base, int64_t alert_id, enum ale
 }
 
 /* SQLite has no round trips: one reused single-row statement per row is the fast path. */
-static int sq_readings_insert(struct store *base, const struct store_reading *rows, size_t n)
+static int sq_readings_insert(struct store *base, struct store_reading *rows, size_t n)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st = NULL;
@@ -789,7 +798,13 @@ static int sq_readings_insert(struct store *base, const struct store_reading *ro
         sqlite3_bind_int64(st, 4, rows[i].ingested_at);
         sqlite3_bind_text(st, 5, reading_class_name(rows[i].cls), -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 6, rows[i].late);
+        int64_t prev = rows[i].prev_row ? rows[rows[i].prev_row - 1].id : rows[i].prev_id;
+        if (prev >= 0)
+            sqlite3_bind_int64(st, 7, prev);
+        else
+            sqlite3_bind_null(st, 7); /* unknown */
         if ((rc = sqlite_exec_done(s, st))) return rc;
+        rows[i].id = sqlite3_last_insert_rowid(s->db);
     }
     return 0;
 }

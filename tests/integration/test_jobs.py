@@ -378,7 +378,9 @@ def test_baseline_pages_over_many_sensors(tmp_path):
     t = now_ms()
     # Direct SQL, for speed: 300 sensors x 3 readings through the CLI and HTTP
     # would take hundreds of process launches. The job only reads these rows
-    # (sensors, sensor_readings, sensor_state), exactly as the gateway writes them.
+    # (sensors, sensor_readings, sensor_state). Written by hand, they carry no
+    # reading chain (prev_id, last_reading_id NULL), so on SQLite this also runs
+    # the job's fallback scan (src/store/sqlite_chain.c).
     c = sqlite3.connect(str(dbp), isolation_level=None)
     try:
         c.execute("BEGIN")

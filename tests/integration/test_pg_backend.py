@@ -31,9 +31,10 @@ from conftest import BACKEND
 # SQLite pass of scripts/run-integration.sh (the PostgreSQL pass runs the whole suite).
 pytestmark = pytest.mark.skipif(BACKEND == "postgresql", reason="runs once, in the SQLite pass")
 
-# The schema version this binary creates: the SQLite backend reports the same number.
-LATEST = int(re.search(r"#define SQLITE_SCHEMA_LATEST (\d+)",
-                       (Path(__file__).resolve().parents[2] / "src/store/sqlite_schema.h")
+# The PostgreSQL schema version this binary creates (each backend numbers its own
+# steps: SQLite has one more, the reading chain).
+LATEST = int(re.search(r"#define PG_SCHEMA_LATEST (\d+)",
+                       (Path(__file__).resolve().parents[2] / "src/store/pg_int.h")
                        .read_text()).group(1))
 
 from conftest import (API_KEY, BIN, Cli, Gateway, base_env, iso_ms, now_ms, provision_device,

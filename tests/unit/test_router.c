@@ -932,3 +932,151 @@ Test(router, tiny_cache_evicts_and_reloads)
     cr_expect_eq(alerts_of(&band, "threshold"), 1);
     cr_expect_eq(active_id(&jumpy, "delta_spike"), -1, "resolved by the first normal");
 }
+
+/* ---- the reading chain (SQLite: sqlite_chain.c) ----------------------------------- */
+
+/*
+ * The chain's invariant, checked with plain SQL on the other connection: every
+ * reading points to the previous stored reading of its sensor (0 for the
+ * first), and sensor_state names the newest. Returns the number of violations.
+ */
+static int64_t chain_violations(void)
+{
+    return q_int("SELECT count(*) FROM sensor_readings r WHERE r.prev_id IS NOT"
+                 " coalesce((SELECT max(q.id) FROM sensor_readings q"
+                 "   WHERE q.sensor_id = r.sensor_id AND q.id < r.id), 0)") +
+           q_int("SELECT count(*) FROM sensor_state s WHERE s.last_reading_id IS NOT"
+                 " (SELECT max(r.id) FROM sensor_readings r WHERE r.sensor_id = s.sensor_id)");
+}
+
+/*
+ * store_recent_readings against the SQL it replaces (the newest `limit`
+ * readings by time, ties by id), for every limit in lims.
+ */
+static void expect_recent_matches_sql(const struct sensor *s, const char *when)
+{
+    static const size_t lims[] = {1, 2, 3, 7, 11, 40, 500};
+    static struct store_reading got[500];
+    for (size_t k = 0; k < sizeof lims / sizeof lims[0]; k++) {
+        size_t n = 0, lim = lims[k];
+        cr_assert_eq(store_recent_readings(st, s->id, lim, got, &n), 0, "%s", store_errmsg(st));
+        sqlite3_stmt *q;
+        cr_assert_eq(sqlite3_prepare_v2(peer,
+                                        "SELECT id, value, ts, late FROM sensor_readings"
+                                        " WHERE sensor_id = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+        sqlite3_bind_int64(q, 1, s->id);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)lim);
+        size_t i = 0;
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            cr_assert_lt(i, n, "%s: %s limit %zu: only %zu rows, SQL has more", when, s->uuid, lim,
+                         n);
+            cr_expect_eq(got[i].id, sqlite3_column_int64(q, 0), "%s: %s limit %zu row %zu", when,
+                         s->uuid, lim, i);
+            cr_expect_eq(got[i].ts, sqlite3_column_int64(q, 2));
+            cr_expect_eq(got[i].value, sqlite3_column_double(q, 1));
+            cr_expect_eq(got[i].late, sqlite3_column_int(q, 3));
+            cr_expect_eq(got[i].sensor_id, s->id);
+            i++;
+        }
+        sqlite3_finalize(q);
+        cr_expect_eq(i, n, "%s: %s limit %zu: %zu rows, SQL has %zu", when, s->uuid, lim, n, i);
+    }
+}
+
+/*
+ * Random packets over both sensors, several per transaction: readings in and
+ * out of order (about one in four late, some ties in time, several readings
+ * of one sensor in one packet), and now and then a packet rolled back.
+ */
+static void random_history(unsigned seed, int packets)
+{
+    int64_t newest = T(100000);
+    for (int p = 0; p < packets;) {
+        struct job jb[4];
+        struct job *jobs[4];
+        size_t nj = 1 + (size_t)(rand_r(&seed) % 4);
+        for (size_t k = 0; k < nj; k++, p++) {
+            job_init(&jb[k]);
+            jobs[k] = &jb[k];
+            int nr = 1 + rand_r(&seed) % 6;
+            for (int i = 0; i < nr; i++) {
+                int r = rand_r(&seed) % 100;
+                int64_t ts = r < 25   ? newest - (1 + rand_r(&seed) % 500) * 1000LL /* late */
+                             : r < 35 ? newest                                      /* a tie */
+                                      : (newest += (1 + rand_r(&seed) % 3) * 1000LL);
+                job_add(&jb[k], rand_r(&seed) % 2 ? &band : &jumpy, 25 + rand_r(&seed) % 3, ts);
+            }
+        }
+        if (rand_r(&seed) % 10 == 0) /* the first packet fails after its readings are stored */
+            store_fault_set(st, STORE_FAULT_STATES_PUT, 1, IOT_EBUSY);
+        int rcs[4];
+        cr_assert_eq(run_tx(jobs, nj, rcs), 0, "%s", store_errmsg(st));
+        store_fault_clear_all(st);
+    }
+}
+
+Test(router, reading_chain_finds_the_newest_readings_by_time)
+{
+    size_t n = 99;
+    struct store_reading none[1];
+    cr_expect_eq(store_recent_readings(st, band.id, 1, none, &n), 0);
+    cr_expect_eq(n, 0, "no readings yet");
+
+    random_history(7, 600);
+    cr_expect_gt(q_int("SELECT count(*) FROM sensor_readings WHERE late = 1"), 100);
+    cr_expect_eq(chain_violations(), 0);
+    expect_recent_matches_sql(&band, "intact");
+    expect_recent_matches_sql(&jumpy, "intact");
+
+    /* A new router reads the chain's head from the database. */
+    new_router(1);
+    random_history(8, 50);
+    cr_expect_eq(chain_violations(), 0);
+    expect_recent_matches_sql(&band, "after a restart");
+}
+
+/*
+ * Rows the chain cannot vouch for -- deleted from the middle or at the head,
+ * written by hand without links, an id reused after a delete -- must not change
+ * the answer: the walk falls back to scanning the table.
+ */
+Test(router, broken_reading_chain_falls_back_to_a_scan)
+{
+    random_history(11, 400);
+    cr_assert_eq(chain_violations(), 0);
+    /* deleted from the middle, and the newest reading of band */
+    peer_exec("DELETE FROM sensor_readings WHERE id IN (SELECT id FROM sensor_readings"
+              " WHERE sensor_id = %lld ORDER BY id DESC LIMIT 5 OFFSET 3)",
+              (long long)band.id);
+    peer_exec("DELETE FROM sensor_readings WHERE id = (SELECT max(id) FROM sensor_readings"
+              " WHERE sensor_id = %lld)",
+              (long long)band.id);
+    expect_recent_matches_sql(&band, "deleted");
+    /* links of jumpy lost, then its head too */
+    peer_exec("UPDATE sensor_readings SET prev_id = NULL WHERE sensor_id = %lld AND id %% 3 = 0",
+              (long long)jumpy.id);
+    expect_recent_matches_sql(&jumpy, "links lost");
+    peer_exec("UPDATE sensor_state SET last_reading_id = NULL WHERE sensor_id = %lld",
+              (long long)jumpy.id);
+    expect_recent_matches_sql(&jumpy, "head lost");
+    /* the id of band's deleted head reused by a hand-written reading of jumpy */
+    peer_exec("DELETE FROM sensor_readings WHERE id > (SELECT max(id) FROM sensor_readings"
+              " WHERE sensor_id = %lld)",
+              (long long)band.id);
+    peer_exec("UPDATE sensor_state SET last_reading_id = (SELECT max(id) + 1 FROM sensor_readings)"
+              " WHERE sensor_id = %lld",
+              (long long)band.id);
+    peer_exec("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class, late)"
+              " VALUES (%lld, 1, %lld, %lld, 'normal', 0)",
+              (long long)jumpy.id, (long long)T(999999), (long long)NOW);
+    expect_recent_matches_sql(&band, "id reused");
+    expect_recent_matches_sql(&jumpy, "id reused");
+
+    /* The writer goes on from there: new readings are found past the broken parts. */
+    new_router(1);
+    random_history(12, 100);
+    expect_recent_matches_sql(&band, "after new readings");
+    expect_recent_matches_sql(&jumpy, "after new readings");
+}

@@ -230,6 +230,71 @@ Test(store_sqlite, newer_schema_is_refused)
     cr_expect_eq(store_tx_rollback(st), 0);
 }
 
+/*
+ * Schema step 4 on a database written by version 3: existing readings are
+ * chained in id order and sensor_state gets each sensor's newest, so the
+ * recent readings after the upgrade are those the old index gave.
+ */
+Test(store_sqlite, upgrade_to_4_chains_existing_readings)
+{
+    open_all();
+    add_device(st, "dev-up");
+    int64_t a = add_sensor(st, "dev-up", "sen-a"), b = add_sensor(st, "dev-up", "sen-b");
+    /* back to the shape of version 3 */
+    peer_exec("DROP INDEX sensor_readings_ts_sensor;"
+              "CREATE INDEX sensor_readings_sensor_ts ON sensor_readings(sensor_id, ts);"
+              "ALTER TABLE sensor_readings DROP COLUMN prev_id;"
+              "ALTER TABLE sensor_state DROP COLUMN last_reading_id;"
+              "UPDATE schema_version SET version = 3");
+    /* interleaved readings of both sensors; one late reading of a */
+    static const struct {
+        int sensor_b, late;
+        int64_t ts;
+    } rows[] = {{0, 0, 1}, {1, 0, 1}, {0, 0, 2}, {0, 0, 5}, {1, 0, 3}, {0, 1, 3}, {1, 0, 4}};
+    char *sql;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        sql = sqlite3_mprintf("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at,"
+                              " class, late) VALUES (%lld, %d, %lld, %lld, 'normal', %d)",
+                              (long long)(rows[i].sensor_b ? b : a), (int)i,
+                              (long long)(T0 + rows[i].ts), (long long)T0, rows[i].late);
+        peer_exec(sql);
+        sqlite3_free(sql);
+    }
+    sql = sqlite3_mprintf("INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
+                          " normal_run) VALUES (%lld, %lld, 3, 'normal', 3),"
+                          " (%lld, %lld, 6, 'normal', 3)",
+                          (long long)a, (long long)(T0 + 5), (long long)b, (long long)(T0 + 4));
+    peer_exec(sql);
+    sqlite3_free(sql);
+
+    cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
+    int v = 0;
+    cr_assert_eq(store_schema_version(st, &v), 0);
+    cr_expect_eq(v, 4);
+    char buf[200];
+    cr_expect_str_eq(q_text(buf, sizeof buf,
+                            "SELECT group_concat(coalesce(prev_id, 'null'), ',') FROM"
+                            " (SELECT prev_id FROM sensor_readings ORDER BY id)"),
+                     "0,0,1,3,2,4,5");
+    cr_expect_eq(
+        q_int("SELECT last_reading_id FROM sensor_state WHERE sensor_id = %lld", (long long)a), 6);
+    cr_expect_eq(
+        q_int("SELECT last_reading_id FROM sensor_state WHERE sensor_id = %lld", (long long)b), 7);
+    cr_expect_eq(
+        q_int("SELECT count(*) FROM sqlite_master WHERE name = 'sensor_readings_sensor_ts'"), 0);
+    cr_expect_eq(
+        q_int("SELECT count(*) FROM sqlite_master WHERE name = 'sensor_readings_ts_sensor'"), 1);
+
+    /* a, newest first by time: ts 5 (id 4), 3 (id 6, late), 2 (id 3) */
+    struct store_reading got[3];
+    size_t n = 0;
+    cr_assert_eq(store_recent_readings(st, a, 3, got, &n), 0, "%s", store_errmsg(st));
+    cr_assert_eq(n, 3);
+    cr_expect(got[0].id == 4 && got[1].id == 6 && got[2].id == 3, "%lld %lld %lld",
+              (long long)got[0].id, (long long)got[1].id, (long long)got[2].id);
+    cr_expect(got[1].late == 1 && got[0].ts == T0 + 5);
+}
+
 Test(store_sqlite, open_errors)
 {
     struct store *s = (struct store *)1;
@@ -575,7 +640,7 @@ Test(store_sqlite, state_round_trip)
     cr_expect_eq(x.has_last, 0);
     cr_expect_eq(x.normal_run, 0);
 
-    struct store_sensor_state y = {sid, 1, T0 + 5, -2.5, CLASS_SPIKE, 0};
+    struct store_sensor_state y = {sid, 1, T0 + 5, -2.5, CLASS_SPIKE, 0, 0};
     cr_assert_eq(store_state_put(st, &y), 0);
     y.normal_run = 7;
     y.last_class = CLASS_NORMAL;
@@ -657,13 +722,22 @@ Test(store_sqlite, alerts_notifications_readings)
     cr_expect_eq(q_int("SELECT delivered_at FROM alert_notifications"), -2);
 
     struct store_reading rows[] = {
-        {sid, 1.5, T0, T0 + 100, CLASS_NORMAL, 0},
-        {sid, 99, T0 - 5, T0 + 100, CLASS_ALERT, 1},
-        {sid, 5, T0 + 1, T0 + 100, CLASS_SPIKE, 0},
+        {sid, 1.5, T0, T0 + 100, CLASS_NORMAL, 0, 0, 0, 0},
+        {sid, 99, T0 - 5, T0 + 100, CLASS_ALERT, 1, 0, 1, 0},
+        {sid, 5, T0 + 1, T0 + 100, CLASS_SPIKE, 0, STORE_READING_UNKNOWN, 0, 0},
     };
     cr_assert_eq(store_readings_insert(st, rows, 3), 0);
     cr_assert_eq(store_readings_insert(st, rows, 0), 0);
     cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"), 3);
+    /* ids are set; links: none, the row before in the same call, unknown (NULL) */
+    cr_expect(rows[0].id > 0 && rows[1].id > rows[0].id && rows[2].id > rows[1].id);
+    cr_expect_eq(
+        q_int("SELECT prev_id FROM sensor_readings WHERE id = %lld", (long long)rows[0].id), 0);
+    cr_expect_eq(
+        q_int("SELECT prev_id FROM sensor_readings WHERE id = %lld", (long long)rows[1].id),
+        rows[0].id);
+    cr_expect_eq(
+        q_int("SELECT prev_id FROM sensor_readings WHERE id = %lld", (long long)rows[2].id), -2);
     cr_expect_eq(q_int("SELECT late FROM sensor_readings WHERE class = 'alert'"), 1);
     cr_expect_eq(q_int("SELECT ts FROM sensor_readings WHERE class = 'spike'"), T0 + 1);
     cr_expect_eq(q_int("SELECT ingested_at FROM sensor_readings WHERE class = 'normal'"), T0 + 100);
@@ -686,7 +760,7 @@ Test(store_sqlite, device_status)
     cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
     cr_expect_eq(row.sensor_id, sid);
     cr_expect_eq(row.has_reading, 0);
-    struct store_sensor_state x = {sid, 1, T0, 4.25, CLASS_WARNING, 0};
+    struct store_sensor_state x = {sid, 1, T0, 4.25, CLASS_WARNING, 0, 0};
     cr_assert_eq(store_state_put(st, &x), 0);
     cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
     cr_expect_eq(row.has_reading, 1);
@@ -770,7 +844,7 @@ Test(store_fault, transparent_without_a_fault)
     cr_expect_str_eq(resp, "r");
     free(resp);
     cr_assert_eq(store_tx_begin(st), 0);
-    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 1};
+    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 1, 0};
     cr_assert_eq(store_state_put(st, &x), 0);
     cr_assert_eq(store_tx_commit(st), 0);
     cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 1);
@@ -785,7 +859,7 @@ Test(store_fault, nth_call_fails_once)
     open_wrapped();
     add_device(st, "dev-a");
     int64_t sid = add_sensor(st, "dev-a", "s-1");
-    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 0};
+    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 0, 0};
     store_fault_set(st, STORE_FAULT_STATE_PUT, 3, IOT_EBUSY);
     for (int i = 1; i <= 5; i++) {
         x.normal_run = i;
@@ -806,7 +880,7 @@ Test(store_fault, nth_call_fails_once)
     /* other ops are not affected by a fault armed on one op */
     store_fault_set(st, STORE_FAULT_READINGS_INSERT, 1, IOT_EDB);
     cr_expect_eq(store_state_put(st, &x), 0);
-    struct store_reading r = {sid, 1, T0, T0, CLASS_NORMAL, 0};
+    struct store_reading r = {sid, 1, T0, T0, CLASS_NORMAL, 0, 0, 0, 0};
     cr_expect_eq(store_readings_insert(st, &r, 1), IOT_EDB);
     cr_expect_eq(store_readings_insert(st, &r, 1), 0);
     cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"), 1);
