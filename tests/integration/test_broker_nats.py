@@ -160,6 +160,16 @@ def post_series(gw, dev, n, start_ms, sensor=0, value=lambda i: 20.0 + (i % 5)):
         assert r.status == 200, r
 
 
+def wait_broker_ok(gw):
+    """
+    The stream is checked/created after serve starts listening; readings
+    committed before that are dropped by design (docs/broker.md), so tests that
+    count publications wait for it first.
+    """
+    wait_until(lambda: gw.get("/health").json()["broker"] == "ok", DEADLINE_S,
+               what="broker ok in /health")
+
+
 def normal_published_rows(db_path):
     return Db(db_path).scalar("SELECT count(*) FROM sensor_readings WHERE class = 'normal' "
                               "AND late = 0")
@@ -344,6 +354,7 @@ def applied_total(db_path):
 
 def test_two_consumers_split_the_stream_exactly_once(nats, gateway_factory, consumers):
     gw, dev = gateway_factory(env=nats_env(nats), provision=one_sensor_device, name="split")
+    wait_broker_ok(gw)
     db_path = gw.db_path
     a = consumers(db_path, "a", consume_env(nats))
     b = consumers(db_path, "b", consume_env(nats))
@@ -405,6 +416,7 @@ def test_sigkill_mid_stream_loses_nothing(nats, gateway_factory, consumers, tmp_
     if BACKEND != "sqlite":
         pytest.skip("holds the SQLite write lock to catch the consumer mid-message")
     gw, dev = gateway_factory(env=nats_env(nats), provision=one_sensor_device, name="kill")
+    wait_broker_ok(gw)
     # The consumers keep their state in a database of their own, so that the
     # test can hold its write lock while the gateway goes on storing readings.
     cdb = tmp_path / "consumers.db"
@@ -444,6 +456,7 @@ def test_sigkill_mid_stream_loses_nothing(nats, gateway_factory, consumers, tmp_
 def test_redelivered_message_is_skipped(nats, gateway_factory, consumers):
     """Messages applied once come back (a second group here) and are recognised."""
     gw, dev = gateway_factory(env=nats_env(nats), provision=one_sensor_device, name="redo")
+    wait_broker_ok(gw)
     db_path = gw.db_path
     post_series(gw, dev, 10, now_ms() - 3_600_000, sensor=1)
     wait_until(lambda: metric(gw, "published") == 10, DEADLINE_S, what="published")
@@ -489,6 +502,7 @@ def test_consume_sigterm_while_engine_down(tmp_path, consumers):
 
 def test_consumer_survives_an_engine_restart(nats, gateway_factory, consumers):
     gw, dev = gateway_factory(env=nats_env(nats), provision=one_sensor_device, name="restart")
+    wait_broker_ok(gw)
     db_path = gw.db_path
     c = consumers(db_path, "a", consume_env(nats))
     t0 = now_ms() - 3_600_000
