@@ -12,22 +12,23 @@
  * can enter the answer and the walk stops. Without late readings that is after
  * exactly `limit` rows.
  *
- * Where the chain is missing or broken (rows from before it, written by hand,
- * or a reading deleted from the middle), the walk goes on as a scan of the
- * table by descending id restricted to the sensor, under the same rule.
+ * Where the chain is missing or broken (a reading written by hand, whose
+ * insert trigger marks the sensor's head unknown; a reading deleted from the
+ * middle), the walk goes on as a scan of the table by descending id restricted
+ * to the sensor, under the same rule, which then trusts the late flags of
+ * hand-written rows to follow SPEC §4 as the gateway's do.
  */
 #include "core/err.h"
 #include "store/sqlite_int.h"
 
 #include <string.h>
 
-enum chain_stmt { CH_HEAD, CH_ROW, CH_SCAN, CH_COUNT };
+enum chain_stmt { CH_ROW, CH_SCAN, CH_COUNT };
 _Static_assert(CH_COUNT <= SQLITE_CHAIN_STMTS, "grow SQLITE_CHAIN_STMTS");
 
 #define ROW_COLS "id, sensor_id, value, ts, ingested_at, class, late, prev_id"
 
 static const char *const chain_sql[CH_COUNT] = {
-    [CH_HEAD] = "SELECT last_reading_id FROM sensor_state WHERE sensor_id = ?1",
     [CH_ROW] = "SELECT " ROW_COLS " FROM sensor_readings WHERE id = ?1",
     [CH_SCAN] = "SELECT " ROW_COLS " FROM sensor_readings WHERE sensor_id = ?1 AND id < ?2"
                 " ORDER BY id DESC",
@@ -80,28 +81,6 @@ static void read_row(sqlite3_stmt *st, struct store_reading *r, int64_t *prev)
 static int chain_stmt(struct sqlite_store *s, enum chain_stmt id, sqlite3_stmt **out)
 {
     return sqlite_stmt(s, &s->chain_st[id], chain_sql[id], out);
-}
-
-/*
- * *head = the sensor's newest reading id: 0 without a sensor_state row (the
- * writer creates it with the first reading), STORE_READING_UNKNOWN when NULL.
- */
-static int chain_head(struct sqlite_store *s, int64_t sensor_id, int64_t *head)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = chain_stmt(s, CH_HEAD, &st);
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, sensor_id);
-    *head = 0;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *head = sqlite3_column_type(st, 0) == SQLITE_NULL ? STORE_READING_UNKNOWN
-                                                          : sqlite3_column_int64(st, 0);
-        rc = SQLITE_DONE;
-    }
-    int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
-    sqlite3_reset(st);
-    return ret;
 }
 
 /*
@@ -168,11 +147,13 @@ int sqlite_recent_readings(struct store *base, int64_t sensor_id, size_t limit,
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     struct top t = {out, 0, limit};
+    struct store_sensor_state state;
     int64_t head, below = 0;
     *n = 0;
     if (limit == 0) return 0;
-    int rc = chain_head(s, sensor_id, &head);
+    int rc = base->ops->state_get(base, sensor_id, &state);
     if (rc) return rc;
+    head = state.last_reading_id;
     if (head == STORE_READING_UNKNOWN)
         below = INT64_MAX;
     else if ((rc = chain_walk(s, sensor_id, head, &t, &below)))

@@ -3,6 +3,9 @@
 
 #include <stdio.h>
 
+/* Whether the reading a trigger sees is at least as new as its sensor's newest. */
+#define NEWER "(sensor_state.last_ts IS NULL OR excluded.last_ts >= sensor_state.last_ts)"
+
 /* Step N brings version N-1 to N. Never edit a released step: append one. */
 static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     /* 1: the tables of SPEC §3 plus ingest bookkeeping. */
@@ -154,7 +157,11 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
      * reading now points to its sensor's previous one (prev_id, NULL =
      * unknown) and sensor_state to the newest (last_reading_id), while the
      * append-only (ts, sensor_id) index serves time ranges and retention.
-     * Existing rows are chained here, in id (insertion) order.
+     * Existing rows are chained here, in id (insertion) order. A reading
+     * stored without a link (written by hand: prev_id NULL) marks its sensor's
+     * head unknown, so the next walk scans instead of skipping it, and counts
+     * in the sensor's state as the gateway's own would (newest time, value,
+     * class), so that the writer flags older readings late after it.
      */
     "ALTER TABLE sensor_readings ADD COLUMN prev_id INTEGER;"
     "ALTER TABLE sensor_state ADD COLUMN last_reading_id INTEGER;"
@@ -164,7 +171,15 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     "UPDATE sensor_state SET last_reading_id ="
     " (SELECT max(id) FROM sensor_readings r WHERE r.sensor_id = sensor_state.sensor_id);"
     "DROP INDEX sensor_readings_sensor_ts;"
-    "CREATE INDEX sensor_readings_ts_sensor ON sensor_readings(ts, sensor_id);",
+    "CREATE INDEX sensor_readings_ts_sensor ON sensor_readings(ts, sensor_id);"
+    "CREATE TRIGGER sensor_readings_unlinked AFTER INSERT ON sensor_readings"
+    " WHEN NEW.prev_id IS NULL BEGIN"
+    " INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class, last_reading_id)"
+    " VALUES (NEW.sensor_id, NEW.ts, NEW.value, NEW.class, NULL)"
+    " ON CONFLICT(sensor_id) DO UPDATE SET last_reading_id = NULL,"
+    " last_ts = iif(" NEWER ", excluded.last_ts, last_ts),"
+    " last_value = iif(" NEWER ", excluded.last_value, last_value),"
+    " last_class = iif(" NEWER ", excluded.last_class, last_class); END;",
 };
 
 int sqlite_schema_read_version(sqlite3 *db, int *out)

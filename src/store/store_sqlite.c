@@ -638,9 +638,9 @@ static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sens
         out->last_class = reading_class_parse((const char *)sqlite3_column_text(st, 2));
         if (out->last_class == CLASS_INVALID) out->last_class = CLASS_NORMAL;
         out->normal_run = sqlite3_column_int64(st, 3);
-        /* NULL: rows from before the chain or written by hand, whose head is unknown. */
+        /* NULL: a reading written by hand (schema step 4's trigger): head unknown. */
         out->last_reading_id = sqlite3_column_type(st, 4) == SQLITE_NULL
-                                   ? (out->has_last ? STORE_READING_UNKNOWN : 0)
+                                   ? STORE_READING_UNKNOWN
                                    : sqlite3_column_int64(st, 4);
         rc = SQLITE_DONE;
     }

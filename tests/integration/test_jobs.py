@@ -379,8 +379,9 @@ def test_baseline_pages_over_many_sensors(tmp_path):
     # Direct SQL, for speed: 300 sensors x 3 readings through the CLI and HTTP
     # would take hundreds of process launches. The job only reads these rows
     # (sensors, sensor_readings, sensor_state). Written by hand, they carry no
-    # reading chain (prev_id, last_reading_id NULL), so on SQLite this also runs
-    # the job's fallback scan (src/store/sqlite_chain.c).
+    # reading chain (prev_id NULL, and the insert trigger leaves last_reading_id
+    # NULL), so on SQLite this also runs the job's fallback scan
+    # (src/store/sqlite_chain.c).
     c = sqlite3.connect(str(dbp), isolation_level=None)
     try:
         c.execute("BEGIN")
@@ -396,8 +397,12 @@ def test_baseline_pages_over_many_sensors(tmp_path):
                 c.execute("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
                           " late) VALUES (?, ?, ?, ?, 'normal', 0)",
                           (sid, float(i + k), t - 10_000 + k * 1000, t))
+            # (on SQLite the readings' insert trigger has created the row already)
             c.execute("INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
-                      " normal_run) VALUES (?, ?, ?, 'normal', 3)", (sid, t - 8_000, float(i + 2)))
+                      " normal_run) VALUES (?, ?, ?, 'normal', 3) ON CONFLICT(sensor_id) DO UPDATE"
+                      " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
+                      " last_class = excluded.last_class, normal_run = excluded.normal_run",
+                      (sid, t - 8_000, float(i + 2)))
         c.execute("COMMIT")
     finally:
         c.close()

@@ -1074,6 +1074,25 @@ Test(router, broken_reading_chain_falls_back_to_a_scan)
     expect_recent_matches_sql(&band, "id reused");
     expect_recent_matches_sql(&jumpy, "id reused");
 
+    /*
+     * Readings written by hand for a sensor whose chain is intact: the newest
+     * of all, and an old one flagged late. Their insert trigger marks the head
+     * unknown, so they are found now and after the writer's next readings.
+     */
+    new_router(1);
+    random_history(13, 20);
+    peer_exec("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class, late)"
+              " VALUES (%lld, 7, %lld, %lld, 'normal', 0), (%lld, 8, %lld, %lld, 'normal', 1)",
+              (long long)band.id, (long long)T(888888), (long long)NOW, (long long)band.id,
+              (long long)T(1), (long long)NOW);
+    cr_expect_eq(state_col(&band, "last_reading_id"), -2, "the head is marked unknown");
+    cr_expect_eq(state_col(&band, "last_ts"), T(888888), "the newest reading counts");
+    expect_recent_matches_sql(&band, "written by hand");
+    /* the writer's next reading is older than the hand-written one: late */
+    cr_expect_eq(one(&band, 25, T(500000)), CLASS_NORMAL);
+    cr_expect_eq(reading_late_at(&band, T(500000)), 1);
+    expect_recent_matches_sql(&band, "written by hand, then the writer");
+
     /* The writer goes on from there: new readings are found past the broken parts. */
     new_router(1);
     random_history(12, 100);

@@ -241,7 +241,7 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
     add_device(st, "dev-up");
     int64_t a = add_sensor(st, "dev-up", "sen-a"), b = add_sensor(st, "dev-up", "sen-b");
     /* back to the shape of version 3 */
-    peer_exec("DROP INDEX sensor_readings_ts_sensor;"
+    peer_exec("DROP TRIGGER sensor_readings_unlinked; DROP INDEX sensor_readings_ts_sensor;"
               "CREATE INDEX sensor_readings_sensor_ts ON sensor_readings(sensor_id, ts);"
               "ALTER TABLE sensor_readings DROP COLUMN prev_id;"
               "ALTER TABLE sensor_state DROP COLUMN last_reading_id;"
@@ -284,6 +284,8 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
         q_int("SELECT count(*) FROM sqlite_master WHERE name = 'sensor_readings_sensor_ts'"), 0);
     cr_expect_eq(
         q_int("SELECT count(*) FROM sqlite_master WHERE name = 'sensor_readings_ts_sensor'"), 1);
+    cr_expect_eq(
+        q_int("SELECT count(*) FROM sqlite_master WHERE name = 'sensor_readings_unlinked'"), 1);
 
     /* a, newest first by time: ts 5 (id 4), 3 (id 6, late), 2 (id 3) */
     struct store_reading got[3];
