@@ -144,7 +144,6 @@ int resolver_get(struct resolver *r, const char *uuid, const struct device_ref *
     int rc = load(r, uuid, &fresh);
     pthread_mutex_lock(&r->mu);
     if (rc) {
-        if (rc != IOT_ENOTFOUND) r->stats.loads_failed++;
         /* A device that is gone (or unreadable) must not live on in the cache. */
         for (e = r->buckets[b]; e && strcmp(e->ref.dev.uuid, uuid) != 0; e = e->hnext)
             ;

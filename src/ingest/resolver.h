@@ -26,7 +26,7 @@ struct device_ref {
 };
 
 struct resolver_stats {
-    uint64_t hits, misses, loads_failed;
+    uint64_t hits, misses;
     size_t entries;
 };
 

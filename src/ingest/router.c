@@ -11,15 +11,13 @@ struct router {
     struct router_stats stats;   /* committed */
     struct router_stats batch;   /* applied in the open transaction */
     struct router_stats pending; /* applied in the open packet */
-    uint64_t packet_seq;
-    int pending_in_batch;       /* pending has been added to batch */
-    struct store_reading *rows; /* scratch for the batch insert */
+    int pending_in_batch;        /* pending has been added to batch */
+    struct store_reading *rows;  /* scratch for the batch insert */
     size_t rows_cap;
-    struct sensor_entry **touched; /* distinct entries of the packet, for state_put */
-    size_t touched_cap;
+    int64_t *ids;                  /* distinct sensor ids of the packet, ascending */
+    struct sensor_entry **entries; /* their cache entries, in the same order */
     const struct store_sensor_state **dirty;
-    int64_t *ids; /* distinct sensor ids of the packet, ascending */
-    size_t ids_cap, dirty_cap;
+    size_t ids_cap, entries_cap, dirty_cap;
 };
 
 int router_create(size_t state_cache_max, int64_t alert_clear_after, struct router **out)
@@ -41,7 +39,7 @@ void router_destroy(struct router *r)
     if (!r) return;
     sensor_states_destroy(r->states);
     free(r->rows);
-    free(r->touched);
+    free(r->entries);
     free(r->dirty);
     free(r->ids);
     free(r);
@@ -137,17 +135,29 @@ static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
     return 0;
 }
 
+/* Index of id in the ascending ids[0..n), which holds it. */
+static size_t id_index(const int64_t *ids, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int router_apply(struct router *r, struct store *s, struct write_job *job)
 {
     int rc;
-    size_t ntouched = 0;
     memset(&r->pending, 0, sizeof r->pending);
     r->pending_in_batch = 0;
     sensor_states_next_packet(r->states);
-    r->packet_seq++;
     qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
     if ((rc = grow((void **)&r->rows, &r->rows_cap, job->nreadings, sizeof *r->rows)) ||
-        (rc = grow((void **)&r->touched, &r->touched_cap, job->nreadings, sizeof *r->touched)) ||
+        (rc = grow((void **)&r->entries, &r->entries_cap, job->nreadings, sizeof *r->entries)) ||
         (rc = grow((void **)&r->dirty, &r->dirty_cap, job->nreadings, sizeof *r->dirty)) ||
         (rc = grow((void **)&r->ids, &r->ids_cap, job->nreadings, sizeof *r->ids)))
         return rc;
@@ -160,17 +170,13 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
     size_t d = 0;
     for (size_t i = 0; i < nids; i++)
         if (d == 0 || r->ids[d - 1] != r->ids[i]) r->ids[d++] = r->ids[i];
-    if ((rc = sensor_states_load(r->states, s, r->ids, d))) return rc;
+    if ((rc = sensor_states_load(r->states, s, r->ids, d, r->entries))) return rc;
+    for (size_t k = 0; k < d; k++)
+        r->entries[k]->router_row = 0;
 
     for (size_t i = 0; i < job->nreadings; i++) {
         struct write_reading *w = &job->readings[i];
-        struct sensor_entry *e;
-        if ((rc = sensor_states_get(r->states, s, w->sensor_id, &e))) return rc;
-        if (e->router_mark != r->packet_seq) {
-            e->router_mark = r->packet_seq;
-            e->router_row = 0;
-            r->touched[ntouched++] = e;
-        }
+        struct sensor_entry *e = r->entries[id_index(r->ids, d, w->sensor_id)];
         if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
         r->rows[i] = (struct store_reading){
             .sensor_id = w->sensor_id,
@@ -186,12 +192,12 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
         r->pending.by_class[w->cls]++;
     }
     if ((rc = store_readings_insert(s, r->rows, job->nreadings))) return rc;
-    for (size_t k = 0; k < ntouched; k++) {
-        struct sensor_entry *e = r->touched[k];
+    for (size_t k = 0; k < d; k++) {
+        struct sensor_entry *e = r->entries[k];
         e->st.last_reading_id = r->rows[e->router_row - 1].id;
         r->dirty[k] = &e->st;
     }
-    if ((rc = store_states_put(s, r->dirty, ntouched))) return rc;
+    if ((rc = store_states_put(s, r->dirty, d))) return rc;
 
     add_stats(&r->batch, &r->pending);
     r->pending_in_batch = 1;

@@ -152,40 +152,22 @@ static struct sensor_entry *insert(struct sensor_states *c,
     return e;
 }
 
-int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n)
+int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n,
+                       struct sensor_entry **out)
 {
-    int64_t *missing = malloc(n * sizeof *missing);
-    struct store_sensor_snapshot *snaps = NULL;
     size_t m = 0;
-    int rc = 0;
-    if (!missing) return IOT_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        if (!lookup(c, ids[i])) missing[m++] = ids[i];
-    if (m) {
-        snaps = calloc(m, sizeof *snaps);
-        rc = snaps ? store_states_load(s, missing, m, snaps) : IOT_ENOMEM;
-        for (size_t i = 0; !rc && i < m; i++)
-            if (!insert(c, &snaps[i], missing[i])) rc = IOT_ENOMEM;
-    }
+        if (!(out[i] = lookup(c, ids[i]))) m++;
+    if (m == 0) return 0;
+    int64_t *missing = malloc(m * sizeof *missing);
+    struct store_sensor_snapshot *snaps = calloc(m, sizeof *snaps);
+    int rc = missing && snaps ? 0 : IOT_ENOMEM;
+    for (size_t i = 0, k = 0; !rc && i < n; i++)
+        if (!out[i]) missing[k++] = ids[i];
+    if (!rc) rc = store_states_load(s, missing, m, snaps);
+    for (size_t i = 0, k = 0; !rc && i < n; i++)
+        if (!out[i] && !(out[i] = insert(c, &snaps[k++], ids[i]))) rc = IOT_ENOMEM;
     free(snaps);
     free(missing);
     return rc;
-}
-
-int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
-                      struct sensor_entry **out)
-{
-    struct sensor_entry *e = lookup(c, sensor_id);
-    if (!e) {
-        int rc = sensor_states_load(c, s, &sensor_id, 1);
-        if (rc) return rc;
-        e = lookup(c, sensor_id);
-    }
-    *out = e;
-    return e ? 0 : IOT_ENOMEM;
-}
-
-size_t sensor_states_size(struct sensor_states *c)
-{
-    return c->count;
 }

@@ -18,8 +18,7 @@ struct sensor_entry {
     struct store_sensor_state st;
     struct store_alert alerts[ALERT_KINDS];
     int present[ALERT_KINDS];
-    uint64_t router_mark; /* owned by the router: last packet that touched it */
-    size_t router_row;    /* owned by the router: 1 + its newest row in that packet */
+    size_t router_row; /* owned by the router: 1 + its newest row in the packet */
     /* Internal: cache links and the pin of the packet in progress. */
     uint64_t pin;
     struct sensor_entry *hnext, *lprev, *lnext;
@@ -34,18 +33,13 @@ void sensor_states_destroy(struct sensor_states *c); /* accepts NULL */
 int sensor_states_validate(struct sensor_states *c, struct store *s);
 
 /*
- * Returns the entry of sensor_id, loading state and active alerts from s on
- * a miss, and pins it to the current packet (see sensor_states_next_packet).
- * The pointer stays valid until the next packet starts.
- */
-int sensor_states_get(struct sensor_states *c, struct store *s, int64_t sensor_id,
-                      struct sensor_entry **out);
-
-/*
  * Makes sure the n sensors of ids (distinct, ascending) are cached, loading
- * the missing ones in one store_states_load call, and pins them all.
+ * the missing ones in one store_states_load call, and pins them all; out[i]
+ * is the entry of ids[i], valid until the next packet starts (see
+ * sensor_states_next_packet).
  */
-int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n);
+int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n,
+                       struct sensor_entry **out);
 
 /* Starts a new packet: unpins the previous packet's entries. */
 void sensor_states_next_packet(struct sensor_states *c);
@@ -53,7 +47,5 @@ void sensor_states_next_packet(struct sensor_states *c);
 void sensor_states_evict_pinned(struct sensor_states *c);
 /* Drops everything (transaction failed). */
 void sensor_states_clear(struct sensor_states *c);
-
-size_t sensor_states_size(struct sensor_states *c);
 
 #endif
