@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/secret.h"
 #include "store/pg_int.h"
+#include "store/store_sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,19 +29,14 @@ enum dev_stmt {
 };
 _Static_assert(ST_DEV_COUNT <= PG_DEV_STMTS, "grow PG_DEV_STMTS");
 
-#define SENSOR_SELECT                                                                              \
-    "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"         \
-    " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"                        \
-    " ON t.sensor_id = s.id AND t.is_active = 1"
-
 static const char *const stmt_sql[ST_DEV_COUNT] = {
     [ST_DEVICE_GET] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
                       " WHERE device_uuid = $1",
     [ST_DEVICE_GET_BY_ID] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
                             " WHERE id = $1",
     [ST_DEVICE_SENSORS] =
-        SENSOR_SELECT " WHERE s.device_id = $1 ORDER BY s.sensor_uuid COLLATE \"C\"",
-    [ST_SENSOR_GET] = SENSOR_SELECT " WHERE s.id = $1",
+        STORE_SQL_SENSOR_SELECT " WHERE s.device_id = $1 ORDER BY s.sensor_uuid COLLATE \"C\"",
+    [ST_SENSOR_GET] = STORE_SQL_SENSOR_SELECT " WHERE s.id = $1",
     [ST_DEVICE_STATUS] =
         "SELECT s.id, s.sensor_uuid, s.name, (extract(epoch from st.last_ts) * 1000)::bigint,"
         " st.last_value, st.last_class,"
@@ -106,7 +102,7 @@ int pg_device_get_by_id(struct store *base, int64_t id, struct store_device *out
     return get_device((struct pg_store *)base, ST_DEVICE_GET_BY_ID, pg_fmt_i64(v, id), out);
 }
 
-/* Columns 4-8 of SENSOR_SELECT: id, severity, min, max, delta_max. */
+/* Columns 4-8 of STORE_SQL_SENSOR_SELECT: id, severity, min, max, delta_max. */
 static void read_threshold(const PGresult *r, int row, struct store_threshold *t)
 {
     t->id = pg_i64(r, row, 4);
@@ -142,8 +138,7 @@ static int sensors_of(struct pg_store *s, enum dev_stmt id, int64_t key, struct 
             x->is_active = (int)pg_i64(r, i, 3);
         }
         if (!pg_null(r, i, 4)) {
-            int crit = strcmp(PQgetvalue(r, i, 5), "critical") == 0;
-            read_threshold(r, i, &arr[len - 1].thr[crit ? SEV_CRITICAL : SEV_WARNING]);
+            read_threshold(r, i, &arr[len - 1].thr[severity_parse(PQgetvalue(r, i, 5))]);
         }
     }
     PQclear(r);

@@ -36,6 +36,18 @@ enum reading_class reading_class_parse(const char *s)
     return CLASS_INVALID;
 }
 
+enum severity severity_parse(const char *s)
+{
+    return s && strcmp(s, "critical") == 0 ? SEV_CRITICAL : SEV_WARNING;
+}
+
+enum alert_kind alert_kind_parse(const char *s)
+{
+    for (int i = 0; i < ALERT_KINDS; i++)
+        if (s && strcmp(s, kind_names[i]) == 0) return (enum alert_kind)i;
+    return ALERT_THRESHOLD;
+}
+
 int store_open(const char *url, const struct store_open_opts *opts, struct store **out, char *err,
                size_t errlen)
 {

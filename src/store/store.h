@@ -36,6 +36,10 @@ const char *alert_event_name(enum alert_event e);
 const char *reading_class_name(enum reading_class c);
 /* Parses a stored class name; returns CLASS_INVALID if unknown. */
 enum reading_class reading_class_parse(const char *s);
+/* Stored names back to enums (NULL-safe): anything but "critical" is a warning,
+ * an unknown kind a threshold alert. */
+enum severity severity_parse(const char *s);
+enum alert_kind alert_kind_parse(const char *s);
 
 struct store_threshold {
     int64_t id; /* 0 = no active threshold of this severity */

@@ -332,13 +332,6 @@ static int pq_state_put(struct store *base, const struct store_sensor_state *st)
     return pq_states_put(base, &st, 1);
 }
 
-static enum alert_kind kind_parse(const char *k)
-{
-    if (strcmp(k, "delta_spike") == 0) return ALERT_DELTA_SPIKE;
-    if (strcmp(k, "no_data") == 0) return ALERT_NO_DATA;
-    return ALERT_THRESHOLD;
-}
-
 /* Row i of ST_ALERTS_OF into a. */
 static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *a)
 {
@@ -347,8 +340,8 @@ static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *
     a->sensor_id = pg_i64(r, i, 1);
     a->device_id = pg_i64(r, i, 2);
     a->threshold_id = pg_i64(r, i, 3); /* NULL reads as "" -> 0 */
-    a->severity = strcmp(PQgetvalue(r, i, 4), "critical") == 0 ? SEV_CRITICAL : SEV_WARNING;
-    a->kind = kind_parse(PQgetvalue(r, i, 5));
+    a->severity = severity_parse(PQgetvalue(r, i, 4));
+    a->kind = alert_kind_parse(PQgetvalue(r, i, 5));
     a->active = 1;
     a->first_value = pg_f64(r, i, 6);
     a->last_value = pg_f64(r, i, 7);

@@ -6,6 +6,13 @@
 #ifndef IOT_STORE_SQL_H
 #define IOT_STORE_SQL_H
 
+/* A sensor and its active thresholds, one row per threshold (struct store_sensor);
+ * the caller appends WHERE. */
+#define STORE_SQL_SENSOR_SELECT                                                                    \
+    "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"         \
+    " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"                        \
+    " ON t.sensor_id = s.id AND t.is_active = 1"
+
 /* Columns 0-6 of a job sensor; the caller appends column 7 (its time). */
 #define STORE_SQL_SENSOR_COLS                                                                      \
     "s.id, s.device_id, s.sensor_uuid, d.device_uuid, s.name, coalesce(s.sensor_type, ''),"        \

@@ -5,6 +5,7 @@
  */
 #include "store/store.h"
 #include "store/sqlite_int.h"
+#include "store/store_sql.h"
 #include "store/sqlite_schema.h"
 #include "core/err.h"
 #include "core/secret.h"
@@ -48,14 +49,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " WHERE device_uuid = ?1",
     [ST_DEVICE_GET_BY_ID] = "SELECT id, device_uuid, device_key_hash, is_active FROM devices"
                             " WHERE id = ?1",
-    [ST_DEVICE_SENSORS] =
-        "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"
-        " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"
-        " ON t.sensor_id = s.id AND t.is_active = 1 WHERE s.device_id = ?1 ORDER BY s.sensor_uuid",
-    [ST_SENSOR_GET] =
-        "SELECT s.id, s.device_id, s.sensor_uuid, s.is_active, t.id, t.severity, t.min_value,"
-        " t.max_value, t.delta_max FROM sensors s LEFT JOIN alert_thresholds t"
-        " ON t.sensor_id = s.id AND t.is_active = 1 WHERE s.id = ?1",
+    [ST_DEVICE_SENSORS] = STORE_SQL_SENSOR_SELECT " WHERE s.device_id = ?1 ORDER BY s.sensor_uuid",
+    [ST_SENSOR_GET] = STORE_SQL_SENSOR_SELECT " WHERE s.id = ?1",
     [ST_DEVICE_STATUS] =
         "SELECT s.id, s.sensor_uuid, s.name, st.last_ts, st.last_value, st.last_class,"
         " (SELECT count(*) FROM alerts a WHERE a.sensor_id = s.id AND a.status = 'active'),"
@@ -311,9 +306,8 @@ static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_s
             x->is_active = sqlite3_column_int(st, 3);
         }
         if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
-            const char *sev = (const char *)sqlite3_column_text(st, 5);
             struct store_threshold *t =
-                &arr[len - 1].thr[sev && strcmp(sev, "critical") == 0 ? SEV_CRITICAL : SEV_WARNING];
+                &arr[len - 1].thr[severity_parse((const char *)sqlite3_column_text(st, 5))];
             t->id = sqlite3_column_int64(st, 4);
             if ((t->has_min = sqlite3_column_type(st, 6) != SQLITE_NULL))
                 t->min = sqlite3_column_double(st, 6);
@@ -686,13 +680,6 @@ static int sq_states_put(struct store *base, const struct store_sensor_state *co
     return rc;
 }
 
-static enum alert_kind kind_parse(const char *k)
-{
-    if (k && strcmp(k, "delta_spike") == 0) return ALERT_DELTA_SPIKE;
-    if (k && strcmp(k, "no_data") == 0) return ALERT_NO_DATA;
-    return ALERT_THRESHOLD;
-}
-
 static int sq_alerts_active(struct store *base, int64_t sensor_id,
                             struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
 {
@@ -704,7 +691,7 @@ static int sq_alerts_active(struct store *base, int64_t sensor_id,
     for (int k = 0; k < ALERT_KINDS; k++)
         present[k] = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        enum alert_kind k = kind_parse((const char *)sqlite3_column_text(st, 5));
+        enum alert_kind k = alert_kind_parse((const char *)sqlite3_column_text(st, 5));
         struct store_alert *a = &out[k];
         memset(a, 0, sizeof *a);
         present[k] = 1;
@@ -712,8 +699,7 @@ static int sq_alerts_active(struct store *base, int64_t sensor_id,
         a->sensor_id = sqlite3_column_int64(st, 1);
         a->device_id = sqlite3_column_int64(st, 2);
         a->threshold_id = sqlite3_column_int64(st, 3);
-        const char *sev = (const char *)sqlite3_column_text(st, 4);
-        a->severity = sev && strcmp(sev, "critical") == 0 ? SEV_CRITICAL : SEV_WARNING;
+        a->severity = severity_parse((const char *)sqlite3_column_text(st, 4));
         a->kind = k;
         a->active = 1;
         a->first_value = sqlite3_column_double(st, 6);
