@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/log.h"
 #include "core/err.h"
 
 #include <errno.h>
@@ -181,11 +182,8 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                  cfg->log_requests);
         return IOT_EINVAL;
     }
-    static const char *const levels[] = {"debug", "info", "warn", "error", "off"};
-    int ok = 0;
-    for (size_t i = 0; i < 5; i++)
-        ok |= strcmp(cfg->log_level, levels[i]) == 0;
-    if (!ok) {
+    enum log_level level;
+    if (log_level_parse(cfg->log_level, &level)) {
         snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn, error or off, got \"%.32s\"",
                  cfg->log_level);
         return IOT_EINVAL;

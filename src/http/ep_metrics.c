@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *http_route_name(int route);
-
 static void header(FILE *f, const char *name, const char *type, const char *help)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);

@@ -26,7 +26,12 @@ static int finish_packet(struct request *rq)
     case WRITE_STORED: {
         json_t *a = rq->answer;
         rq->answer = NULL;
-        return reply_json(rq, (unsigned)rq->answer_status, a);
+        if (!job->response) return reply_json(rq, (unsigned)rq->answer_status, a);
+        /* The text remembered with packet_id is this very answer: send it. */
+        char *text = (char *)job->response;
+        job->response = NULL;
+        json_decref(a);
+        return reply_text(rq, (unsigned)rq->answer_status, "application/json", text, strlen(text));
     }
     case WRITE_DUPLICATE: {
         json_t *j = as_duplicate(job->stored_response);

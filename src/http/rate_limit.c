@@ -306,6 +306,15 @@ static int rl__retry_after(const struct rate_limiter *rl, double tokens)
     return (int)secs;
 }
 
+/* b's tokens at now_ms: refilled for the time since last_ms, capped at the burst. */
+static double rl__tokens_at(const struct rate_limiter *rl, const struct rl_bucket *b,
+                            int64_t now_ms)
+{
+    double tokens = b->tokens;
+    if (now_ms > b->last_ms) tokens += (double)(now_ms - b->last_ms) * rl->rate_per_ms;
+    return tokens > rl->burst ? rl->burst : tokens;
+}
+
 /*
  * A clock that goes backwards (it should not: now_ms is monotonic) adds no
  * tokens and leaves last_ms alone, so time cannot be replayed for a refill.
@@ -327,8 +336,7 @@ int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
     if (b) {
         rl__lru_unlink(rl, b);
         if (now_ms > b->last_ms) {
-            b->tokens += (double)(now_ms - b->last_ms) * rl->rate_per_ms;
-            if (b->tokens > rl->burst) b->tokens = rl->burst;
+            b->tokens = rl__tokens_at(rl, b, now_ms);
             b->last_ms = now_ms;
         }
     } else {
@@ -364,12 +372,7 @@ int rl_peek(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
     rl__key_init(rl, &k, key, keylen);
     pthread_mutex_lock(&rl->lock);
     struct rl_bucket *b = rl__lookup(rl, &k);
-    double tokens = rl->burst;
-    if (b) {
-        tokens = b->tokens;
-        if (now_ms > b->last_ms) tokens += (double)(now_ms - b->last_ms) * rl->rate_per_ms;
-        if (tokens > rl->burst) tokens = rl->burst;
-    }
+    double tokens = b ? rl__tokens_at(rl, b, now_ms) : rl->burst;
     int allowed = tokens >= 1.0;
     if (!allowed && retry_after_s) *retry_after_s = rl__retry_after(rl, tokens);
     pthread_mutex_unlock(&rl->lock);
