@@ -25,12 +25,19 @@ static int finish_legacy(struct request *rq)
     return reply_json(rq, (unsigned)rq->answer_status, a);
 }
 
-/* Looks a sensor up with its device; 0, IOT_ENOTFOUND or a store error. */
+/*
+ * Looks a sensor up with its device; 0, IOT_ENOTFOUND or a store error. dev
+ * (dev->id 0 = none yet) is the previous reading's device, read again only
+ * when this sensor belongs to another: a bulk request is mostly one device.
+ */
 static int lookup(struct store *db, int64_t sensor_id, struct store_sensor *sen,
                   struct store_device *dev)
 {
     int rc = store_sensor_get(db, sensor_id, sen);
-    if (!rc) rc = store_device_get_by_id(db, sen->device_id, dev);
+    if (!rc && dev->id != sen->device_id) {
+        rc = store_device_get_by_id(db, sen->device_id, dev);
+        if (rc) dev->id = 0;
+    }
     if (!rc && (!sen->is_active || !dev->is_active)) rc = IOT_ENOTFOUND;
     return rc;
 }
@@ -63,10 +70,10 @@ int ep_legacy(struct request *rq, int bulk)
     }
     size_t nvalid = 0;
     struct store *db = store_shared_acquire(s->d.db);
+    struct store_device dev = {0};
     for (size_t i = 0; i < p.n; i++) {
         const struct decoded_reading *d = &p.readings[i];
         struct store_sensor sen;
-        struct store_device dev;
         enum reject_reason why = REJECT_NONE;
         int64_t ts = 0;
         rc = d->sensor_id ? lookup(db, d->sensor_id, &sen, &dev) : IOT_ENOTFOUND;
@@ -92,15 +99,7 @@ int ep_legacy(struct request *rq, int bulk)
                                     "reason", reject_reason_name(why)));
             continue;
         }
-        struct write_reading *x = &w[nvalid++];
-        x->index = d->index;
-        x->sensor_id = sen.id;
-        x->device_id = dev.id;
-        memcpy(x->sensor_uuid, sen.uuid, sizeof x->sensor_uuid);
-        memcpy(x->device_uuid, dev.uuid, sizeof x->device_uuid);
-        x->value = d->value;
-        x->ts = ts;
-        memcpy(x->thr, sen.thr, sizeof x->thr);
+        http_reading_fill(&w[nvalid++], d->index, &sen, &dev, d->value, ts);
     }
     store_shared_release(s->d.db);
     decoded_packet_fini(&p);
@@ -112,9 +111,7 @@ int ep_legacy(struct request *rq, int bulk)
     }
     if (nvalid == 0) {
         free(w);
-        json_object_set_new(answer, "detail", json_string("no reading in the request is valid"));
-        json_object_set_new(answer, "code", json_string("no_valid_readings"));
-        return reply_json(rq, 422, answer);
+        return reply_no_valid(rq, answer, "request");
     }
     if (!bulk) json_object_del(answer, "rejected");
     rq->answer = answer;

@@ -15,6 +15,28 @@ static void header(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/*
+ * A histogram from non-cumulative bucket counts (last = +Inf); labels is ""
+ * or a label list without braces (route="/x") put before le.
+ */
+static void histogram(FILE *f, const char *name, const char *labels, const uint64_t *counts,
+                      const double *bounds, int nb, double sum)
+{
+    const char *sep = *labels ? "," : "";
+    unsigned long long cum = 0;
+    for (int b = 0; b <= nb; b++) {
+        cum += counts[b];
+        if (b < nb)
+            fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[b], cum);
+        else
+            fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+    }
+    if (*labels)
+        fprintf(f, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, sum, name, labels, cum);
+    else
+        fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, cum);
+}
+
 static unsigned long long ld(atomic_ullong *v)
 {
     return atomic_load_explicit(v, memory_order_relaxed);
@@ -38,24 +60,13 @@ static void http_section(FILE *f, struct http_metrics *m)
     header(f, "iot_ingest_http_request_duration_seconds", "histogram",
            "Time from request start to the response being queued.");
     for (int r = 0; r < METRICS_ROUTES; r++) {
-        unsigned long long cum = 0;
-        for (int b = 0; b <= METRICS_LAT_BUCKETS; b++) {
-            cum += ld(&m->lat_bucket[r][b]);
-            if (b < METRICS_LAT_BUCKETS)
-                fprintf(f,
-                        "iot_ingest_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-                        "%llu\n",
-                        http_route_name(r), metrics_lat_bounds[b], cum);
-            else
-                fprintf(f,
-                        "iot_ingest_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
-                        "%llu\n",
-                        http_route_name(r), cum);
-        }
-        fprintf(f, "iot_ingest_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                http_route_name(r), (double)ld(&m->lat_sum_us[r]) / 1e6);
-        fprintf(f, "iot_ingest_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                http_route_name(r), cum);
+        uint64_t counts[METRICS_LAT_BUCKETS + 1];
+        for (int b = 0; b <= METRICS_LAT_BUCKETS; b++)
+            counts[b] = ld(&m->lat_bucket[r][b]);
+        char labels[64];
+        snprintf(labels, sizeof labels, "route=\"%s\"", http_route_name(r));
+        histogram(f, "iot_ingest_http_request_duration_seconds", labels, counts, metrics_lat_bounds,
+                  METRICS_LAT_BUCKETS, (double)ld(&m->lat_sum_us[r]) / 1e6);
     }
     header(f, "iot_ingest_rate_limited_total", "counter", "Requests refused by a rate limit.");
     fprintf(f, "iot_ingest_rate_limited_total{limit=\"ip\"} %llu\n", ld(&m->rate_limited_ip));
@@ -68,21 +79,6 @@ static void http_section(FILE *f, struct http_metrics *m)
     for (int r = REJECT_UNKNOWN_SENSOR; r <= REJECT_STALE_TIMESTAMP; r++)
         fprintf(f, "iot_ingest_readings_rejected_total{reason=\"%s\"} %llu\n",
                 reject_reason_name((enum reject_reason)r), ld(&m->rejected[r]));
-}
-
-/* A label-less histogram from non-cumulative bucket counts (last = +Inf). */
-static void histogram(FILE *f, const char *name, const uint64_t *counts, const double *bounds,
-                      int nb, double sum)
-{
-    unsigned long long cum = 0;
-    for (int b = 0; b <= nb; b++) {
-        cum += counts[b];
-        if (b < nb)
-            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], cum);
-        else
-            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
-    }
-    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, cum);
 }
 
 static void writer_section(FILE *f, struct writer *w)
@@ -114,11 +110,11 @@ static void writer_section(FILE *f, struct writer *w)
     fprintf(f, "iot_ingest_db_errors_total %llu\n", (unsigned long long)ws.commit_failures);
     header(f, "iot_ingest_commit_duration_seconds", "histogram",
            "Time of each committed write transaction, begin to commit.");
-    histogram(f, "iot_ingest_commit_duration_seconds", ws.commit_lat, writer_lat_bounds,
+    histogram(f, "iot_ingest_commit_duration_seconds", "", ws.commit_lat, writer_lat_bounds,
               WRITER_LAT_BUCKETS, (double)ws.commit_us_sum / 1e6);
     header(f, "iot_ingest_commit_batch_size", "histogram",
            "Packets (write jobs) per committed transaction.");
-    histogram(f, "iot_ingest_commit_batch_size", ws.batch_size, writer_batch_bounds,
+    histogram(f, "iot_ingest_commit_batch_size", "", ws.batch_size, writer_batch_bounds,
               WRITER_BATCH_BUCKETS, (double)ws.batch_jobs_sum);
 }
 

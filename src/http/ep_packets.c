@@ -41,9 +41,7 @@ static int finish_packet(struct request *rq)
     case WRITE_NOTHING: {
         json_t *a = rq->answer;
         rq->answer = NULL;
-        json_object_set_new(a, "detail", json_string("no reading in the packet is valid"));
-        json_object_set_new(a, "code", json_string("no_valid_readings"));
-        return reply_json(rq, 422, a);
+        return reply_no_valid(rq, a, "packet");
     }
     case WRITE_FAILED:
     case WRITE_PENDING:
@@ -65,15 +63,7 @@ static enum reject_reason check_reading(struct request *rq, const struct device_
     enum reject_reason why = decode_effective_ts(d, p, rq->received, cfg->max_future_skew_s * 1000,
                                                  cfg->max_past_age_s * 1000, &ts);
     if (why != REJECT_NONE) return why;
-    memset(w, 0, sizeof *w);
-    w->index = d->index;
-    w->sensor_id = sen->id;
-    w->device_id = dref->dev.id;
-    memcpy(w->sensor_uuid, sen->uuid, sizeof w->sensor_uuid);
-    memcpy(w->device_uuid, dref->dev.uuid, sizeof w->device_uuid);
-    w->value = d->value;
-    w->ts = ts;
-    memcpy(w->thr, sen->thr, sizeof w->thr);
+    http_reading_fill(w, d->index, sen, &dref->dev, d->value, ts);
     return REJECT_NONE;
 }
 
@@ -141,9 +131,7 @@ int ep_packets(struct request *rq)
     json_object_set_new(answer, "accepted", json_integer((json_int_t)nvalid));
     if (nvalid == 0 && !p.packet_id[0]) {
         free(w);
-        json_object_set_new(answer, "detail", json_string("no reading in the packet is valid"));
-        json_object_set_new(answer, "code", json_string("no_valid_readings"));
-        ret = reply_json(rq, 422, answer);
+        ret = reply_no_valid(rq, answer, "packet");
         goto out;
     }
     rq->answer = answer;

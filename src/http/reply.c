@@ -103,3 +103,26 @@ int reply_store_error(struct request *rq, int err)
     LOG(LOG_ERROR, "internal_error", "request_id=%s err=\"%s\"", rq->request_id, iot_strerror(err));
     return reply_error(rq, 500, "internal_error", "internal error: %s", iot_strerror(err));
 }
+
+int reply_no_valid(struct request *rq, json_t *answer, const char *what)
+{
+    char detail[64];
+    snprintf(detail, sizeof detail, "no reading in the %s is valid", what);
+    json_object_set_new(answer, "detail", json_string(detail));
+    json_object_set_new(answer, "code", json_string("no_valid_readings"));
+    return reply_json(rq, 422, answer);
+}
+
+void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,
+                       const struct store_device *dev, double value, int64_t ts)
+{
+    memset(w, 0, sizeof *w);
+    w->index = index;
+    w->sensor_id = sen->id;
+    w->device_id = dev->id;
+    memcpy(w->sensor_uuid, sen->uuid, sizeof w->sensor_uuid);
+    memcpy(w->device_uuid, dev->uuid, sizeof w->device_uuid);
+    w->value = value;
+    w->ts = ts;
+    memcpy(w->thr, sen->thr, sizeof w->thr);
+}

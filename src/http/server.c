@@ -173,6 +173,7 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
     if (!rc)
         rc = rl_create(cfg->auth_fail_rps, cfg->auth_fail_burst,
                        (size_t)cfg->rate_limit_max_buckets, &h->rl_authfail);
+    if (rc == IOT_EINVAL) snprintf(err, errlen, "bad rate-limit settings");
     if (!rc && cfg->trusted_proxies[0])
         rc = cidr_list_parse(cfg->trusted_proxies, &h->trusted, err, errlen);
     if (!rc && cfg->api_key[0]) {
@@ -180,8 +181,6 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
         rc = secret_hash(cfg->api_key, strlen(cfg->api_key), h->api_key_hash);
     }
     if (rc) {
-        if (rc == IOT_EINVAL && !strstr(err, "CIDR"))
-            snprintf(err, errlen, "bad rate-limit settings");
         http_server_stop(h);
         return rc;
     }
