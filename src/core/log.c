@@ -1,4 +1,5 @@
 #include "core/log.h"
+#include "core/timefmt.h"
 #include "core/err.h"
 
 #include <stdarg.h>
@@ -118,11 +119,8 @@ void log_write(enum log_level lvl, const char *event, const char *fmt, ...)
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[96];
-    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    char when[TIMEFMT_RFC3339_LEN];
+    timefmt_format_rfc3339((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, when);
 
     flockfile(stderr);
     if (log_json) {

@@ -19,14 +19,20 @@ int secret_hash_equal(const unsigned char a[SECRET_HASH_LEN],
     return CRYPTO_memcmp(a, b, SECRET_HASH_LEN) == 0;
 }
 
-void secret_hash_hex(const unsigned char h[SECRET_HASH_LEN], char *out)
+/* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
+static void hex_encode(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < SECRET_HASH_LEN; i++) {
-        out[2 * i] = digits[h[i] >> 4];
-        out[2 * i + 1] = digits[h[i] & 15];
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
     }
-    out[2 * SECRET_HASH_LEN] = 0;
+    out[2 * n] = 0;
+}
+
+void secret_hash_hex(const unsigned char h[SECRET_HASH_LEN], char *out)
+{
+    hex_encode(h, SECRET_HASH_LEN, out);
 }
 
 static int hexval(int c)
@@ -54,13 +60,8 @@ void secret_hash_from_hex(const char *hex, unsigned char out[SECRET_HASH_LEN])
 int secret_generate(char out[SECRET_KEY_HEX_LEN + 1])
 {
     unsigned char raw[SECRET_KEY_BYTES];
-    static const char digits[] = "0123456789abcdef";
     if (RAND_bytes(raw, sizeof raw) != 1) return IOT_EIO;
-    for (int i = 0; i < SECRET_KEY_BYTES; i++) {
-        out[2 * i] = digits[raw[i] >> 4];
-        out[2 * i + 1] = digits[raw[i] & 15];
-    }
-    out[SECRET_KEY_HEX_LEN] = 0;
+    hex_encode(raw, sizeof raw, out);
     OPENSSL_cleanse(raw, sizeof raw);
     return 0;
 }
