@@ -75,11 +75,33 @@ def test_serve_help_lists_settings(tmp_path):
         assert flag in text, f"serve --help does not mention {flag}"
 
 
+@pytest.mark.parametrize("args,expected", [
+    # Everything else on these lines is valid (DEV and SEN exist), so only the
+    # bad flag or value can make them fail, and the error line must name it.
+    (["device", "add", "--uuid", "u-bad-flag", "--name", "n", "--bogus-flag", "x"],
+     "unknown flag --bogus-flag"),
+    (["sensor", "add", "--device", "DEV", "--uuid", "u-frob", "--name", "n", "--frobnicate"],
+     "unknown flag --frobnicate"),
+    (["threshold", "set", "--sensor", "SEN", "--severity", "extreme", "--max", "1"],
+     "--severity must be warning or critical"),
+    (["threshold", "set", "--sensor", "SEN", "--severity", "warning", "--max", "notanumber"],
+     '--max must be a number, got "notanumber"'),
+], ids=["device-add-unknown-flag", "sensor-add-unknown-flag", "threshold-set-bad-severity",
+        "threshold-set-bad-max"])
+def test_bad_flag_or_value_on_a_valid_line_names_it(fresh, args, expected):
+    c, db = fresh
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "cli device")
+    sen = uid("sen-")
+    c.json("sensor", "add", "--device", dev, "--uuid", sen, "--name", "cli sensor")
+    before = db.counts()
+    args = [{"DEV": dev, "SEN": sen}.get(a, a) for a in args]
+    line = one_line_error(c.run(*args, timeout=30))
+    assert expected in line, f"the error should name the bad flag or value: {line!r}"
+    assert db.counts() == before
+
+
 @pytest.mark.parametrize("args", [
-    ["device", "add", "--uuid", "u-bad-flag", "--name", "n", "--bogus-flag", "x"],
-    ["sensor", "add", "--frobnicate"],
-    ["threshold", "set", "--sensor", "s", "--severity", "extreme", "--max", "1"],
-    ["threshold", "set", "--sensor", "s", "--severity", "warning", "--max", "notanumber"],
     ["serve", "--ingest-port", "70000"],
     ["serve", "--rate-limit-ip-rps", "fast"],
     ["serve", "--log-level", "loud"],

@@ -90,16 +90,29 @@ def _counter_values(text):
             if types.get(family_of(n, types)) == "counter"}
 
 
+def _packet_requests(counters, status=None):
+    """iot_ingest_http_requests_total of route /ingest/packets (one status, or all)."""
+    return sum(v for (n, lab), v in counters.items()
+               if n == "iot_ingest_http_requests_total" and 'route="/ingest/packets"' in lab
+               and (status is None or f'status="{status}"' in lab))
+
+
 def test_metrics_counters_move_with_traffic(gw, make_device):
     dev = make_device(1)
     before = _counter_values(gw.get("/metrics").body.decode())
-    for i in range(3):
+    n_ok, n_422 = 3, 1
+    for i in range(n_ok):
         assert gw.post_packet(dev.packet([(0, float(i))]), key=dev.key).status == 200
-    assert gw.post_packet(dev.packet([(0, "x")]), key=dev.key).status == 422
+    for _ in range(n_422):
+        assert gw.post_packet(dev.packet([(0, "x")]), key=dev.key).status == 422
     after = _counter_values(gw.get("/metrics").body.decode())
     assert before, "no counters exposed"
-    grew = [k for k in after if after[k] > before.get(k, 0)]
-    assert grew, "no counter increased after 4 ingest requests"
+    # the requests sent are counted under their route and status, and nowhere else
+    # on that route (a sample is absent until its first request: 0 before)
+    for status, n in (("200", n_ok), ("422", n_422), (None, n_ok + n_422)):
+        b, a = _packet_requests(before, status), _packet_requests(after, status)
+        assert a - b == n, (f'iot_ingest_http_requests_total{{route="/ingest/packets",'
+                            f'status={status or "any"}}} went {b} -> {a}, expected +{n}')
     shrank = [k for k in before if k in after and after[k] < before[k]]
     assert not shrank, f"counters went down: {shrank}"
 

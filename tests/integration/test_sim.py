@@ -74,19 +74,27 @@ def test_sim_usage_errors(cli, gw):
     assert p.returncode == 0 and "--connections" in p.stdout
 
 
-def test_sim_emit_writes_replayable_bodies_for_wrk(cli, gw, tmp_path):
+def test_sim_emit_writes_replayable_bodies_for_wrk(cli, gw, db, tmp_path):
     out = tmp_path / "bodies.tsv"
     p = cli.run("sim", "--emit", str(out), "--emit-packets", "6", "--devices", "3",
                 "--sensors", "2", "--readings-per-packet", "4")
     assert p.returncode == 0, p.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == 6
+    replayed = set()
     for line in lines[:3]:
         header, key, body = line.split("\t")
         assert header == "X-Device-Key"
         packet = json.loads(body)
         assert len(packet["readings"]) == 4
         assert all("ts" not in r for r in packet["readings"])  # the gateway stamps them
+        replayed |= {r["sensor_uuid"] for r in packet["readings"]}
         for _ in range(2):  # replayed bodies are accepted again, never late
             r = gw.post_packet(raw=body.encode(), key=key)
             assert r.status == 200 and r.json()["accepted"] == 4, r
+    marks = ",".join("?" * len(replayed))
+    rows = db.query("SELECT s.sensor_uuid, r.late FROM sensor_readings r JOIN sensors s "
+                    f"ON s.id = r.sensor_id WHERE s.sensor_uuid IN ({marks})", sorted(replayed))
+    assert len(rows) == 3 * 2 * 4, rows  # 3 bodies, each stored twice, 4 readings each
+    late = [u for u, is_late in rows if is_late]
+    assert not late, f"replayed readings stored as late: {late}"
