@@ -14,7 +14,10 @@ Pieces:
             header control, stops with SIGTERM.
 - fixtures: module-scoped database + gateway (`gw`), a per-test device factory
             (`make_device`), a factory for gateways with special settings
-            (`gateway_factory`).
+            (`gateway_factory`), a module-wide device for hostile input (`hdev`).
+- /metrics: Exposition (a validating parser of the Prometheus text format),
+            scrape, metric_value (one exported line read by regex).
+- raw HTTP: raw_exchange (raw bytes in, a Response or None for a close out).
 """
 
 import atexit
@@ -422,6 +425,22 @@ def split(data, size=65536):
     return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
 
 
+def raw_exchange(port, data, timeout=15, cut_short_is_close=False):
+    """
+    Sends raw bytes; returns the Response, or None if the server closed without
+    one. A reset or a response cut short raises, unless cut_short_is_close
+    (then it counts as a close too).
+    """
+    try:
+        return send_and_read(port, data, (), "POST", timeout)
+    except (NoResponse, http.client.BadStatusLine, http.client.LineTooLong):
+        return None
+    except (ConnectionResetError, BrokenPipeError, http.client.IncompleteRead):
+        if cut_short_is_close:
+            return None
+        raise
+
+
 class Gateway:
     """One `iot-ingest serve` process."""
 
@@ -557,6 +576,109 @@ class Gateway:
         return self.get(f"/ingest/devices/{device_uuid}/status", headers=h)
 
 
+# --------------------------------------------------------------------------- /metrics
+
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+METRIC_LINE = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(?P<labels>\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*,?)?\})?'
+    r' (?P<value>[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|NaN|[-+]?Inf))'
+    r'(?: -?\d+)?$')
+LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+
+
+class Exposition:
+    """
+    A Prometheus text exposition (format 0.0.4), validated while parsed: HELP
+    names a valid metric, TYPE has 4 fields, a known type and no repeat, every
+    other non-comment line is a well-formed sample.
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.types = {}      # family -> counter|gauge|histogram|summary|untyped
+        self.helps = {}      # family -> help text
+        self.samples = []    # (sample name, {label: value}, float value)
+        for n, line in enumerate(text.split("\n"), 1):
+            if not line:
+                continue
+            if line.startswith("# HELP "):
+                parts = line.split(" ", 3)
+                assert len(parts) >= 3 and METRIC_NAME.fullmatch(parts[2]), (
+                    f"line {n}: bad HELP line {line!r}")
+                self.helps[parts[2]] = parts[3] if len(parts) > 3 else ""
+            elif line.startswith("# TYPE "):
+                parts = line.split(" ")
+                assert len(parts) == 4, f"line {n}: bad TYPE line {line!r}"
+                assert parts[3] in METRIC_TYPES, f"line {n}: unknown type in {line!r}"
+                assert parts[2] not in self.types, f"line {n}: duplicate TYPE for {parts[2]}"
+                self.types[parts[2]] = parts[3]
+            elif line.startswith("#"):
+                continue
+            else:
+                m = METRIC_LINE.match(line)
+                assert m, f"line {n}: not a valid sample line: {line!r}"
+                labels = dict(LABEL_PAIR.findall(m.group("labels") or ""))
+                self.samples.append((m.group("name"), labels, float(m.group("value"))))
+
+    def family_of(self, sample_name):
+        """The family a sample belongs to (histogram samples end in _bucket/_sum/_count)."""
+        if sample_name in self.types:
+            return sample_name
+        for suffix in ("_bucket", "_sum", "_count"):
+            base = sample_name[: -len(suffix)]
+            if sample_name.endswith(suffix) and self.types.get(base) in ("histogram", "summary"):
+                if suffix == "_bucket" and self.types[base] != "histogram":
+                    continue
+                return base
+        return None
+
+    def sample_names(self):
+        """Every series name a PromQL query can select, whether or not it has samples yet."""
+        names = set()
+        for fam, typ in self.types.items():
+            if typ == "histogram":
+                names |= {fam + "_bucket", fam + "_sum", fam + "_count"}
+            elif typ == "summary":
+                names |= {fam, fam + "_sum", fam + "_count"}
+            else:
+                names.add(fam)
+        return names
+
+    def values(self, name, **labels):
+        return [v for n, lb, v in self.samples
+                if n == name and all(lb.get(k) == str(x) for k, x in labels.items())]
+
+    def value(self, name, **labels):
+        vs = self.values(name, **labels)
+        assert len(vs) == 1, f"expected one sample {name}{labels}, found {vs}"
+        return vs[0]
+
+    def label_values(self, name, label):
+        return {lb[label] for n, lb, _ in self.samples if n == name and label in lb}
+
+
+def scrape(gw):
+    """GET /metrics: 200, text/plain version 0.0.4; returns the text."""
+    r = gw.get("/metrics")
+    assert r.status == 200, r
+    ctype = r.headers.get("content-type", "")
+    assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
+    return r.body.decode()
+
+
+def metric_value(text, name, labels=""):
+    """
+    The value of the line `name{labels} value` (labels exactly as exported, in
+    their order; none: `name value`), or None when there is no such line.
+    """
+    series = f"{name}{{{labels}}}" if labels else name
+    m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
 # --------------------------------------------------------------------------- fleet
 
 
@@ -689,6 +811,12 @@ def make_device(cli):
     def make(n_sensors=2, key=None):
         return provision_device(cli, n_sensors=n_sensors, key=key)
     return make
+
+
+@pytest.fixture(scope="module")
+def hdev(cli):
+    """A device with two sensors, shared by a module's hostile-input tests."""
+    return provision_device(cli, 2)
 
 
 @pytest.fixture

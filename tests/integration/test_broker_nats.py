@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import BIN, Cli, Db, base_env, iso_ms, now_ms, provision_device, wait_until
+from conftest import (BIN, Cli, Db, base_env, iso_ms, metric_value, now_ms, provision_device,
+                      wait_until)
 
 BACKEND = getattr(conftest, "BACKEND", "sqlite")
 new_db = getattr(conftest, "new_db", lambda path: path)
@@ -129,10 +130,9 @@ def nats(tmp_path):
 def metric(gw, outcome):
     r = gw.get("/metrics")
     assert r.status == 200
-    m = re.search(rb'iot_ingest_broker_messages_total\{outcome="%s"\} (\d+)' % outcome.encode(),
-                  r.body)
-    assert m, r.body[:2000]
-    return int(m.group(1))
+    v = metric_value(r.body.decode(), "iot_ingest_broker_messages_total", f'outcome="{outcome}"')
+    assert v is not None and v >= 0 and v.is_integer(), r.body[:2000]
+    return int(v)
 
 
 def nats_env(nats, stream="IOT_TEST", **extra):

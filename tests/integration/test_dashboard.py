@@ -13,8 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
-from test_metrics import Exposition, scrape
+from conftest import ROOT, Exposition, scrape
 
 DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
 

@@ -9,6 +9,7 @@ After each: a 4xx (or a closed connection), the stored data unchanged, the
 gateway alive. The tests of the last two sections found bugs (docs/SECURITY.md,
 "Known issues") and stay as their regressions."""
 
+import functools
 import http.client
 import os
 import socket
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import API_KEY, NoResponse, dumps, provision_device, send_and_read
+from conftest import API_KEY, dumps, provision_device, raw_exchange
 
 # ASan's quarantine holds freed memory back (256 MB by default) and would hide
 # any bound on RSS; it is kept small for the gateways whose memory is measured.
@@ -26,11 +27,6 @@ SMALL_QUARANTINE = (os.environ.get("ASAN_OPTIONS", "detect_leaks=1")
 # A bucket is ~130 bytes: 27,000 new addresses (half of them also failing
 # authentication) would add ~5 MiB if the tables were not bounded.
 RSS_GROWTH_BOUND_KIB = 3 * 1024
-
-
-@pytest.fixture(scope="module")
-def hdev(cli):
-    return provision_device(cli, 1)
 
 
 def rss_kib(pid):
@@ -52,14 +48,8 @@ def head(dev, extra=b"", path=b"/ingest/packets"):
             + extra)
 
 
-def exchange(port, data, timeout=15):
-    """Sends raw bytes; returns the Response, or None if the server closed without one."""
-    try:
-        return send_and_read(port, data, (), "POST", timeout)
-    except (NoResponse, ConnectionResetError, BrokenPipeError):
-        return None
-    except (http.client.BadStatusLine, http.client.LineTooLong, http.client.IncompleteRead):
-        return None
+# Here a reset or a response cut short counts as a close too.
+exchange = functools.partial(raw_exchange, cut_short_is_close=True)
 
 
 def assert_refused_or_stored_once(gw, db, dev, r, before_rows, before_counts):

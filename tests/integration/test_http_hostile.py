@@ -10,15 +10,9 @@ import time
 
 import pytest
 
-from conftest import (API_KEY, assert_error, dumps, now_ms, provision_device, read_response,
-                      NoResponse, send_and_read, split)
+from conftest import API_KEY, assert_error, dumps, now_ms, raw_exchange, read_response, split
 
 MAX_BODY = 1048576  # default MAX_BODY_BYTES
-
-
-@pytest.fixture(scope="module")
-def hdev(cli):
-    return provision_device(cli, 2)
 
 
 def valid(dev, **extra):
@@ -313,16 +307,6 @@ def test_gzip_inflating_to_exactly_max_accepted(gw, db, make_device):
 
 # --------------------------------------------------------------------- broken HTTP
 
-def raw_exchange(gw, data, timeout=15):
-    """Sends raw bytes; returns a Response, or None if the server just closed."""
-    try:
-        return send_and_read(gw.port, data, (), "POST", timeout)
-    except NoResponse:
-        return None
-    except (http.client.BadStatusLine, http.client.LineTooLong):
-        return None
-
-
 @pytest.mark.parametrize("name", ["garbage", "bad_version", "huge_header", "many_headers",
                                   "huge_url", "bad_content_length", "negative_content_length",
                                   "conflicting_lengths"])
@@ -344,7 +328,7 @@ def test_broken_http_gets_4xx_or_close(gw, db, hdev, name):
                                % len(body) + body,
     }[name]
     before = db.counts()
-    r = raw_exchange(gw, data)
+    r = raw_exchange(gw.port, data)
     if r is not None:
         assert 400 <= r.status < 500 or r.status == 505, r
     assert db.counts() == before

@@ -1,13 +1,7 @@
 """Job runs happen in other processes; each run is added to job_stats and every
 gateway exports it in /metrics (runs by result, duration histogram, last success)."""
-import re
 
-from conftest import provision_device, sqlite_only, wait_until
-
-
-def _value(text, name, labels):
-    m = re.search(r"^" + re.escape(name + "{" + labels + "}") + r" (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
+from conftest import metric_value, provision_device, sqlite_only
 
 
 def test_job_runs_are_exported_by_the_gateway(gateway_factory):
@@ -19,12 +13,13 @@ def test_job_runs_are_exported_by_the_gateway(gateway_factory):
     p = g.cli.run("job", "explain", env={"AI_EXPLAINER_URL": "http://127.0.0.1:9"})
     assert p.returncode == 0, p.stderr
     text = g.get("/metrics").body.decode()
-    assert _value(text, "iot_ingest_job_runs_total", 'job="baseline",result="ok"') == 2
-    assert _value(text, "iot_ingest_job_runs_total", 'job="baseline",result="failed"') == 0
-    assert _value(text, "iot_ingest_job_runs_total", 'job="explain",result="ok"') == 1
-    assert _value(text, "iot_ingest_job_duration_seconds_count", 'job="baseline"') == 2
-    assert _value(text, "iot_ingest_job_duration_seconds_bucket", 'job="baseline",le="+Inf"') == 2
-    last = _value(text, "iot_ingest_job_last_success_timestamp_seconds", 'job="baseline"')
+    assert metric_value(text, "iot_ingest_job_runs_total", 'job="baseline",result="ok"') == 2
+    assert metric_value(text, "iot_ingest_job_runs_total", 'job="baseline",result="failed"') == 0
+    assert metric_value(text, "iot_ingest_job_runs_total", 'job="explain",result="ok"') == 1
+    assert metric_value(text, "iot_ingest_job_duration_seconds_count", 'job="baseline"') == 2
+    assert metric_value(text, "iot_ingest_job_duration_seconds_bucket",
+                        'job="baseline",le="+Inf"') == 2
+    last = metric_value(text, "iot_ingest_job_last_success_timestamp_seconds", 'job="baseline"')
     assert last is not None and last > 1.7e9
 
 
@@ -42,4 +37,4 @@ def test_a_job_that_cannot_run_is_counted_failed(gateway_factory, tmp_path):
     c.execute("DELETE FROM schema_version WHERE version = 999")
     c.close()
     text = g.get("/metrics").body.decode()
-    assert _value(text, "iot_ingest_job_runs_total", 'job="baseline",result="failed"') == 1
+    assert metric_value(text, "iot_ingest_job_runs_total", 'job="baseline",result="failed"') == 1

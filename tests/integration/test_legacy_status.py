@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from conftest import (API_KEY, RFC3339_MS_UTC, assert_error, iso_ms, now_ms, provision_device,
-                      uid)
+from conftest import (API_KEY, RFC3339_MS_UTC, Exposition, assert_error, iso_ms, now_ms,
+                      provision_device, uid)
 
 # --------------------------------------------------------------------- /health, /metrics
 
@@ -21,49 +21,6 @@ def test_health(gw):
     assert re.match(r"^\d+\.\d+\.\d+", body["version"]), body["version"]
 
 
-METRIC_LINE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
-    r'(?P<labels>\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
-    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*,?)?\})?'
-    r' (?P<value>[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|NaN|[-+]?Inf))'
-    r'(?: -?\d+)?$')
-
-
-def parse_metrics(text):
-    """Validates Prometheus text format; returns {family: type}, [(name, labels, value)]."""
-    types, helps, samples = {}, set(), []
-    for i, line in enumerate(text.split("\n")):
-        if not line:
-            continue
-        if line.startswith("# HELP "):
-            parts = line.split(" ", 3)
-            assert len(parts) >= 3 and re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", parts[2]), line
-            helps.add(parts[2])
-            continue
-        if line.startswith("# TYPE "):
-            parts = line.split(" ")
-            assert len(parts) == 4, f"line {i}: bad TYPE line {line!r}"
-            assert parts[3] in ("counter", "gauge", "histogram", "summary", "untyped"), line
-            assert parts[2] not in types, f"duplicate TYPE for {parts[2]}"
-            types[parts[2]] = parts[3]
-            continue
-        if line.startswith("#"):
-            continue
-        m = METRIC_LINE.match(line)
-        assert m, f"line {i}: not a valid sample line: {line!r}"
-        samples.append((m.group("name"), m.group("labels") or "", m.group("value")))
-    return types, helps, samples
-
-
-def family_of(name, types):
-    if name in types:
-        return name
-    for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
-        if name.endswith(suffix) and name[: -len(suffix)] in types:
-            return name[: -len(suffix)]
-    return None
-
-
 def test_metrics_prometheus_format(gw, make_device):
     dev = make_device(1)
     assert gw.post_packet(dev.packet([(0, 1.0)]), key=dev.key).status == 200
@@ -72,29 +29,29 @@ def test_metrics_prometheus_format(gw, make_device):
     assert r.headers.get("content-type", "").startswith("text/plain"), r.headers
     text = r.body.decode("utf-8")
     assert text.endswith("\n"), "exposition must end with a newline"
-    types, helps, samples = parse_metrics(text)
-    assert types, "no # TYPE lines"
-    assert helps, "no # HELP lines"
-    assert len(samples) >= 3, samples
-    for name, _, _ in samples:
-        assert family_of(name, types), f"sample {name} has no # TYPE line"
-    for fam, typ in types.items():
+    e = Exposition(text)
+    assert e.types, "no # TYPE lines"
+    assert e.helps, "no # HELP lines"
+    assert len(e.samples) >= 3, e.samples
+    for name, _, _ in e.samples:
+        assert e.family_of(name), f"sample {name} has no # TYPE line"
+    for fam, typ in e.types.items():
         if typ == "counter":
-            vals = [float(v) for n, _, v in samples if family_of(n, types) == fam]
+            vals = [v for n, _, v in e.samples if e.family_of(n) == fam]
             assert all(v >= 0 for v in vals), (fam, vals)
 
 
 def _counter_values(text):
-    types, _, samples = parse_metrics(text)
-    return {(n, lab): float(v) for n, lab, v in samples
-            if types.get(family_of(n, types)) == "counter"}
+    e = Exposition(text)
+    return {(n, tuple(sorted(lab.items()))): v for n, lab, v in e.samples
+            if e.types.get(e.family_of(n)) == "counter"}
 
 
 def _packet_requests(counters, status=None):
     """iot_ingest_http_requests_total of route /ingest/packets (one status, or all)."""
     return sum(v for (n, lab), v in counters.items()
-               if n == "iot_ingest_http_requests_total" and 'route="/ingest/packets"' in lab
-               and (status is None or f'status="{status}"' in lab))
+               if n == "iot_ingest_http_requests_total" and ("route", "/ingest/packets") in lab
+               and (status is None or ("status", status) in lab))
 
 
 def test_metrics_counters_move_with_traffic(gw, make_device):

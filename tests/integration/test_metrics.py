@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import API_KEY, iso_ms, now_ms, provision_device, uid
+from conftest import API_KEY, Exposition, iso_ms, now_ms, provision_device, scrape, uid
 
 # Each device may send RATE_LIMIT_BURST packets before its bucket (0.001/s) is
 # empty; the IP limit stays off (conftest default) and so does the
@@ -23,82 +23,6 @@ GATEWAY_ENV = {
     "RATE_LIMIT_BURST": "3",
     "AUTH_FAIL_RPS": "0",
 }
-
-NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
-                    r'(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)(?: -?\d+)?$')
-
-
-class Exposition:
-    """A parsed Prometheus text exposition: families with HELP/TYPE and samples."""
-
-    def __init__(self, text):
-        self.text = text
-        self.types = {}      # family -> counter|gauge|histogram|summary|untyped
-        self.helps = {}      # family -> help text
-        self.samples = []    # (sample name, {label: value}, float value)
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line:
-                continue
-            if line.startswith("# HELP "):
-                _, _, name, *rest = line.split(" ", 3)
-                self.helps[name] = rest[0] if rest else ""
-            elif line.startswith("# TYPE "):
-                parts = line.split(" ")
-                assert len(parts) == 4, f"line {n}: bad TYPE line {line!r}"
-                self.types[parts[2]] = parts[3]
-            elif line.startswith("#"):
-                continue
-            else:
-                m = SAMPLE.match(line)
-                assert m, f"line {n}: not a sample line: {line!r}"
-                labels = dict(LABEL_PAIR.findall(m.group(2) or ""))
-                self.samples.append((m.group(1), labels, float(m.group(3))))
-
-    def family_of(self, sample_name):
-        """The family a sample belongs to (histogram samples end in _bucket/_sum/_count)."""
-        if sample_name in self.types:
-            return sample_name
-        for suffix in ("_bucket", "_sum", "_count"):
-            base = sample_name[: -len(suffix)]
-            if sample_name.endswith(suffix) and self.types.get(base) in ("histogram", "summary"):
-                if suffix == "_bucket" and self.types[base] != "histogram":
-                    continue
-                return base
-        return None
-
-    def sample_names(self):
-        """Every series name a PromQL query can select, whether or not it has samples yet."""
-        names = set()
-        for fam, typ in self.types.items():
-            if typ == "histogram":
-                names |= {fam + "_bucket", fam + "_sum", fam + "_count"}
-            elif typ == "summary":
-                names |= {fam, fam + "_sum", fam + "_count"}
-            else:
-                names.add(fam)
-        return names
-
-    def values(self, name, **labels):
-        return [v for n, lb, v in self.samples
-                if n == name and all(lb.get(k) == str(x) for k, x in labels.items())]
-
-    def value(self, name, **labels):
-        vs = self.values(name, **labels)
-        assert len(vs) == 1, f"expected one sample {name}{labels}, found {vs}"
-        return vs[0]
-
-    def label_values(self, name, label):
-        return {lb[label] for n, lb, _ in self.samples if n == name and label in lb}
-
-
-def scrape(gw):
-    r = gw.get("/metrics")
-    assert r.status == 200, r
-    ctype = r.headers.get("content-type", "")
-    assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
-    return r.body.decode()
 
 
 def promtool():
