@@ -212,14 +212,15 @@ Test(classifier, classify_table)
         struct store_threshold t[2];
         t[SEV_WARNING] = c->warn;
         t[SEV_CRITICAL] = c->crit;
-        enum reading_class got = classifier_classify(t, c->has_prev, c->prev, c->value);
-        cr_expect_eq(got, c->want, "%s: classify(prev %g, value %g) = %s, want %s", c->name,
-                     c->prev, c->value, reading_class_name(got), reading_class_name(c->want));
-        got = classifier_range_class(t, c->value);
+        enum reading_class cls = classifier_classify(t, c->has_prev, c->prev, c->value);
+        cr_expect_eq(cls, c->want, "%s: classify(prev %g, value %g) = %s, want %s", c->name,
+                     c->prev, c->value, reading_class_name(cls), reading_class_name(c->want));
+        enum reading_class got = classifier_range_class(t, c->value);
         cr_expect_eq(got, c->want_range, "%s: range_class(%g) = %s, want %s", c->name, c->value,
                      reading_class_name(got), reading_class_name(c->want_range));
         /* range_class never says spike; classify never says invalid */
         cr_expect_neq(got, CLASS_SPIKE, "%s", c->name);
+        cr_expect_neq(cls, CLASS_INVALID, "%s: classify said invalid", c->name);
     }
 }
 

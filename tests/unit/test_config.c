@@ -70,16 +70,17 @@ Test(config, flags_override_environment_and_leave_the_rest)
 
 Test(config, bad_values_fail_with_one_line_naming_the_setting)
 {
-    const char *bad[][2] = {{"--ingest-port", "70000"}, {"--ingest-port", "80x"},
-                            {"--ingest-port", ""},      {"--rate-limit-burst", "0"},
-                            {"--anomaly-z", "nan"},     {"--max-body-bytes", "1e3"}};
+    const char *bad[][3] = {
+        {"--ingest-port", "70000", "INGEST_PORT"}, {"--ingest-port", "80x", "INGEST_PORT"},
+        {"--ingest-port", "", "INGEST_PORT"},      {"--rate-limit-burst", "0", "RATE_LIMIT_BURST"},
+        {"--anomaly-z", "nan", "ANOMALY_Z"},       {"--max-body-bytes", "1e3", "MAX_BODY_BYTES"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {(char *)bad[i][0], (char *)bad[i][1]};
         err[0] = 0;
         cr_expect_eq(config_load(&cfg, 2, argv, rest, &nrest, err, sizeof err), IOT_EINVAL, "%s %s",
                      bad[i][0], bad[i][1]);
         cr_expect_null(strchr(err, '\n'));
-        cr_expect(strstr(err, "_") != NULL, "names the variable: %s", err);
+        cr_expect(strstr(err, bad[i][2]) != NULL, "names the variable %s: %s", bad[i][2], err);
     }
     char *missing[] = {"--ingest-port"};
     cr_expect_eq(config_load(&cfg, 1, missing, rest, &nrest, err, sizeof err), IOT_EINVAL);

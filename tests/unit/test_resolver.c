@@ -109,5 +109,13 @@ Test(resolver, bounded_and_references_survive_eviction)
     cr_expect_str_eq(held->dev.uuid, "dev-1");
     cr_expect_not_null(device_ref_sensor(held, "s-1"));
     resolver_release(r, held);
+    /* ... and really evicted: getting it again is a miss (a load), not a hit. */
+    cr_assert_eq(resolver_get(r, "dev-1", &x), 0);
+    struct resolver_stats st2;
+    resolver_get_stats(r, &st2);
+    cr_expect_eq(st2.misses, st.misses + 1, "dev-1 was still cached (hits %llu -> %llu)",
+                 (unsigned long long)st.hits, (unsigned long long)st2.hits);
+    cr_expect_str_eq(x->dev.uuid, "dev-1");
+    resolver_release(r, x);
     resolver_destroy(r);
 }

@@ -920,6 +920,8 @@ Test(router, tiny_cache_evicts_and_reloads)
     cr_assert_eq(run_tx(jobs, 3, rcs), 0);
     cr_expect(rcs[0] == 0 && rcs[1] == 0 && rcs[2] == 0);
     cr_expect_eq(b.r[0].cls, CLASS_SPIKE);
+    int64_t spike_id = active_id(&jumpy, "delta_spike");
+    cr_expect_gt(spike_id, 0, "the jump 50 -> 60 opened no delta_spike alert");
     cr_expect_eq(job_reading(&c, 1)->late, 1);
     int64_t id = active_id(&band, "threshold");
     cr_expect_eq(alert_col(id, "hit_count"), 2);
@@ -931,6 +933,8 @@ Test(router, tiny_cache_evicts_and_reloads)
     cr_expect_eq(alert_col(id, "hit_count"), 6);
     cr_expect_eq(alerts_of(&band, "threshold"), 1);
     cr_expect_eq(active_id(&jumpy, "delta_spike"), -1, "resolved by the first normal");
+    cr_expect_eq(alerts_of(&jumpy, "delta_spike"), 1);
+    cr_expect_eq(notes(spike_id, "resolved"), 1);
 }
 
 /* ---- the reading chain (SQLite: sqlite_chain.c) ----------------------------------- */
