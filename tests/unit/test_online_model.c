@@ -12,6 +12,7 @@
 #include "jobs/online_consumer.h"
 #include "jobs/online_model.h"
 #include "store/store.h"
+#include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -254,26 +255,14 @@ static void setup(void)
 
 static void teardown(void)
 {
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
     store_close(st);
     sqlite3_close(peer);
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
+    rm_db_files(path);
     rmdir(dir);
 }
 
-static long long q_int(const char *sql)
-{
-    sqlite3_stmt *s;
-    long long v = -1;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &s, NULL), SQLITE_OK, "%s", sql);
-    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
+/* -1 when there is no row, -2 for NULL (every count(*) below is never NULL). */
+#define q_int(...) sqlite_peer_int(peer, __VA_ARGS__)
 
 TestSuite(online_apply, .init = setup, .fini = teardown);
 

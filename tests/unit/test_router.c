@@ -10,10 +10,10 @@
 #include "ingest/router.h"
 #include "store/store.h"
 #include "store/store_fault.h"
+#include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +39,6 @@ struct sensor {
 static struct sensor band;  /* warning [20, 30], critical [10, 40], no delta */
 static struct sensor jumpy; /* warning [0, 100] with delta_max 5 */
 static int64_t band_warn_id, band_crit_id, jumpy_warn_id;
-
-static void rm_db_files(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
-}
 
 static void new_router(int64_t clear_after)
 {
@@ -117,7 +107,7 @@ static void teardown(void)
     st = NULL;
     if (peer) sqlite3_close(peer);
     peer = NULL;
-    rm_db_files();
+    rm_db_files(path);
     rmdir(dir);
 }
 
@@ -125,67 +115,11 @@ TestSuite(router, .init = setup, .fini = teardown);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static void peer_exec(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    char *msg = NULL;
-    int rc = sqlite3_exec(peer, sql, NULL, NULL, &msg);
-    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
-    sqlite3_free(msg);
-    sqlite3_free(sql);
-}
-
-/* First column of the first row; -1 when there is no row, -2 for NULL. */
-static int64_t q_int(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql,
-                 sqlite3_errmsg(peer));
-    int64_t v = -1;
-    if (sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_type(q, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return v;
-}
-
-static double q_dbl(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s", sql);
-    double v = -1e300;
-    if (sqlite3_step(q) == SQLITE_ROW) v = sqlite3_column_double(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return v;
-}
-
-static const char *q_text(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s", sql);
-    buf[0] = 0;
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
-        snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return buf;
-}
+/* On the peer connection (sqlite_peer.h): q_int is -1 for no row, -2 for NULL. */
+#define peer_exec(...) sqlite_peer_exec(peer, __VA_ARGS__)
+#define q_int(...)     sqlite_peer_int(peer, __VA_ARGS__)
+#define q_dbl(...)     sqlite_peer_dbl(peer, __VA_ARGS__)
+#define q_text(...)    sqlite_peer_text(peer, __VA_ARGS__)
 
 #define MAXR 16
 

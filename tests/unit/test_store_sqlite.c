@@ -8,10 +8,10 @@
 #include "store/sqlite_schema.h"
 #include "store/store.h"
 #include "store/store_fault.h"
+#include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,16 +32,6 @@ static sqlite3 *peer;
 
 static const struct store_open_opts OPTS = {.busy_timeout_ms = 5000, .cache_mb = 8};
 
-static void rm_db_files(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
-}
-
 static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/iot-store-XXXXXX");
@@ -58,7 +48,7 @@ static void teardown(void)
     st = NULL;
     if (peer) sqlite3_close(peer);
     peer = NULL;
-    rm_db_files();
+    rm_db_files(path);
     rmdir(dir);
 }
 
@@ -83,49 +73,10 @@ static void open_all(void)
     sqlite3_busy_timeout(peer, 5000);
 }
 
-static void peer_exec(const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(peer, sql, NULL, NULL, &msg);
-    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
-    sqlite3_free(msg);
-}
-
-/* First column of the first row as an integer; -1 when there is no row, -2 for NULL. */
-static int64_t q_int(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql,
-                 sqlite3_errmsg(peer));
-    int64_t v = -1;
-    if (sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_type(q, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return v;
-}
-
-/* First column of the first row as text into buf ("" when none / NULL). */
-static const char *q_text(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_prepare_v2(peer, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql,
-                 sqlite3_errmsg(peer));
-    buf[0] = 0;
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
-        snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return buf;
-}
+/* On the peer connection (sqlite_peer.h): q_int is -1 for no row, -2 for NULL. */
+#define peer_exec(...) sqlite_peer_exec(peer, __VA_ARGS__)
+#define q_int(...)     sqlite_peer_int(peer, __VA_ARGS__)
+#define q_text(...)    sqlite_peer_text(peer, __VA_ARGS__)
 
 static void key_hash(unsigned char h[STORE_KEY_HASH_LEN], unsigned char seed)
 {
@@ -251,21 +202,15 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
         int sensor_b, late;
         int64_t ts;
     } rows[] = {{0, 0, 1}, {1, 0, 1}, {0, 0, 2}, {0, 0, 5}, {1, 0, 3}, {0, 1, 3}, {1, 0, 4}};
-    char *sql;
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        sql = sqlite3_mprintf("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at,"
-                              " class, late) VALUES (%lld, %d, %lld, %lld, 'normal', %d)",
-                              (long long)(rows[i].sensor_b ? b : a), (int)i,
-                              (long long)(T0 + rows[i].ts), (long long)T0, rows[i].late);
-        peer_exec(sql);
-        sqlite3_free(sql);
-    }
-    sql = sqlite3_mprintf("INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
-                          " normal_run) VALUES (%lld, %lld, 3, 'normal', 3),"
-                          " (%lld, %lld, 6, 'normal', 3)",
-                          (long long)a, (long long)(T0 + 5), (long long)b, (long long)(T0 + 4));
-    peer_exec(sql);
-    sqlite3_free(sql);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        peer_exec("INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at,"
+                  " class, late) VALUES (%lld, %d, %lld, %lld, 'normal', %d)",
+                  (long long)(rows[i].sensor_b ? b : a), (int)i, (long long)(T0 + rows[i].ts),
+                  (long long)T0, rows[i].late);
+    peer_exec("INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
+              " normal_run) VALUES (%lld, %lld, 3, 'normal', 3),"
+              " (%lld, %lld, 6, 'normal', 3)",
+              (long long)a, (long long)(T0 + 5), (long long)b, (long long)(T0 + 4));
 
     cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
     int v = 0;

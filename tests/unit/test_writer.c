@@ -17,11 +17,17 @@
 #include "store/store.h"
 #include "store/store_fault.h"
 
+/*
+ * on_done() queries from the writer thread, where cr_assert's longjmp to the
+ * test's frame is undefined: a failing query ends the test from any thread.
+ */
+#define SQLITE_PEER_FAIL(...) criterion_test_die(__VA_ARGS__)
+#include "sqlite_peer.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,16 +63,6 @@ static int done_total;   /* done() calls so far */
 /* Messages the broker delivered. */
 static struct broker_reading msgs[MAXMSG];
 static size_t nmsgs;
-
-static void rm_db_files(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
-}
 
 static void on_message(const struct broker_reading *m, void *ud)
 {
@@ -138,7 +134,7 @@ static void teardown(void)
     bus = NULL;
     sqlite3_close(peer);
     sqlite3_close(cbdb);
-    rm_db_files();
+    rm_db_files(path);
     rmdir(dir);
 }
 
@@ -196,20 +192,8 @@ static void tjob_add(struct tjob *t, double value, int64_t ts)
     t->j.nreadings++;
 }
 
-static int64_t db_int(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *q = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_type(q, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_free(sql);
-    return v;
-}
+/* First column of the first row on db (peer or cbdb): -1 when there is no row, -2 for NULL. */
+#define db_int(...) sqlite_peer_int(__VA_ARGS__)
 
 /* Runs on the writer thread. */
 static void on_done(struct write_job *job, void *ud)
