@@ -11,7 +11,6 @@ struct router {
     struct router_stats stats;   /* committed */
     struct router_stats batch;   /* applied in the open transaction */
     struct router_stats pending; /* applied in the open packet */
-    int pending_in_batch;        /* pending has been added to batch */
     struct store_reading *rows;  /* scratch for the batch insert */
     size_t rows_cap;
     int64_t *ids;                  /* distinct sensor ids of the packet, ascending */
@@ -153,7 +152,6 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
 {
     int rc;
     memset(&r->pending, 0, sizeof r->pending);
-    r->pending_in_batch = 0;
     sensor_states_next_packet(r->states);
     qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
     if ((rc = grow((void **)&r->rows, &r->rows_cap, job->nreadings, sizeof *r->rows)) ||
@@ -197,29 +195,19 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
         e->st.last_reading_id = r->rows[e->router_row - 1].id;
         r->dirty[k] = &e->st;
     }
-    if ((rc = store_states_put(s, r->dirty, d))) return rc;
-
-    add_stats(&r->batch, &r->pending);
-    r->pending_in_batch = 1;
-    return 0;
+    return store_states_put(s, r->dirty, d);
 }
 
-/* Subtracts what a rolled-back packet had added to the batch's counters. */
-static void sub_stats(struct router_stats *to, const struct router_stats *from)
+void router_packet_done(struct router *r)
 {
-    for (int c = 0; c < CLASS_INVALID; c++)
-        to->by_class[c] -= from->by_class[c];
-    to->late -= from->late;
-    to->alerts.opened -= from->alerts.opened;
-    to->alerts.escalated -= from->alerts.escalated;
-    to->alerts.resolved -= from->alerts.resolved;
+    add_stats(&r->batch, &r->pending);
+    memset(&r->pending, 0, sizeof r->pending);
 }
 
 void router_abort_packet(struct router *r)
 {
     sensor_states_evict_pinned(r->states);
-    if (r->pending_in_batch) sub_stats(&r->batch, &r->pending);
-    r->pending_in_batch = 0;
+    memset(&r->pending, 0, sizeof r->pending);
 }
 
 void router_end_tx(struct router *r, int committed)

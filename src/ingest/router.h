@@ -30,10 +30,13 @@ int router_begin_tx(struct router *r, struct store *s);
 
 /*
  * Applies job's readings (sorting them by reading time) and sets each
- * reading's cls and late. On failure the caller must roll back the packet's
- * savepoint and call router_abort_packet.
+ * reading's cls and late. Then the caller ends the packet: its savepoint
+ * released, router_packet_done; rolled back (this or a later step of the
+ * packet failed), router_abort_packet.
  */
 int router_apply(struct router *r, struct store *s, struct write_job *job);
+/* The packet's savepoint was released: its counters join the transaction's. */
+void router_packet_done(struct router *r);
 /* Forgets the in-memory effects of the packet just rolled back. */
 void router_abort_packet(struct router *r);
 /*

@@ -150,7 +150,7 @@ static void run_batch(struct writer *w, size_t n)
         if ((rc = store_savepoint(w->store))) break;
         int jrc = process_job(w, job);
         if (jrc == 0) {
-            rc = store_savepoint_release(w->store);
+            if (!(rc = store_savepoint_release(w->store))) router_packet_done(w->router);
             continue;
         }
         LOG(LOG_WARN, "packet_failed", "err=\"%s\" db=\"%s\"", iot_strerror(jrc),

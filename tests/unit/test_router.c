@@ -181,6 +181,7 @@ static int run_tx(struct job **jobs, size_t n, int *rcs)
         if (rcs) rcs[i] = jrc;
         if (jrc == 0) {
             cr_assert_eq(store_savepoint_release(st), 0, "%s", store_errmsg(st));
+            router_packet_done(rt);
         } else {
             cr_assert_eq(store_savepoint_rollback(st), 0, "%s", store_errmsg(st));
             router_abort_packet(rt);
