@@ -54,8 +54,9 @@ void broker_url_redact(const char *url, char *out, size_t outlen)
 }
 
 /*
- * Builds the broker named by url: "memory" (a queue of queue_max messages)
- * or "none"; wrapped in the throttle when throttle_ms > 0. *out is owned by
+ * Builds the broker named by url: "memory" (a queue of queue_max messages),
+ * "none", or "nats://..." (only with cfg, which holds the NATS settings);
+ * wrapped in the throttle when throttle_ms > 0. *out is owned by
  * the caller (broker_destroy). On failure *out is NULL and err (may be NULL)
  * holds a sentence naming the problem. Returns 0, IOT_EINVAL, IOT_ENOMEM or
  * IOT_EIO.
@@ -86,18 +87,21 @@ static int create(const char *url, size_t queue_max, int64_t throttle_ms, const 
     } else if (strcmp(url, "none") == 0) {
         rc = broker_none_create(&b);
     } else if (strncmp(url, "nats://", 7) == 0) {
-        /* NATS JetStream (broker_nats.h); its own settings come from the environment. */
+        /* NATS JetStream (broker_nats.h), with its settings from cfg. */
         if (queue_max == 0) {
             iot_set_err(err, errlen, "BROKER_QUEUE_MAX must be at least 1 for a NATS BROKER_URL");
             return IOT_EINVAL;
         }
-        if (cfg) {
-            struct broker_nats_opts o;
-            broker_nats_opts_from_config(cfg, &o);
-            rc = broker_nats_create(url, &o, queue_max, &b, err, errlen);
-        } else {
-            rc = broker_nats_create_from_env(url, queue_max, &b, err, errlen);
+        if (!cfg) {
+            /* Its settings (stream, limits) come only with the configuration. */
+            iot_set_err(err, errlen,
+                        "a NATS BROKER_URL needs the broker settings: use broker_create, "
+                        "not broker_create_from_url");
+            return IOT_EINVAL;
         }
+        struct broker_nats_opts o;
+        broker_nats_opts_from_config(cfg, &o);
+        rc = broker_nats_create(url, &o, queue_max, &b, err, errlen);
         if (rc != 0) return rc; /* err names the problem, without any credential */
     } else {
         char shown[160];

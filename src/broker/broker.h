@@ -91,18 +91,23 @@ int broker_none_create(struct broker **out);
 int broker_throttle_create(struct broker *inner, int64_t throttle_ms, size_t max_sensors,
                            struct broker **out);
 
-/*
- * Factory: "memory", "none" or "nats://host:port/subject". Wraps in the throttle
- * when throttle_ms > 0. Returns 0, IOT_EINVAL (message in err) or IOT_ENOMEM.
- */
 /* Copies url with any user:password@ replaced by ***@, for logs. */
 void broker_url_redact(const char *url, char *out, size_t outlen);
 
-/* The same, with every broker setting (NATS options included) taken from cfg. */
-struct config;
-int broker_create(const struct config *cfg, struct broker **out, char *err, size_t errlen);
-
+/*
+ * Factory: "memory" or "none". Wraps in the throttle when throttle_ms > 0.
+ * A "nats://host:port/subject" url needs the NATS settings, which only
+ * broker_create has: here it is refused with IOT_EINVAL. Returns 0,
+ * IOT_EINVAL (message in err) or IOT_ENOMEM.
+ */
 int broker_create_from_url(const char *url, size_t queue_max, int64_t throttle_ms,
                            struct broker **out, char *err, size_t errlen);
+
+/*
+ * The same factory, with every broker setting (NATS options included) taken
+ * from cfg: "memory", "none" or "nats://host:port/subject".
+ */
+struct config;
+int broker_create(const struct config *cfg, struct broker **out, char *err, size_t errlen);
 
 #endif

@@ -27,6 +27,7 @@
 #include "broker/broker_msg.h"
 #include "broker/broker_nats.h"
 #include "broker/nats_int.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -84,27 +85,6 @@ struct nats_broker {
     bool mu_ok, cv_ok, closed_cv_ok, thread_ok;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* An absolute CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
-static struct timespec deadline_in(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 static void count_drop(struct nats_broker *nb, uint64_t n)
 {
     if (n) atomic_fetch_add(&nb->dropped, n);
@@ -113,7 +93,7 @@ static void count_drop(struct nats_broker *nb, uint64_t n)
 /* Called with mu held: logs when publishing starts or stops failing. */
 static void note_outcome(struct nats_broker *nb, bool ok, const char *why)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     if (ok)
         nb->last_ok_mono = now;
     else
@@ -254,12 +234,12 @@ static void *publish_loop(void *arg)
     for (;;) {
         bool up = atomic_load(&nb->connected);
         if (up && (nb->need_ensure || !atomic_load(&nb->stream_ok)) && !nb->stopping &&
-            mono_ms() >= next_ensure) {
+            clock_mono_ms() >= next_ensure) {
             nb->need_ensure = false;
             pthread_mutex_unlock(&nb->mu);
             ensure_stream(nb);
             pthread_mutex_lock(&nb->mu);
-            next_ensure = mono_ms() + ENSURE_RETRY_MS;
+            next_ensure = clock_mono_ms() + ENSURE_RETRY_MS;
             continue;
         }
         bool ready = up && atomic_load(&nb->stream_ok);
@@ -520,18 +500,9 @@ int broker_nats_create(const char *url, const struct broker_nats_opts *o, size_t
 
     if (!out) return IOT_EINVAL;
     *out = NULL;
-    if (!o || queue_max == 0 || o->max_pending < 1 || o->max_age_s < 1 || o->max_bytes < 1 ||
-        o->reconnect_wait_ms < 1) {
-        if (err && errlen) snprintf(err, errlen, "NATS broker: every limit must be positive");
-        return IOT_EINVAL;
-    }
-    if (!nats_stream_name_ok(o->stream)) {
-        if (err && errlen)
-            snprintf(err, errlen,
-                     "BROKER_STREAM must be 1-64 letters, digits, '-' or '_', got \"%.64s\"",
-                     o->stream ? o->stream : "");
-        return IOT_EINVAL;
-    }
+    if ((rc = nats_opts_check("NATS broker", o, o && queue_max > 0 && o->max_pending >= 1, err,
+                              errlen)))
+        return rc;
     if (!(nb = calloc(1, sizeof *nb))) return IOT_ENOMEM;
     nb->base.ops = &nats_ops;
     if ((rc = nats_target_parse(url, &nb->t, err, errlen))) {
@@ -592,26 +563,4 @@ int broker_nats_create(const char *url, const struct broker_nats_opts *o, size_t
         nb->t.shown, nb->t.subject, nb->stream, (long long)o->max_pending);
     *out = &nb->base;
     return 0;
-}
-
-int broker_nats_create_from_env(const char *url, size_t queue_max, struct broker **out, char *err,
-                                size_t errlen)
-{
-    struct config cfg;
-    struct broker_nats_opts o;
-    char *rest[1];
-    int nrest = 0, rc;
-
-    if (out) *out = NULL;
-    if ((rc = config_init(&cfg))) {
-        config_fini(&cfg);
-        return rc;
-    }
-    rc = config_load(&cfg, 0, NULL, rest, &nrest, err, errlen);
-    if (rc == 0) {
-        broker_nats_opts_from_config(&cfg, &o);
-        rc = broker_nats_create(url, &o, queue_max, out, err, errlen);
-    }
-    config_fini(&cfg);
-    return rc;
 }

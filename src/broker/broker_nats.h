@@ -38,12 +38,4 @@ void broker_nats_opts_from_config(const struct config *cfg, struct broker_nats_o
 int broker_nats_create(const char *url, const struct broker_nats_opts *o, size_t queue_max,
                        struct broker **out, char *err, size_t errlen);
 
-/*
- * broker_nats_create with the options read from the environment (the same
- * settings table, names and bounds as every other setting): for the broker
- * factory, which is not handed the settings. Returns as broker_nats_create.
- */
-int broker_nats_create_from_env(const char *url, size_t queue_max, struct broker **out, char *err,
-                                size_t errlen);
-
 #endif

@@ -64,6 +64,22 @@ int nats_stream_name_ok(const char *name)
     return n >= 1 && n <= 64;
 }
 
+int nats_opts_check(const char *who, const struct broker_nats_opts *o, int own_limits_ok, char *err,
+                    size_t errlen)
+{
+    if (!o || !own_limits_ok || o->max_age_s < 1 || o->max_bytes < 1 || o->reconnect_wait_ms < 1) {
+        iot_set_err(err, errlen, "%s: every limit must be positive", who);
+        return IOT_EINVAL;
+    }
+    if (!nats_stream_name_ok(o->stream)) {
+        iot_set_err(err, errlen,
+                    "BROKER_STREAM must be 1-64 letters, digits, '-' or '_', got \"%.64s\"",
+                    o->stream ? o->stream : "");
+        return IOT_EINVAL;
+    }
+    return 0;
+}
+
 int nats_target_parse(const char *url, struct nats_target *t, char *err, size_t errlen)
 {
     static const char scheme[] = "nats://";

@@ -75,19 +75,6 @@ static void on_closed(natsConnection *nc, void *closure)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int durable_ok(const char *s)
-{
-    size_t n = 0;
-    if (!s) return 0;
-    for (; s[n]; n++) {
-        char ch = s[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_'))
-            return 0;
-    }
-    return n >= 1 && n <= DURABLE_MAXLEN;
-}
-
 /* Creates the durable consumer, or brings its ack wait and window to the settings. */
 static int ensure_consumer(struct nats_consumer *c, jsOptions *jo)
 {
@@ -179,19 +166,10 @@ int nats_consumer_open(const char *url, const struct nats_consumer_opts *o,
 
     if (!out) return IOT_EINVAL;
     *out = NULL;
-    if (!o || o->ack_wait_ms < 1 || o->max_ack_pending < 1 || o->stream.max_age_s < 1 ||
-        o->stream.max_bytes < 1 || o->stream.reconnect_wait_ms < 1) {
-        if (err && errlen) snprintf(err, errlen, "NATS consumer: every limit must be positive");
-        return IOT_EINVAL;
-    }
-    if (!nats_stream_name_ok(o->stream.stream)) {
-        if (err && errlen)
-            snprintf(err, errlen,
-                     "BROKER_STREAM must be 1-64 letters, digits, '-' or '_', got \"%.64s\"",
-                     o->stream.stream ? o->stream.stream : "");
-        return IOT_EINVAL;
-    }
-    if (!durable_ok(o->durable)) {
+    if ((rc = nats_opts_check("NATS consumer", o ? &o->stream : NULL,
+                              o && o->ack_wait_ms >= 1 && o->max_ack_pending >= 1, err, errlen)))
+        return rc;
+    if (!nats_stream_name_ok(o->durable)) { /* a durable name follows the stream name's rules */
         if (err && errlen)
             snprintf(err, errlen,
                      "BROKER_CONSUMER must be 1-64 letters, digits, '-' or '_', got \"%.64s\"",
@@ -354,9 +332,7 @@ void nats_consumer_close(struct nats_consumer *c)
     if (c->nc) {
         natsConnection_Close(c->nc);
         pthread_mutex_lock(&c->mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += CLOSE_WAIT_MS / 1000;
+        struct timespec until = deadline_in(CLOSE_WAIT_MS);
         while (!c->closed)
             if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT) break;
         safe = c->closed;

@@ -1,7 +1,7 @@
 /*
  * Private to the NATS JetStream broker (broker_nats.c, nats_consumer.c):
- * BROKER_URL parsing, connection options, and the stream both sides create
- * if it is missing.
+ * BROKER_URL parsing, option checks, connection options, the stream both
+ * sides create if it is missing, and a condition-variable deadline.
  */
 #ifndef IOT_NATS_INT_H
 #define IOT_NATS_INT_H
@@ -11,6 +11,7 @@
 #include <nats/nats.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define NATS_DEFAULT_SUBJECT "iot.readings"
 /* How long one JetStream API request (stream info, consumer info) may take. */
@@ -30,8 +31,32 @@ struct nats_target {
  */
 int nats_target_parse(const char *url, struct nats_target *t, char *err, size_t errlen);
 
-/* A JetStream stream name: 1..64 letters, digits, '-' or '_'. */
+/* A JetStream stream (or durable consumer) name: 1..64 letters, digits, '-' or '_'. */
 int nats_stream_name_ok(const char *name);
+
+/*
+ * The option checks both sides make before they start: own_limits_ok says
+ * whether the caller's own limits are valid, o (may be NULL: invalid) holds
+ * the shared ones, which must all be positive, and the stream name. Returns
+ * 0, or IOT_EINVAL with err set to "<who>: every limit must be positive" or
+ * the BROKER_STREAM sentence.
+ */
+int nats_opts_check(const char *who, const struct broker_nats_opts *o, int own_limits_ok, char *err,
+                    size_t errlen);
+
+/* An absolute CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
+static inline struct timespec deadline_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
 
 /* Callbacks the connection reports to, all with closure ud; any may be NULL. */
 struct nats_conn_events {

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,32 @@ int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struc
     int rc = store_open(cfg->database_url, &o, out, err, sizeof err);
     if (rc) fprintf(stderr, "iot-ingest: %s\n", err);
     return rc;
+}
+
+int cli_open_ready(const struct config *cfg, const char *prefix, struct store **out)
+{
+    return cli_open_ready_bg(cfg, 0, prefix, out);
+}
+
+int cli_open_ready_bg(const struct config *cfg, int background_checkpoint, const char *prefix,
+                      struct store **out)
+{
+    int rc = cli_open_store_bg(cfg, background_checkpoint, out);
+    if (rc) {
+        *out = NULL;
+        return rc;
+    }
+    rc = store_schema_init(*out);
+    if (rc && prefix) fprintf(stderr, "%s: %s\n", prefix, store_errmsg(*out));
+    return rc;
+}
+
+int cli_block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
 int cli_parse_double(const char *flag, const char *s, double *out)

@@ -1,10 +1,11 @@
-/* Shared plumbing of the subcommands: settings, flags, opening the store. */
+/* Shared plumbing of the subcommands: settings, flags, opening the store, stop signals. */
 #ifndef IOT_CLI_H
 #define IOT_CLI_H
 
 #include "core/config.h"
 #include "store/store.h"
 
+#include <signal.h>
 #include <stdio.h>
 
 #define CLI_MAX_ARGS 64
@@ -40,6 +41,25 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
 int cli_open_store(const struct config *cfg, struct store **out);
 /* The same; background_checkpoint: the caller runs a store_maintainer for it. */
 int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struct store **out);
+
+/*
+ * cli_open_store, then creates or upgrades the schema. If that fails, prints
+ * "<prefix>: <store_errmsg>" on stderr (nothing when prefix is NULL: the
+ * caller reports it) and returns the error with *out still open, for the
+ * caller to report on and close. Returns 0, or the error; *out is NULL when
+ * the store could not even be opened (cli_open_store printed why).
+ */
+int cli_open_ready(const struct config *cfg, const char *prefix, struct store **out);
+/* The same; background_checkpoint as for cli_open_store_bg. */
+int cli_open_ready_bg(const struct config *cfg, int background_checkpoint, const char *prefix,
+                      struct store **out);
+
+/*
+ * Fills set with SIGTERM and SIGINT and blocks them in the calling thread,
+ * and so in every thread it starts afterwards; the caller takes them with
+ * sigwait/sigtimedwait. Returns pthread_sigmask's result (0 on success).
+ */
+int cli_block_stop_signals(sigset_t *set);
 
 /* Parses a double flag value; -1 and a message on stderr if it is not a finite number. */
 int cli_parse_double(const char *flag, const char *s, double *out);

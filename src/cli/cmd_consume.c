@@ -20,7 +20,6 @@
 #include "core/log.h"
 #include "jobs/online_consumer.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,19 +139,12 @@ static int run_consume(struct config *cfg, const char **pos)
 
     /* Before any thread starts (libnats makes several): they all inherit the mask. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    if (cli_block_stop_signals(&sigs) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "iot-ingest consume: cannot set up signal handling\n");
         return 1;
     }
 
-    if (cli_open_store(cfg, &s)) goto out;
-    if ((rc = store_schema_init(s))) {
-        fprintf(stderr, "iot-ingest consume: %s\n", store_errmsg(s));
-        goto out;
-    }
+    if (cli_open_ready(cfg, "iot-ingest consume", &s)) goto out;
     struct online_opts oo = {cfg->online_alpha,
                              cfg->anomaly_z,
                              cfg->online_predict_every,

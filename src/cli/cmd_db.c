@@ -12,12 +12,11 @@ static int run_db_init(struct config *cfg, const char **pos)
 {
     (void)pos;
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
-    int v = 0, rc = store_schema_init(s);
-    if (!rc) rc = store_schema_version(s, &v);
-    if (rc)
+    int v = 0, rc = cli_open_ready(cfg, "iot-ingest db init", &s);
+    if (!s) return 1;
+    if (!rc && (rc = store_schema_version(s, &v)))
         fprintf(stderr, "iot-ingest db init: %s\n", store_errmsg(s));
-    else
+    if (!rc)
         cli_print_json(json_pack("{s:s, s:i}", "backend", store_backend(s), "schema_version", v));
     store_close(s);
     return rc ? 1 : 0;
@@ -72,8 +71,8 @@ static int run_db_demo(struct config *cfg, const char **pos)
 {
     (void)pos;
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
-    int rc = store_schema_init(s);
+    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    if (!s) return 1;
     int64_t now = clock_now_ms();
     json_t *devices = json_array();
     for (size_t i = 0; !rc && i < sizeof demo / sizeof demo[0]; i++) {
@@ -98,16 +97,14 @@ static int run_db_demo(struct config *cfg, const char **pos)
     return rc ? 1 : 0;
 }
 
-static struct cli_flag no_flags[] = {{0, 0, 0, 0}};
-
 const struct cli_cmd cmd_db_init = {
     "db init", NULL, "Creates the schema in DATABASE_URL, or upgrades it in place; idempotent.",
-    no_flags,  0,    run_db_init};
+    NULL,      0,    run_db_init};
 const struct cli_cmd cmd_db_demo = {
     "db demo",
     NULL,
     "Adds the demo fleet (2 devices, 6 sensors, thresholds) with fixed, public, demo-only keys;\n"
     "idempotent. Never use these keys outside a laptop.",
-    no_flags,
+    NULL,
     0,
     run_db_demo};

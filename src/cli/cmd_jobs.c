@@ -30,54 +30,80 @@ static void finish_run(struct store *s, const char *job, int rc, int64_t started
     store_close(s);
 }
 
-static int run_baseline(void *ud)
+/*
+ * One run of a job: opens the store (a database that cannot be opened
+ * fails the run, unrecorded), runs body, which formats the summary line
+ * into line, prints that line or the failure, and records the run.
+ */
+static int run_job(const struct config *cfg, const char *job,
+                   int (*body)(struct store *s, const struct config *cfg, char *line, size_t len))
 {
-    const struct config *cfg = ud;
+    char line[512];
     struct store *s;
     int64_t started = clock_mono_ms();
-    if (cli_open_store(cfg, &s)) return 1;
-    struct baseline_opts o = {cfg->baseline_lookback_s * 1000, cfg->baseline_horizon_min,
-                              (size_t)cfg->baseline_window, cfg->anomaly_z};
-    struct baseline_summary r;
-    int rc = store_schema_init(s);
-    if (!rc) rc = job_baseline_run(s, &o, &r);
+    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    if (!s) return 1;
+    if (!rc) rc = body(s, cfg, line, sizeof line);
     if (rc)
-        fprintf(stderr, "iot-ingest job baseline: could not run: %s: %s\n", iot_strerror(rc),
+        fprintf(stderr, "iot-ingest job %s: could not run: %s: %s\n", job, iot_strerror(rc),
                 store_errmsg(s));
     else
-        printf("baseline: sensors=%llu predictions=%llu anomalies=%llu events_opened=%llu "
-               "events_resolved=%llu failed=%llu duration_ms=%lld\n",
-               (unsigned long long)r.sensors, (unsigned long long)r.predictions,
-               (unsigned long long)r.anomalies, (unsigned long long)r.events_opened,
-               (unsigned long long)r.events_resolved, (unsigned long long)r.failed,
-               (long long)r.duration_ms);
+        printf("%s\n", line);
     fflush(stdout);
-    finish_run(s, "baseline", rc, started);
+    finish_run(s, job, rc, started);
     return rc ? 1 : 0;
 }
 
-static int run_explain(void *ud)
+static int baseline(struct store *s, const struct config *cfg, char *line, size_t len)
 {
-    const struct config *cfg = ud;
-    struct store *s;
-    int64_t started = clock_mono_ms();
-    if (cli_open_store(cfg, &s)) return 1;
+    struct baseline_opts o = {cfg->baseline_lookback_s * 1000, cfg->baseline_horizon_min,
+                              (size_t)cfg->baseline_window, cfg->anomaly_z};
+    struct baseline_summary r;
+    int rc = job_baseline_run(s, &o, &r);
+    if (!rc)
+        snprintf(line, len,
+                 "baseline: sensors=%llu predictions=%llu anomalies=%llu events_opened=%llu "
+                 "events_resolved=%llu failed=%llu duration_ms=%lld",
+                 (unsigned long long)r.sensors, (unsigned long long)r.predictions,
+                 (unsigned long long)r.anomalies, (unsigned long long)r.events_opened,
+                 (unsigned long long)r.events_resolved, (unsigned long long)r.failed,
+                 (long long)r.duration_ms);
+    return rc;
+}
+
+static int explain(struct store *s, const struct config *cfg, char *line, size_t len)
+{
     struct explain_opts o = {cfg->ai_explainer_url, cfg->anomaly_score_threshold,
                              cfg->explain_connect_timeout_ms, cfg->explain_timeout_ms,
                              (size_t)cfg->explain_max_per_run};
     struct explain_summary r;
-    int rc = store_schema_init(s);
-    if (!rc) rc = job_explain_run(s, &o, &r);
-    if (rc)
-        fprintf(stderr, "iot-ingest job explain: could not run: %s: %s\n", iot_strerror(rc),
-                store_errmsg(s));
-    else
-        printf("explain: candidates=%llu stored=%llu failed=%llu duration_ms=%lld\n",
-               (unsigned long long)r.candidates, (unsigned long long)r.stored,
-               (unsigned long long)r.failed, (long long)r.duration_ms);
-    fflush(stdout);
-    finish_run(s, "explain", rc, started);
-    return rc ? 1 : 0;
+    int rc = job_explain_run(s, &o, &r);
+    if (!rc)
+        snprintf(line, len, "explain: candidates=%llu stored=%llu failed=%llu duration_ms=%lld",
+                 (unsigned long long)r.candidates, (unsigned long long)r.stored,
+                 (unsigned long long)r.failed, (long long)r.duration_ms);
+    return rc;
+}
+
+static int silence(struct store *s, const struct config *cfg, char *line, size_t len)
+{
+    struct silence_summary r;
+    int rc = job_silence_run(s, cfg->no_data_after_s * 1000, &r);
+    if (!rc)
+        snprintf(line, len, "silence: silent=%llu alerts_opened=%llu duration_ms=%lld",
+                 (unsigned long long)r.silent, (unsigned long long)r.opened,
+                 (long long)r.duration_ms);
+    return rc;
+}
+
+static int run_baseline(void *ud)
+{
+    return run_job(ud, "baseline", baseline);
+}
+
+static int run_explain(void *ud)
+{
+    return run_job(ud, "explain", explain);
 }
 
 static int run_silence(void *ud)
@@ -88,22 +114,7 @@ static int run_silence(void *ud)
         fflush(stdout);
         return 0;
     }
-    struct store *s;
-    int64_t started = clock_mono_ms();
-    if (cli_open_store(cfg, &s)) return 1;
-    struct silence_summary r;
-    int rc = store_schema_init(s);
-    if (!rc) rc = job_silence_run(s, cfg->no_data_after_s * 1000, &r);
-    if (rc)
-        fprintf(stderr, "iot-ingest job silence: could not run: %s: %s\n", iot_strerror(rc),
-                store_errmsg(s));
-    else
-        printf("silence: silent=%llu alerts_opened=%llu duration_ms=%lld\n",
-               (unsigned long long)r.silent, (unsigned long long)r.opened,
-               (long long)r.duration_ms);
-    fflush(stdout);
-    finish_run(s, "silence", rc, started);
-    return rc ? 1 : 0;
+    return run_job(cfg, "silence", silence);
 }
 
 static int one(struct config *cfg, int (*fn)(void *))
@@ -134,15 +145,12 @@ static int cmd_all(struct config *cfg, const char **pos)
 {
     (void)pos;
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    cli_block_stop_signals(&stop);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct sched_task tasks[] = {
-        {"baseline", cfg->baseline_every_s * 1000, run_baseline, cfg, 0, 0},
-        {"explain", cfg->explain_every_s * 1000, run_explain, cfg, 0, 0},
-        {"silence", cfg->no_data_every_s * 1000, run_silence, cfg, 0, 0},
+        {"baseline", cfg->baseline_every_s * 1000, run_baseline, cfg, 0},
+        {"explain", cfg->explain_every_s * 1000, run_explain, cfg, 0},
+        {"silence", cfg->no_data_every_s * 1000, run_silence, cfg, 0},
     };
     LOG(LOG_INFO, "jobs_started", "baseline_every_s=%lld explain_every_s=%lld no_data_every_s=%lld",
         (long long)cfg->baseline_every_s, (long long)cfg->explain_every_s,
@@ -153,14 +161,12 @@ static int cmd_all(struct config *cfg, const char **pos)
     return 0;
 }
 
-static struct cli_flag no_flags[] = {{0, 0, 0, 0}};
-
 const struct cli_cmd cmd_job_baseline = {
     "job baseline",
     NULL,
     "Runs the baseline predictor once: one moving-average prediction per active sensor\n"
     "with a recent reading, anomaly scores, ml_events for predicted critical breaches.",
-    no_flags,
+    NULL,
     0,
     cmd_baseline};
 const struct cli_cmd cmd_job_explain = {
@@ -168,14 +174,14 @@ const struct cli_cmd cmd_job_explain = {
     NULL,
     "Sends anomalous predictions without an explanation to AI_EXPLAINER_URL/explain once\n"
     "and stores the JSON answers.",
-    no_flags,
+    NULL,
     0,
     cmd_explain};
 const struct cli_cmd cmd_job_silence = {
     "job silence",
     NULL,
     "Opens no_data alerts for sensors silent for NO_DATA_AFTER_S (0 = off), once.",
-    no_flags,
+    NULL,
     0,
     cmd_silence};
 const struct cli_cmd cmd_jobs = {
@@ -183,6 +189,6 @@ const struct cli_cmd cmd_jobs = {
     NULL,
     "Runs baseline, explain and silence on BASELINE_EVERY_S, EXPLAIN_EVERY_S and\n"
     "NO_DATA_EVERY_S until SIGTERM/SIGINT; finishes the run in progress, exits 0.",
-    no_flags,
+    NULL,
     0,
     cmd_all};

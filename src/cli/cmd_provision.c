@@ -40,13 +40,6 @@ static int finish(struct store *s, int rc, const char *what, const char *id)
     return rc ? 1 : 0;
 }
 
-static int schema_ready(struct store *s)
-{
-    int rc = store_schema_init(s);
-    if (rc) fprintf(stderr, "iot-ingest: %s\n", store_errmsg(s));
-    return rc;
-}
-
 static int run_device_add(struct config *cfg, const char **pos)
 {
     (void)pos;
@@ -69,9 +62,9 @@ static int run_device_add(struct config *cfg, const char **pos)
     unsigned char h[SECRET_HASH_LEN];
     if (secret_hash(key, strlen(key), h)) return 1;
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
+    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    if (!s) return 1;
     int64_t id = 0;
-    int rc = schema_ready(s);
     if (!rc) rc = store_device_add(s, f_uuid, f_name, h, clock_now_ms(), &id);
     if (!rc)
         cli_print_json(json_pack("{s:I, s:s, s:s}", "device_id", (json_int_t)id, "device_uuid",
@@ -82,8 +75,8 @@ static int run_device_add(struct config *cfg, const char **pos)
 static int set_active(struct config *cfg, const char *uuid, int sensor)
 {
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
-    int rc = schema_ready(s);
+    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    if (!s) return 1;
     if (!rc)
         rc = sensor ? store_sensor_set_active(s, uuid, 0) : store_device_set_active(s, uuid, 0);
     if (!rc)
@@ -111,9 +104,9 @@ static int run_sensor_add(struct config *cfg, const char **pos)
         (f_unit && check_len("--unit", f_unit, STORE_NAME_MAX)))
         return EXIT_USAGE;
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
+    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    if (!s) return 1;
     int64_t id = 0, device_id = 0;
-    int rc = schema_ready(s);
     if (!rc) {
         rc = store_sensor_add(s, f_device, f_uuid, f_name, f_type, f_unit, clock_now_ms(), &id,
                               &device_id);
@@ -166,9 +159,9 @@ static int run_threshold_set(struct config *cfg, const char **pos)
         return EXIT_USAGE;
     }
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
+    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    if (!s) return 1;
     int64_t id = 0;
-    int rc = schema_ready(s);
     if (!rc) rc = store_threshold_set(s, f_sensor, sev, &t, clock_now_ms(), &id);
     if (!rc)
         cli_print_json(json_pack("{s:I, s:s, s:s, s:o, s:o, s:o}", "threshold_id", (json_int_t)id,
@@ -185,8 +178,8 @@ static int run_threshold_clear(struct config *cfg, const char **pos)
     enum severity sev;
     if (parse_severity(&sev)) return EXIT_USAGE;
     struct store *s;
-    if (cli_open_store(cfg, &s)) return 1;
-    int rc = schema_ready(s);
+    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    if (!s) return 1;
     if (!rc) rc = store_threshold_clear(s, f_sensor, sev);
     if (!rc)
         cli_print_json(json_pack("{s:s, s:s, s:b}", "sensor_uuid", f_sensor, "severity",
@@ -217,7 +210,6 @@ static struct cli_flag threshold_clear_flags[] = {
     {"--sensor", &f_sensor, 1, "sensor uuid"},
     {"--severity", &f_severity, 1, "warning or critical"},
     {0, 0, 0, 0}};
-static struct cli_flag no_flags[] = {{0, 0, 0, 0}};
 
 const struct cli_cmd cmd_device_add = {
     "device add",
@@ -231,7 +223,7 @@ const struct cli_cmd cmd_device_disable = {
     "device disable",
     "UUID",
     "Sets is_active = 0; the gateway refuses the device within SENSOR_CACHE_TTL_S.",
-    no_flags,
+    NULL,
     1,
     run_device_disable};
 const struct cli_cmd cmd_sensor_add = {
@@ -245,7 +237,7 @@ const struct cli_cmd cmd_sensor_disable = {
     "sensor disable",
     "UUID",
     "Sets is_active = 0; its readings are rejected within SENSOR_CACHE_TTL_S.",
-    no_flags,
+    NULL,
     1,
     run_sensor_disable};
 const struct cli_cmd cmd_threshold_set = {

@@ -38,17 +38,10 @@ static int run_serve(struct config *cfg, const char **pos)
 
     /* Signals are taken by sigwait in this thread only; block them before any thread starts. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    cli_block_stop_signals(&sigs);
     signal(SIGPIPE, SIG_IGN);
 
-    if (cli_open_store_bg(cfg, 1, &wdb)) goto out;
-    if ((rc = store_schema_init(wdb))) {
-        fprintf(stderr, "iot-ingest serve: %s\n", store_errmsg(wdb));
-        goto out;
-    }
+    if (cli_open_ready_bg(cfg, 1, "iot-ingest serve", &wdb)) goto out;
     struct store *mdb = NULL;
     if (cli_open_store(cfg, &mdb) || (rc = store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint)))
         goto out;
@@ -105,13 +98,11 @@ out:
     return status;
 }
 
-static struct cli_flag no_flags[] = {{0, 0, 0, 0}};
-
 const struct cli_cmd cmd_serve = {
     "serve",
     NULL,
     "Runs the HTTP ingest gateway on INGEST_HOST:INGEST_PORT until SIGTERM/SIGINT.\n"
     "Creates or upgrades the schema first.",
-    no_flags,
+    NULL,
     0,
     run_serve};

@@ -47,7 +47,7 @@ static const char *f_devices, *f_sensors, *f_rpp, *f_connections, *f_rate, *f_du
 struct sim_run {
     uint64_t devices, sensors, connections, timeout_ms, seed, emit_packets;
     double rate, duration;
-    int gzip, thresholds, packet_ids, json, progress;
+    int gzip, thresholds, json, progress;
     const char *prefix, *emit;
     char prefix_buf[SIM_PREFIX_MAX + 1];
     char post_url[1024], base_url[1024];
@@ -226,7 +226,7 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
         (f_seed && parse_u64("--seed", f_seed, 0, UINT64_MAX, &r->seed)) ||
         (f_thresholds && parse_bool("--thresholds", f_thresholds, &r->thresholds)) ||
         (f_timestamps && parse_bool("--timestamps", f_timestamps, &ts)) ||
-        (f_packet_ids && parse_bool("--packet-ids", f_packet_ids, &r->packet_ids)) ||
+        (f_packet_ids && parse_bool("--packet-ids", f_packet_ids, &r->popts.packet_ids)) ||
         (f_timeout && parse_u64("--timeout-ms", f_timeout, 1, 3600000, &r->timeout_ms)) ||
         (f_emit_packets &&
          parse_u64("--emit-packets", f_emit_packets, 1, 100000000, &r->emit_packets)) ||
@@ -271,7 +271,6 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
     r->popts.timestamps = ts >= 0 ? ts : !r->emit;
     r->popts.readings = rpp; /* 0: one reading per sensor of each device */
     r->popts.late_fraction = late;
-    r->popts.packet_ids = r->packet_ids;
     r->popts.sig.spike_prob = spike;
     r->popts.sig.excursion_prob = exc;
     return 0;
@@ -408,8 +407,8 @@ static int provision(const struct sim_run *r, const struct config *cfg, struct s
     struct sim_fleet *f = NULL;
     char err[IOT_ERRBUF] = "";
     int64_t t0 = clock_mono_us();
-    if (cli_open_store(cfg, &s)) return 1;
-    int rc = store_schema_init(s);
+    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    if (!s) return 1;
     if (rc) snprintf(err, sizeof err, "schema: %s", store_errmsg(s));
     if (!rc && (rc = sim_fleet_create(r->devices, r->sensors, &f)))
         snprintf(err, sizeof err, "out of memory");

@@ -25,6 +25,29 @@ static void mean_std(const double *v, size_t n, double *mean, double *std)
     *std = sqrt(sq / (double)n) * scale;
 }
 
+/* max(|v|, 1): the scale below which differences are absolute, not relative. */
+static double max1(double v)
+{
+    v = fabs(v);
+    return v > 1.0 ? v : 1.0;
+}
+
+double baseline_score(double z, double anomaly_z)
+{
+    double k = z / anomaly_z;
+    return isinf(z) || isinf(k) ? 1.0 : 1.0 - pow(4.0, -(k * k));
+}
+
+int baseline_is_anomaly(double z, double anomaly_z)
+{
+    return z >= anomaly_z;
+}
+
+double baseline_confidence(double level, double spread)
+{
+    return isfinite(spread) ? 1.0 / (1.0 + spread / max1(level)) : 0.0;
+}
+
 void baseline_compute(const double *values, size_t n, size_t window, double anomaly_z,
                       struct baseline_result *out)
 {
@@ -32,8 +55,7 @@ void baseline_compute(const double *values, size_t n, size_t window, double anom
     double mean, spread;
     mean_std(values, w, &mean, &spread);
     out->predicted = mean;
-    double scale = fabs(mean) > 1 ? fabs(mean) : 1;
-    out->confidence = 1.0 / (1.0 + spread / scale);
+    out->confidence = baseline_confidence(mean, spread);
 
     size_t r = n - 1 < window ? n - 1 : window;
     out->z = 0;
@@ -41,11 +63,10 @@ void baseline_compute(const double *values, size_t n, size_t window, double anom
         double rmean, rstd;
         mean_std(values + 1, r, &rmean, &rstd);
         /* Rounding noise of a flat series must not look like variation. */
-        double eps = 1e-9 * (fabs(rmean) > 1 ? fabs(rmean) : 1);
+        double eps = 1e-9 * max1(rmean);
         double dev = fabs(values[0] - rmean);
         if (dev > eps) out->z = rstd > eps ? dev / rstd : INFINITY;
     }
-    double k = out->z / anomaly_z;
-    out->score = isinf(k) ? 1.0 : 1.0 - pow(4.0, -(k * k));
-    out->is_anomaly = out->z >= anomaly_z;
+    out->score = baseline_score(out->z, anomaly_z);
+    out->is_anomaly = baseline_is_anomaly(out->z, anomaly_z);
 }

@@ -27,4 +27,15 @@ struct baseline_result {
 void baseline_compute(const double *values, size_t n, size_t window, double anomaly_z,
                       struct baseline_result *out);
 
+/*
+ * The formulas above that the online model (online_model.h) shares, for
+ * z >= 0 (+inf allowed) and anomaly_z > 0:
+ *   score       = 1 - 4^(-(z / anomaly_z)^2); exactly 1 when z or the ratio is infinite
+ *   is_anomaly  = z >= anomaly_z
+ *   confidence  = 1 / (1 + spread / max(|level|, 1)); 0 when spread is not finite
+ */
+double baseline_score(double z, double anomaly_z);
+int baseline_is_anomaly(double z, double anomaly_z);
+double baseline_confidence(double level, double spread);
+
 #endif

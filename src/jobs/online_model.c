@@ -1,4 +1,5 @@
 #include "jobs/online_model.h"
+#include "jobs/baseline_math.h"
 
 #include <math.h>
 
@@ -29,14 +30,8 @@ void online_model_update(struct online_model *m, double x, double alpha, double 
     m->count++;
     if (!out) return;
     out->z = z;
-    if (isinf(z))
-        out->score = 1.0;
-    else {
-        double r = z / anomaly_z;
-        out->score = 1.0 - pow(4.0, -(r * r));
-    }
-    out->is_anomaly = z >= anomaly_z;
+    out->score = baseline_score(z, anomaly_z);
+    out->is_anomaly = baseline_is_anomaly(z, anomaly_z);
     out->predicted = m->mean;
-    double sd = sqrt(m->var);
-    out->confidence = isfinite(sd) ? 1.0 / (1.0 + sd / max1(m->mean)) : 0.0;
+    out->confidence = baseline_confidence(m->mean, sqrt(m->var));
 }

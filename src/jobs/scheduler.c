@@ -14,7 +14,6 @@ int scheduler_run(struct sched_task *tasks, int ntasks, const sigset_t *stop)
             if (t->next_due > now) continue;
             int64_t started = clock_mono_ms();
             int rc = t->run(t->ud);
-            t->runs++;
             LOG(rc ? LOG_WARN : LOG_DEBUG, "job_run", "job=%s rc=%d duration_ms=%lld", t->name, rc,
                 (long long)(clock_mono_ms() - started));
             /* Fixed rate from the planned start; a run longer than the interval skips ahead. */

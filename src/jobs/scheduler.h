@@ -16,7 +16,6 @@ struct sched_task {
     int (*run)(void *ud); /* return value is logged only */
     void *ud;
     int64_t next_due; /* monotonic ms; 0 = run at start */
-    uint64_t runs;
 };
 
 /*

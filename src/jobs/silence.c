@@ -9,20 +9,24 @@
 
 #define PAGE 256
 
-/* One page: select and open alerts in the same write transaction. */
+/*
+ * One page: select and open alerts in the same write transaction. The
+ * page's states are loaded in one call (ids ascending, as the store wants).
+ */
 static int one_page(struct store *s, int64_t now, int64_t before, int64_t *after,
-                    struct store_job_sensor *page, size_t *n, struct silence_summary *sum)
+                    struct store_job_sensor *page, int64_t *ids,
+                    struct store_sensor_snapshot *snaps, size_t *n, struct silence_summary *sum)
 {
     int rc = store_tx_begin(s);
     if (!rc) rc = store_silent_sensors(s, before, *after, PAGE, page, n);
+    for (size_t i = 0; !rc && i < *n; i++)
+        ids[i] = page[i].id;
+    if (!rc && *n) rc = store_states_load(s, ids, *n, snaps);
     for (size_t i = 0; !rc && i < *n; i++) {
-        struct store_sensor_snapshot snap;
         int opened = 0;
-        struct alert_set set = {snap.alerts, snap.present};
-        rc = store_states_load(s, &page[i].id, 1, &snap);
-        if (!rc)
-            rc = alert_engine_no_data(s, set, page[i].id, page[i].device_id, page[i].uuid,
-                                      page[i].last_ts, now, &opened, NULL);
+        struct alert_set set = {snaps[i].alerts, snaps[i].present};
+        rc = alert_engine_no_data(s, set, page[i].id, page[i].device_id, page[i].uuid,
+                                  page[i].last_ts, now, &opened, NULL);
         sum->opened += (uint64_t)opened;
     }
     if (!rc) rc = store_tx_commit(s);
@@ -40,7 +44,14 @@ int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *s
     *sum = (struct silence_summary){0};
     if (after_ms <= 0) return 0;
     struct store_job_sensor *page = calloc(PAGE, sizeof *page);
-    if (!page) return IOT_ENOMEM;
+    int64_t *ids = calloc(PAGE, sizeof *ids);
+    struct store_sensor_snapshot *snaps = calloc(PAGE, sizeof *snaps);
+    if (!page || !ids || !snaps) {
+        free(page);
+        free(ids);
+        free(snaps);
+        return IOT_ENOMEM;
+    }
     struct job_progress prog;
     job_progress_start(&prog, "silence", "sensors");
     int64_t now = clock_now_ms(), after = 0;
@@ -48,7 +59,7 @@ int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *s
     for (;;) {
         size_t n = 0;
         uint64_t opened_before = sum->opened;
-        if ((rc = one_page(s, now, now - after_ms, &after, page, &n, sum))) {
+        if ((rc = one_page(s, now, now - after_ms, &after, page, ids, snaps, &n, sum))) {
             sum->opened = opened_before;
             LOG(LOG_WARN, "silence_page_failed", "err=\"%s\" db=\"%s\"", iot_strerror(rc),
                 store_errmsg(s));
@@ -58,6 +69,8 @@ int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *s
         job_progress_tick(&prog, sum->silent);
     }
     sum->duration_ms = job_progress_end(&prog);
+    free(snaps);
+    free(ids);
     free(page);
     return rc;
 }

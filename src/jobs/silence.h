@@ -11,7 +11,7 @@
 #include "store/store.h"
 
 struct silence_summary {
-    uint64_t silent, opened, failed;
+    uint64_t silent, opened;
     int64_t duration_ms;
 };
 

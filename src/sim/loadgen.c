@@ -27,7 +27,7 @@ struct loop {
     struct slot *slots;
     unsigned *free_stack, nfree;
     struct lat_hist interval; /* latencies since the last tick */
-    uint64_t i_answered, i_ok, i_accepted;
+    uint64_t i_ok, i_accepted;
 };
 
 static uint64_t now_us(void)
@@ -144,7 +144,6 @@ static unsigned reap(struct loop *l)
             curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status > 0) {
             struct loadgen_totals *t = l->t;
             t->answered++;
-            l->i_answered++;
             t->status[status < LOADGEN_STATUS_MAX ? status : 0]++;
             lat_hist_add(&t->lat, us);
             lat_hist_add(&l->interval, us);
@@ -176,7 +175,6 @@ static void tick(struct loop *l, uint64_t now, uint64_t start, uint64_t last_tic
         .ok = t->ok,
         .errors = t->errors,
         .accepted = t->accepted,
-        .i_answered = l->i_answered,
         .i_ok = l->i_ok,
         .i_accepted = l->i_accepted,
         .interval_s = (double)(now - last_tick) / 1e6,
@@ -187,7 +185,7 @@ static void tick(struct loop *l, uint64_t now, uint64_t start, uint64_t last_tic
     };
     if (l->o->tick) l->o->tick(l->o->ud, &k);
     lat_hist_reset(&l->interval);
-    l->i_answered = l->i_ok = l->i_accepted = 0;
+    l->i_ok = l->i_accepted = 0;
 }
 
 int loadgen_run(const struct loadgen_opts *o, struct loadgen_totals *t)

@@ -33,7 +33,7 @@ typedef int (*loadgen_fill_fn)(void *ud, struct loadgen_request *req);
 struct loadgen_tick {
     double t_s;                                    /* since the start */
     uint64_t sent, answered, ok, errors, accepted; /* totals so far */
-    uint64_t i_answered, i_ok, i_accepted;         /* during the last interval */
+    uint64_t i_ok, i_accepted;                     /* during the last interval */
     double interval_s;
     uint64_t i_p50_us, i_p99_us, i_max_us;
     unsigned in_flight;

@@ -3,6 +3,7 @@
 #include "core/timefmt.h"
 
 #include <limits.h>
+#include <string.h>
 #include <zlib.h>
 
 #define LATE_MAX_MS 60000 /* a late reading is up to 1 min older than its sensor's newest */
@@ -64,24 +65,44 @@ int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, stru
     return rc;
 }
 
-int sim_gzip(const char *in, size_t n, struct sim_buf *out)
+int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct sim_buf *out)
 {
     if (n > UINT_MAX / 2) return IOT_ENOMEM;
     sim_buf_clear(out);
-    z_stream z = {0};
-    /* windowBits 15 + 16: a gzip header and trailer instead of zlib's. */
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return IOT_ENOMEM;
-    uLong bound = deflateBound(&z, (uLong)n);
+    if (g->ready) {
+        if (deflateReset(&g->z) != Z_OK) return IOT_EIO;
+    } else {
+        memset(&g->z, 0, sizeof g->z);
+        /* windowBits 15 + 16: a gzip header and trailer instead of zlib's. */
+        if (deflateInit2(&g->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return IOT_ENOMEM;
+        g->ready = 1;
+    }
+    z_stream *z = &g->z;
+    uLong bound = deflateBound(z, (uLong)n);
     int rc = sim_buf_reserve(out, bound);
     if (!rc) {
-        z.next_in = (Bytef *)(uintptr_t)in;
-        z.avail_in = (uInt)n;
-        z.next_out = (Bytef *)out->p;
-        z.avail_out = (uInt)bound;
-        rc = deflate(&z, Z_FINISH) == Z_STREAM_END ? 0 : IOT_EIO;
-        if (!rc) out->len = bound - z.avail_out;
+        z->next_in = (Bytef *)(uintptr_t)in;
+        z->avail_in = (uInt)n;
+        z->next_out = (Bytef *)out->p;
+        z->avail_out = (uInt)bound;
+        rc = deflate(z, Z_FINISH) == Z_STREAM_END ? 0 : IOT_EIO;
+        if (!rc) out->len = bound - z->avail_out;
     }
-    deflateEnd(&z);
+    return rc;
+}
+
+void sim_gzipper_fini(struct sim_gzipper *g)
+{
+    if (g->ready) deflateEnd(&g->z);
+    g->ready = 0;
+}
+
+int sim_gzip(const char *in, size_t n, struct sim_buf *out)
+{
+    struct sim_gzipper g = {.ready = 0};
+    int rc = sim_gzipper_run(&g, in, n, out);
+    sim_gzipper_fini(&g);
     return rc;
 }

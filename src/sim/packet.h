@@ -15,6 +15,7 @@
 #include "sim/signal.h"
 
 #include <stdint.h>
+#include <zlib.h>
 
 struct sim_packet_opts {
     size_t readings;      /* per packet; 0 = one per sensor of the device */
@@ -38,7 +39,25 @@ int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, stru
                      int64_t now_ms, uint64_t seq, struct sim_buf *out,
                      struct sim_packet_stats *st);
 
-/* Replaces out's content with the gzip encoding of in[0..n). 0, IOT_ENOMEM or IOT_EIO. */
+/*
+ * A gzip encoder kept from one packet to the next: set up at its first use,
+ * reset (deflateReset, same bytes as a fresh one) for each later one.
+ * Zero-initialised; sim_gzipper_fini frees it.
+ */
+struct sim_gzipper {
+    z_stream z;
+    int ready; /* z is set up */
+};
+
+/*
+ * Replaces out's content with the gzip encoding of in[0..n), with g's
+ * encoder. 0, IOT_ENOMEM or IOT_EIO.
+ */
+int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct sim_buf *out);
+/* Frees g's encoder; g can be used again. Accepts a zeroed g. */
+void sim_gzipper_fini(struct sim_gzipper *g);
+
+/* The same, one-shot. 0, IOT_ENOMEM or IOT_EIO. */
 int sim_gzip(const char *in, size_t n, struct sim_buf *out);
 
 #endif

@@ -43,7 +43,7 @@ int sim_source_fill(void *ud, struct loadgen_request *req)
     struct sim_device *d = next_device(s);
     struct sim_buf *out = s->gzip ? &s->plain : &req->body;
     int rc = sim_packet_build(d, s->popts, &s->rng, clock_now_ms(), ++s->seq, out, &s->st);
-    if (!rc && s->gzip) rc = sim_gzip(s->plain.p, s->plain.len, &req->body);
+    if (!rc && s->gzip) rc = sim_gzipper_run(&s->gz, s->plain.p, s->plain.len, &req->body);
     req->headers = d->headers;
     return rc;
 }
@@ -69,4 +69,5 @@ void sim_source_fini(struct sim_source *s)
         s->fleet->dev[i].headers = NULL;
     }
     sim_buf_free(&s->plain);
+    sim_gzipper_fini(&s->gz);
 }

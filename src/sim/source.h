@@ -24,7 +24,8 @@ struct sim_source {
     size_t next_dev;
     uint64_t seq; /* packets built, for packet ids */
     int gzip;
-    struct sim_buf plain; /* the JSON before gzip */
+    struct sim_buf plain;  /* the JSON before gzip */
+    struct sim_gzipper gz; /* one encoder for every packet */
 };
 
 /*
@@ -44,7 +45,7 @@ int sim_source_fill(void *ud, struct loadgen_request *req);
  */
 int sim_source_emit(struct sim_source *s, FILE *fp, uint64_t n, const char *api_key);
 
-/* Frees the headers and buffers (not the fleet). Accepts a zeroed source. */
+/* Frees the headers, buffers and encoder (not the fleet). Accepts a zeroed source. */
 void sim_source_fini(struct sim_source *s);
 
 #endif

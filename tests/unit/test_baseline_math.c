@@ -510,3 +510,21 @@ Test(baseline_math, random_like_series_match_reference)
         for (size_t j = 0; j < N(ws); j++)
             check_reference(v, ns[i], ws[j], 3, "pseudo-random");
 }
+
+/* The shared formulas the online model calls too (baseline_math.h), at their edges. */
+Test(baseline_math, shared_formulas_at_the_edges)
+{
+    cr_assert_eq(baseline_score(0, 3), 0.0);
+    cr_assert_eq(baseline_score(3, 3), 0.75);
+    cr_assert_eq(baseline_score(INFINITY, 3), 1.0);
+    cr_assert_eq(baseline_score(1e300, 0.1), 1.0); /* the ratio overflows */
+    cr_assert(baseline_score(6, 3) > 0.99 && baseline_score(6, 3) < 1.0);
+    cr_assert_eq(baseline_is_anomaly(3, 3), 1);
+    cr_assert_eq(baseline_is_anomaly(nextafter(3, 0), 3), 0);
+    cr_assert_eq(baseline_is_anomaly(INFINITY, 3), 1);
+    cr_assert_eq(baseline_confidence(0, 0), 1.0);
+    cr_assert_eq(baseline_confidence(-0.5, 1), 0.5); /* scale max(|level|, 1) = 1 */
+    cr_assert_eq(baseline_confidence(-4, 4), 0.5);   /* scale |level| = 4 */
+    cr_assert_eq(baseline_confidence(1e308, INFINITY), 0.0);
+    cr_assert_eq(baseline_confidence(INFINITY, INFINITY), 0.0); /* never NaN */
+}

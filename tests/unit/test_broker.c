@@ -711,6 +711,14 @@ Test(broker_factory, rejects_garbage)
     cr_assert_null(strstr(err, "s3cret"), "err: %s", err);
     cr_assert_not_null(strstr(err, "amqp://***@host:5672/vh"), "err: %s", err);
 
+    /* NATS needs the settings only broker_create has: refused here, without the password */
+    cr_assert_eq(broker_create_from_url("nats://user:s3cret@bus:4222/iot.readings", 8, 0, &b, err,
+                                        sizeof err),
+                 IOT_EINVAL);
+    cr_assert_null(b);
+    cr_assert_null(strstr(err, "s3cret"), "err: %s", err);
+    cr_assert_not_null(strstr(err, "broker_create"), "err: %s", err);
+
     /* a tiny buffer is truncated, not overrun */
     char small[8];
     cr_assert_eq(broker_create_from_url("bogus", 8, 0, &b, small, sizeof small), IOT_EINVAL);

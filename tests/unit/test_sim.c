@@ -264,6 +264,30 @@ Test(packet, gzip_round_trip)
     sim_buf_free(&z);
 }
 
+/* The encoder kept across packets (deflateReset) gives the one-shot bytes, packet after packet. */
+Test(packet, gzipper_reuse_matches_one_shot)
+{
+    struct sim_gzipper g = {.ready = 0};
+    struct sim_buf a = {0}, b = {0}, text = {0};
+    for (int i = 0; i < 20; i++) {
+        sim_buf_clear(&text);
+        for (int k = 0; k <= i * 37; k++)
+            cr_assert_eq(sim_buf_printf(&text, "{\"v\":%d}", (k * 7919 + i) % 1000), 0);
+        cr_assert_eq(sim_gzipper_run(&g, text.p, text.len, &a), 0);
+        cr_assert_eq(sim_gzip(text.p, text.len, &b), 0);
+        cr_assert_eq(a.len, b.len, "packet %d", i);
+        cr_assert_eq(memcmp(a.p, b.p, a.len), 0, "packet %d", i);
+    }
+    cr_assert_eq(sim_gzipper_run(&g, "", 0, &a), 0);
+    cr_assert_eq(sim_gzip("", 0, &b), 0);
+    cr_assert(a.len == b.len && memcmp(a.p, b.p, a.len) == 0);
+    sim_gzipper_fini(&g);
+    sim_gzipper_fini(&g); /* idempotent */
+    sim_buf_free(&a);
+    sim_buf_free(&b);
+    sim_buf_free(&text);
+}
+
 Test(buf, json_strings_are_escaped)
 {
     struct sim_buf b = {0};
