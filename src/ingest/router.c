@@ -134,20 +134,6 @@ static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
     return 0;
 }
 
-/* Index of id in the ascending ids[0..n), which holds it. */
-static size_t id_index(const int64_t *ids, size_t n, int64_t id)
-{
-    size_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 int router_apply(struct router *r, struct store *s, struct write_job *job)
 {
     int rc;
@@ -174,7 +160,7 @@ int router_apply(struct router *r, struct store *s, struct write_job *job)
 
     for (size_t i = 0; i < job->nreadings; i++) {
         struct write_reading *w = &job->readings[i];
-        struct sensor_entry *e = r->entries[id_index(r->ids, d, w->sensor_id)];
+        struct sensor_entry *e = r->entries[store_id_index(r->ids, d, w->sensor_id)];
         if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
         r->rows[i] = (struct store_reading){
             .sensor_id = w->sensor_id,

@@ -66,3 +66,16 @@ int store_open(const char *url, const struct store_open_opts *opts, struct store
     snprintf(err, errlen, "DATABASE_URL must be sqlite:PATH or postgresql://...");
     return IOT_EINVAL;
 }
+
+size_t store_id_index(const int64_t *ids, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ids[lo] == id ? lo : n;
+}

@@ -40,6 +40,8 @@ enum reading_class reading_class_parse(const char *s);
  * an unknown kind a threshold alert. */
 enum severity severity_parse(const char *s);
 enum alert_kind alert_kind_parse(const char *s);
+/* Index of id in the ascending ids[0..n) that states_load takes, or n when absent. */
+size_t store_id_index(const int64_t *ids, size_t n, int64_t id);
 
 struct store_threshold {
     int64_t id; /* 0 = no active threshold of this severity */

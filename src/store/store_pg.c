@@ -374,20 +374,6 @@ static int pq_alerts_active(struct store *base, int64_t sensor_id,
     return 0;
 }
 
-/* Index of id in the ascending ids[0..n), or n. */
-static size_t find_id(const int64_t *ids, size_t n, int64_t id)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && ids[lo] == id ? lo : n;
-}
-
 /*
  * The writer's one round trip per packet: [lock the state rows in id order,
  * creating missing ones (held until COMMIT); read them (SELECT ... FOR
@@ -416,13 +402,13 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
         out[i].st.sensor_id = ids[i];
     }
     for (int row = 0; row < PQntuples(r[1]); row++) {
-        size_t i = find_id(ids, n, pg_i64(r[1], row, 0));
+        size_t i = store_id_index(ids, n, pg_i64(r[1], row, 0));
         if (i < n) read_state(r[1], row, 1, &out[i].st);
     }
     for (int row = 0; row < PQntuples(r[2]); row++) {
         struct store_alert a;
         enum alert_kind k = read_alert(r[2], row, &a);
-        size_t i = find_id(ids, n, a.sensor_id);
+        size_t i = store_id_index(ids, n, a.sensor_id);
         if (i == n) continue;
         out[i].alerts[k] = a;
         out[i].present[k] = 1;
