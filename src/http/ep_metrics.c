@@ -76,7 +76,7 @@ static void http_section(FILE *f, struct http_metrics *m)
     header(f, "iot_ingest_auth_failures_total", "counter", "Failed authentications.");
     fprintf(f, "iot_ingest_auth_failures_total %llu\n", ld(&m->auth_failures));
     header(f, "iot_ingest_readings_rejected_total", "counter", "Readings rejected, by reason.");
-    for (int r = REJECT_UNKNOWN_SENSOR; r <= REJECT_STALE_TIMESTAMP; r++)
+    for (int r = REJECT_UNKNOWN_SENSOR; r < REJECT_REASONS; r++)
         fprintf(f, "iot_ingest_readings_rejected_total{reason=\"%s\"} %llu\n",
                 reject_reason_name((enum reject_reason)r), ld(&m->rejected[r]));
 }

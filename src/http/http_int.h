@@ -24,6 +24,7 @@ enum route {
     ROUTE_OTHER,
     ROUTE_COUNT
 };
+_Static_assert(ROUTE_COUNT <= METRICS_ROUTES, "grow METRICS_ROUTES");
 
 struct http_server {
     struct http_deps d;

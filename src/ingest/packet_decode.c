@@ -10,6 +10,7 @@
 static const char *const reason_names[] = {
     "none",           "unknown_sensor", "invalid_value", "invalid_timestamp", "future_timestamp",
     "stale_timestamp"};
+_Static_assert(sizeof reason_names / sizeof *reason_names == REJECT_REASONS, "a name per reason");
 
 const char *reject_reason_name(enum reject_reason r)
 {

@@ -20,6 +20,7 @@ enum reject_reason {
     REJECT_INVALID_TIMESTAMP,
     REJECT_FUTURE_TIMESTAMP,
     REJECT_STALE_TIMESTAMP,
+    REJECT_REASONS /* count */
 };
 const char *reject_reason_name(enum reject_reason r);
 
