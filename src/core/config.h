@@ -37,6 +37,8 @@
       "Failed authentications per second per client IP before it is refused (0 = off)")            \
     X(DBL, auth_fail_burst, "AUTH_FAIL_BURST", 20, 1, 1e9,                                         \
       "Failed authentications an IP may make in a burst")                                          \
+    X(INT, rate_limit_ipv6_prefix, "RATE_LIMIT_IPV6_PREFIX", 64, 1, 128,                           \
+      "Per-address limits key an IPv6 client by this many leading bits")                           \
     X(INT, rate_limit_max_buckets, "RATE_LIMIT_MAX_BUCKETS", 65536, 16, 16777216,                  \
       "Most rate-limit buckets kept per limit (least recently used are evicted)")                  \
     X(STR, trusted_proxies, "TRUSTED_PROXIES", "", 0, 0,                                           \

@@ -29,4 +29,13 @@ void cidr_list_destroy(struct cidr_list *l); /* accepts NULL */
 int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
                       char out[CLIENT_IP_LEN]);
 
+/*
+ * The key every per-address limit uses for a client address (text from
+ * client_ip_resolve): an IPv4 address as it is, an IPv6 address reduced to
+ * its first v6_prefix bits and written as "net/len" (2001:db8:1:2::/64), so a
+ * host that owns a whole prefix cannot mint fresh budgets by changing its
+ * interface identifier. Text that is not an address ("unknown") is copied.
+ */
+void client_ip_limit_key(const char *ip, unsigned v6_prefix, char out[CLIENT_IP_LEN]);
+
 #endif

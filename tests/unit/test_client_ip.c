@@ -244,3 +244,22 @@ Test(client_ip, bad_arguments)
     cr_expect_eq(cidr_list_parse(NULL, &l, NULL, 0), 0, "NULL spec is empty");
     cidr_list_destroy(l);
 }
+
+Test(client_ip, limit_key_groups_an_ipv6_prefix)
+{
+    char k1[CLIENT_IP_LEN], k2[CLIENT_IP_LEN];
+    client_ip_limit_key("2001:db8:1:2:aaaa::1", 64, k1);
+    client_ip_limit_key("2001:db8:1:2:bbbb:cccc:dddd:eeee", 64, k2);
+    cr_expect_str_eq(k1, "2001:db8:1:2::/64");
+    cr_expect_str_eq(k2, k1, "one /64, one key");
+    client_ip_limit_key("2001:db8:1:3::1", 64, k2);
+    cr_expect_str_neq(k2, k1, "the next /64 is another client");
+    client_ip_limit_key("2001:db8:1:2:aaaa::1", 61, k1);
+    cr_expect_str_eq(k1, "2001:db8:1::/61", "a prefix that splits a byte");
+    client_ip_limit_key("2001:db8:1:2:aaaa::1", 128, k1);
+    cr_expect_str_eq(k1, "2001:db8:1:2:aaaa::1", "/128: the address itself");
+    client_ip_limit_key("192.0.2.7", 64, k1);
+    cr_expect_str_eq(k1, "192.0.2.7", "IPv4 is keyed whole");
+    client_ip_limit_key("unknown", 64, k1);
+    cr_expect_str_eq(k1, "unknown");
+}
