@@ -99,7 +99,8 @@ int ep_legacy(struct request *rq, int bulk)
                                     "reason", reject_reason_name(why)));
             continue;
         }
-        http_reading_fill(&w[nvalid++], d->index, &sen, &dev, d->value, ts);
+        http_reading_fill(&w[nvalid++], d->index, &sen, &dev, d->value, ts,
+                          decode_ts_is_stamped(d, &p));
     }
     store_shared_release(s->d.db);
     decoded_packet_fini(&p);

@@ -63,7 +63,7 @@ static enum reject_reason check_reading(struct request *rq, const struct device_
     enum reject_reason why = decode_effective_ts(d, p, rq->received, cfg->max_future_skew_s * 1000,
                                                  cfg->max_past_age_s * 1000, &ts);
     if (why != REJECT_NONE) return why;
-    http_reading_fill(w, d->index, sen, &dref->dev, d->value, ts);
+    http_reading_fill(w, d->index, sen, &dref->dev, d->value, ts, decode_ts_is_stamped(d, p));
     return REJECT_NONE;
 }
 

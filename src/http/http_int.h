@@ -146,8 +146,11 @@ int ep_metrics(struct request *rq);
 int reply_store_error(struct request *rq, int err);
 /* 422 no_valid_readings: answer (stolen) plus "no reading in the <what> is valid". */
 int reply_no_valid(struct request *rq, json_t *answer, const char *what);
-/* A validated reading for the writer: sensor and device as resolved, value, effective time. */
+/*
+ * A validated reading for the writer: sensor and device as resolved, value,
+ * effective time, and whether that time is the server's (stamped).
+ */
 void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,
-                       const struct store_device *dev, double value, int64_t ts);
+                       const struct store_device *dev, double value, int64_t ts, int stamped);
 
 #endif

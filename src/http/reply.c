@@ -114,7 +114,7 @@ int reply_no_valid(struct request *rq, json_t *answer, const char *what)
 }
 
 void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,
-                       const struct store_device *dev, double value, int64_t ts)
+                       const struct store_device *dev, double value, int64_t ts, int stamped)
 {
     memset(w, 0, sizeof *w);
     w->index = index;
@@ -124,5 +124,6 @@ void http_reading_fill(struct write_reading *w, int index, const struct store_se
     memcpy(w->device_uuid, dev->uuid, sizeof w->device_uuid);
     w->value = value;
     w->ts = ts;
+    w->stamped = stamped;
     memcpy(w->thr, sen->thr, sizeof w->thr);
 }

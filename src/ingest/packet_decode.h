@@ -77,4 +77,11 @@ enum reject_reason decode_effective_ts(const struct decoded_reading *r,
                                        const struct decoded_packet *p, int64_t now,
                                        int64_t max_future_ms, int64_t max_past_ms, int64_t *ts);
 
+/* True when the reading's time is the server's (neither it nor its packet has ts). */
+static inline int decode_ts_is_stamped(const struct decoded_reading *r,
+                                       const struct decoded_packet *p)
+{
+    return r->ts_state == TS_MISSING && p->ts_state == TS_MISSING;
+}
+
 #endif

@@ -86,11 +86,18 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* Classifies one reading and runs its alert transitions; updates e's state. */
+/*
+ * Classifies one reading and runs its alert transitions; updates e's state.
+ * A server-stamped reading takes its time in the writer's order (SPEC §5):
+ * at or before the sensor's newest time it moves to 1 ms after it, so it is
+ * never late and two readings of a sensor never share a time (nor a broker
+ * message id), however the worker threads that stamped them were scheduled.
+ */
 static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
                      struct write_reading *w, int64_t now)
 {
     struct store_sensor_state *st = &e->st;
+    if (w->stamped && st->has_last && w->ts <= st->last_ts) w->ts = st->last_ts + 1;
     struct alert_set set = {e->alerts, e->present};
     struct alert_reading ar = {w->sensor_id, w->device_id, w->sensor_uuid, w->value, w->ts, now};
     int rc = 0;

@@ -17,6 +17,8 @@ struct write_reading {
     char device_uuid[STORE_UUID_MAX + 1];
     double value;
     int64_t ts;
+    int stamped; /* ts is the arrival time (no ts in the reading or the packet): the
+                    writer may raise it to keep the sensor's times increasing */
     struct store_threshold thr[2]; /* snapshot of the active thresholds */
     /* Set by the writer. */
     enum reading_class cls;

@@ -35,6 +35,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -841,3 +842,30 @@ def gateway_factory(tmp_path):
             g.stop()
         except AssertionError:
             g.kill()
+
+
+def post_unstamped_concurrently(gateways, dev, sensor, value, threads=4, per_thread=40):
+    """
+    `threads` clients (spread over `gateways`) each post `per_thread` packets of
+    one reading without any timestamp, so every reading is stamped by the
+    server. Returns the statuses; a 503 is retried like a device would.
+    """
+    statuses, lock = [], threading.Lock()
+
+    def worker(n):
+        g = gateways[n % len(gateways)]
+        for _ in range(per_thread):
+            for _ in range(50):
+                r = g.post_packet(dev.packet([(sensor, value)]), key=dev.key)
+                if r.status != 503:
+                    break
+                time.sleep(0.02)
+            with lock:
+                statuses.append(r.status)
+
+    ts = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return statuses

@@ -37,8 +37,8 @@ LATEST = int(re.search(r"#define PG_SCHEMA_LATEST (\d+)",
                        (Path(__file__).resolve().parents[2] / "src/store/pg_int.h")
                        .read_text()).group(1))
 
-from conftest import (API_KEY, BIN, Cli, Gateway, base_env, iso_ms, now_ms, provision_device,
-                      sha256_hex, uid, wait_until)
+from conftest import (API_KEY, BIN, Cli, Gateway, base_env, iso_ms, now_ms,
+                      post_unstamped_concurrently, provision_device, sha256_hex, uid, wait_until)
 
 psycopg2 = pytest.importorskip(
     "psycopg2", reason="python3-psycopg2 is needed to read PostgreSQL (scripts/deps.sh test)")
@@ -482,6 +482,25 @@ def test_two_gateways_on_the_same_sensors_keep_alerts_exact(pgdb, gateways):
             assert sorted(events) == sorted(want_events), s.uuid
     for g in gws:
         assert g.stop() == 0, g.log_tail()
+
+
+def test_unstamped_readings_at_two_gateways_are_never_late(pgdb, gateways):
+    url, cli, db = pgdb
+    dev = provision_device(cli, n_sensors=1)
+    s = dev.sensors[0]
+    cli.json("threshold", "set", "--sensor", s.uuid, "--severity", "critical", "--min", "-100",
+             "--max", "50")
+    env = {"RATE_LIMIT_IP_RPS": "0", "RATE_LIMIT_DEVICE_RPS": "0"}
+    gws = [gateways(url, env=env), gateways(url, env=env)]
+    statuses = post_unstamped_concurrently(gws, dev, 0, 60.0, threads=4, per_thread=40)
+    assert statuses == [200] * 160, sorted(set(statuses))
+    rows = db.query("SELECT (extract(epoch from ts) * 1000)::bigint, late FROM sensor_readings"
+                    " WHERE sensor_id = %s", (s.id,))
+    assert len(rows) == 160
+    assert sum(late for _, late in rows) == 0, "a server-stamped reading was stored late"
+    assert len({t for t, _ in rows}) == 160, "two readings of one sensor share a time"
+    assert db.query("SELECT hit_count, status FROM alerts WHERE sensor_id = %s",
+                    (s.id,)) == [(160, "active")]
 
 
 # --------------------------------------------------------------------------- jobs

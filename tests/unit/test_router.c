@@ -497,6 +497,46 @@ Test(router, late_readings_change_nothing)
     cr_expect_eq(state_col(&band, "last_value"), 36);
 }
 
+/* SPEC §5: a server-stamped reading takes its time in the writer's order. */
+Test(router, server_stamped_readings_are_never_late)
+{
+    char buf[32];
+    cr_expect_eq(one(&band, 45, T(20)), CLASS_ALERT);
+    int64_t id = active_id(&band, "threshold");
+
+    /* Stamped by a worker before the newest reading was applied. */
+    struct job b;
+    job_init(&b);
+    job_add(&b, &band, 46, T(19));
+    b.r[0].stamped = 1;
+    job_add(&b, &band, 47, T(19)); /* two in one packet: each gets its own time */
+    b.r[1].stamped = 1;
+    job_add(&b, &jumpy, 50, T(5)); /* a sensor without readings keeps its stamp */
+    b.r[2].stamped = 1;
+    apply(&b);
+    cr_expect_eq(job_reading(&b, 0)->late, 0);
+    cr_expect_eq(job_reading(&b, 0)->ts, T(20) + 1, "raised to 1 ms after the newest");
+    cr_expect_eq(job_reading(&b, 1)->late, 0);
+    cr_expect_eq(job_reading(&b, 1)->ts, T(20) + 2);
+    cr_expect_eq(job_reading(&b, 2)->ts, T(5));
+    cr_expect_eq(alert_col(id, "hit_count"), 3, "both count in the alert");
+    cr_expect_eq(state_col(&band, "last_ts"), T(20) + 2);
+    cr_expect_eq(state_col(&band, "last_value"), 47);
+    cr_expect_str_eq(reading_class_at(buf, &band, T(20) + 2), "alert");
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings WHERE late = 1"), 0);
+
+    /* A stamp already after the newest is kept as it is. */
+    job_init(&b);
+    job_add(&b, &band, 25, T(30));
+    b.r[0].stamped = 1;
+    apply(&b);
+    cr_expect_eq(b.r[0].ts, T(30));
+
+    /* A reading that carries its own time keeps the late rule. */
+    cr_expect_eq(one(&band, 25, T(29)), CLASS_NORMAL);
+    cr_expect_eq(reading_late_at(&band, T(29)), 1);
+}
+
 Test(router, late_reading_is_never_a_spike)
 {
     char buf[32];
