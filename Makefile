@@ -160,8 +160,10 @@ valgrind-integration: build/iot-ingest
 	if [ -n "$$bad" ]; then echo "valgrind: errors in:" $$bad >&2; exit 1; fi; \
 	echo "valgrind: $$n processes checked, no memcheck error"
 
-# Throughput benchmark vs nginx, what-if variants, CPU profile and the jobs benchmark
-# (bench/README.md); writes docs/BENCHMARKS.md. Installs wrk, nginx-light, hyperfine.
+# Throughput benchmark vs nginx and the peers (InfluxDB, VictoriaMetrics, the seed's
+# design), issue 13's targets, what-if variants, CPU profile and the jobs benchmark
+# (bench/README.md); writes docs/BENCHMARKS.md (BENCH_QUICK=1: a short run into
+# build/). Installs wrk, nginx-light, hyperfine and the peers' Debian packages.
 .PHONY: bench
 bench: build/iot-ingest
 	@BENCH_NO_BUILD=1 bash bench/run.sh

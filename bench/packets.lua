@@ -6,9 +6,15 @@
 -- Requests are formatted once, in init(), so wrk spends no time building
 -- them. Every thread starts at a different point of the rotation.
 --
+-- The peers reuse it (bench/peers/lineproto.py): BENCH_CONTENT_TYPE replaces
+-- application/json, a HEADER of "-" sends no key header, and BENCH_BODY_NL=1
+-- turns the two characters \n of a body into newlines (line protocol).
+--
 -- done() prints one "BENCH key=value ..." line that bench/run.sh parses.
 
 local path = os.getenv("BENCH_BODIES") or "bodies.tsv"
+local ctype = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
+local body_nl = os.getenv("BENCH_BODY_NL") == "1"
 local reqs = {}
 local n = 0
 local i = 0
@@ -17,8 +23,9 @@ function init(args)
   for line in io.lines(path) do
     local h, k, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
     if h then
-      local headers = { ["Content-Type"] = "application/json" }
-      headers[h] = k
+      local headers = { ["Content-Type"] = ctype }
+      if h ~= "-" then headers[h] = k end
+      if body_nl then body = body:gsub("\\n", "\n") end
       n = n + 1
       reqs[n] = wrk.format("POST", nil, headers, body)
     end

@@ -18,29 +18,56 @@
 #     trace), when perf works.
 #  5. The baseline job over BENCH_JOB_SENSORS sensors x BENCH_JOB_READINGS
 #     readings generated with SQL into a fresh SQLite file, timed by hyperfine.
+#  6. The peers of issue 13, in the same run and measured the same way: InfluxDB
+#     1.6 and VictoriaMetrics (Debian packages) fed the same readings as line
+#     protocol on /write, one packet = one request, and the seed's design
+#     (bench/peers/seed_app.py: FastAPI + SQLite, one commit per packet) fed the
+#     same JSON bodies and keys. Then the standard SQLite row again with 1 and
+#     100 readings per packet (CPU per reading).
 #
-# Settings (environment): see bench/README.md. Installs wrk, nginx-light,
-# hyperfine, sqlite3 and curl with apt-get when they are missing.
+# Settings (environment): see bench/README.md. BENCH_QUICK=1 is a short run of
+# what the Targets section needs. Installs wrk, nginx-light, hyperfine, sqlite3,
+# curl and the peers (influxdb, victoria-metrics, python3-fastapi,
+# python3-uvicorn, python3-uvloop, python3-httptools) with apt-get when they
+# are missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IOT_INGEST_BIN:-$ROOT/build/iot-ingest}
-DURATION=${BENCH_DURATION:-15}
-WARMUP=${BENCH_WARMUP:-5}
-CONNS=${BENCH_CONNECTIONS:-16 64}
-SYNCS=${BENCH_SYNCS:-full normal}
+# BENCH_ONLY=targets (or peers): only the rows of the Targets section (nginx,
+# SQLite DB_SYNC=full, PostgreSQL when given, the peers, the readings-per-packet
+# variants). BENCH_QUICK=1: the same, short, into build/BENCHMARKS-quick.md.
+# Each default below still gives way to its own variable.
+ONLY=${BENCH_ONLY:-}
+[ "${BENCH_QUICK:-0}" = 1 ] && ONLY=${ONLY:-targets}
+case "$ONLY" in "" | targets | peers) ;; *) echo "bench: BENCH_ONLY=$ONLY: use targets" >&2; exit 2 ;; esac
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    Q_DURATION=3 Q_WARMUP=1 Q_CONNS=64 Q_BODIES=500 Q_OUT=$ROOT/build/BENCHMARKS-quick.md
+else
+    Q_DURATION=15 Q_WARMUP=5 Q_CONNS="16 64" Q_BODIES=2000 Q_OUT=$ROOT/docs/BENCHMARKS.md
+fi
+if [ -n "$ONLY" ]; then Q_SYNCS=full Q_EXTRA=0; else Q_SYNCS="full normal" Q_EXTRA=1; fi
+DURATION=${BENCH_DURATION:-$Q_DURATION}
+WARMUP=${BENCH_WARMUP:-$Q_WARMUP}
+CONNS=${BENCH_CONNECTIONS:-$Q_CONNS}
+SYNCS=${BENCH_SYNCS:-$Q_SYNCS}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
-BODIES_N=${BENCH_BODIES_N:-2000}
+BODIES_N=${BENCH_BODIES_N:-$Q_BODIES}
 GW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
-PROFILE=${BENCH_PROFILE:-1}
-WHATIF=${BENCH_WHATIF:-1}
+PROFILE=${BENCH_PROFILE:-$Q_EXTRA}
+WHATIF=${BENCH_WHATIF:-$Q_EXTRA}
 PROFILE_SYNC=${BENCH_PROFILE_SYNC:-normal}
 PROFILE_SECS=${BENCH_PROFILE_SECS:-10}
-JOBS=${BENCH_JOBS:-1}
+JOBS=${BENCH_JOBS:-$Q_EXTRA}
 JOB_SENSORS=${BENCH_JOB_SENSORS:-10000}
 JOB_READINGS=${BENCH_JOB_READINGS:-100}
 JOB_RUNS=${BENCH_JOB_RUNS:-3}
-OUT=${BENCH_OUT:-$ROOT/docs/BENCHMARKS.md}
+PEERS=${BENCH_PEERS:-1}
+READINGS_VARIANTS=${BENCH_READINGS_VARIANTS-1 100}
+SEED_SYNC=${BENCH_SEED_SYNC:-full}
+OUT=${BENCH_OUT:-$Q_OUT}
+# The seed peer needs Debian's python3 (FastAPI), whatever python3 is first in PATH.
+PY=/usr/bin/python3
 PG_URL=${DATABASE_URL_PG:-}
 export BENCH_DEVICES=${BENCH_DEVICES:-100} BENCH_SENSORS=${BENCH_SENSORS:-10}
 export BENCH_READINGS=${BENCH_READINGS:-10}
@@ -73,6 +100,13 @@ need_tools() {
     command -v hyperfine >/dev/null || missing+=(hyperfine)
     command -v sqlite3 >/dev/null || missing+=(sqlite3)
     command -v curl >/dev/null || missing+=(curl)
+    if [ "$PEERS" = 1 ]; then
+        local p
+        for p in influxdb victoria-metrics python3-fastapi python3-uvicorn python3-uvloop \
+            python3-httptools; do
+            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+        done
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing ${missing[*]} with apt-get"
     [ "$(id -u)" = 0 ] || die "not root: install ${missing[*]} first (apt-get install ${missing[*]})"
@@ -170,11 +204,11 @@ measure() {
     [ "$dbpid" != 0 ] && d1=$(proc_ticks "$dbpid") && dw1=$(proc_write_bytes "$dbpid")
     # shellcheck disable=SC2086  # split "commits batch tx" into $1..$6
     set -- $m0 $m1
-    printf '%s\t%s\t%s\t%s\t%s idle_kb=%s peak_kb=%s cpu_ticks=%s disk_bytes=%s commits=%s batch_sum=%s tx_ms=%s db_ticks=%s db_disk_bytes=%s variant=%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s idle_kb=%s peak_kb=%s cpu_ticks=%s disk_bytes=%s commits=%s batch_sum=%s tx_ms=%s db_ticks=%s db_disk_bytes=%s readings=%s variant=%s\n' \
         "$name" "$backend" "$sync" "$c" "${line#BENCH }" "$idle" "$(proc_kb VmHWM "$pid")" \
         "$((t1 - t0))" "$((w1 - w0))" "$(($4 - $1))" "$(($5 - $2))" \
         "$(awk -v a="$3" -v b="$6" 'BEGIN {printf "%d", (b - a) * 1000}')" \
-        "$((d1 - d0))" "$((dw1 - dw0))" "${BENCH_TAG:-standard}" >>"$WORK/results.tsv"
+        "$((d1 - d0))" "$((dw1 - dw0))" "$BENCH_READINGS" "${BENCH_TAG:-standard}" >>"$WORK/results.tsv"
     say "  $line"
 }
 
@@ -371,6 +405,136 @@ jobs_run() {
     DATABASE_URL=sqlite:$WORK/jobs-run.db LOG_LEVEL=warn "$BIN" job baseline >"$WORK/jobs-summary2.txt" 2>&1
 }
 
+# ---------------------------------------------------------------- peers (issue 13)
+
+# peer_skip NAME BACKEND SYNC CONNS REASON: a results row saying why a peer did not run.
+peer_skip() {
+    say "$1 c=$4: skipped: $5"
+    printf '%s\t%s\t%s\t%s\tvariant=standard skipped=%s\n' "$1" "$2" "$3" "$4" "$5" >>"$WORK/results.tsv"
+}
+
+# peer_done PID DIR: stops a peer and removes its temporary directory.
+peer_done() {
+    stop_pid "$1"
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$2"
+}
+
+# InfluxDB 1.x with its data, meta and WAL directories in DIR, loopback only, the
+# packaged default wal-fsync-delay = "0s" (an fsync per write) written out; fed the
+# standard readings as line protocol, one packet per POST /write.
+influxdb_run() {
+    local c=$1 port rpc dir=$WORK/influxdb-$1 pid
+    port=$(free_port)
+    rpc=$(free_port)
+    mkdir -p "$dir"
+    cat >"$dir/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc"
+[meta]
+  dir = "$dir/meta"
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:$port"
+  log-enabled = false
+[logging]
+  level = "warn"
+CONF
+    influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_http "http://127.0.0.1:$port/ping" "$pid" ||
+        ! curl -sf -o /dev/null -XPOST "http://127.0.0.1:$port/query" --data-urlencode "q=CREATE DATABASE bench"; then
+        peer_skip influxdb - - "$c" "influxd did not start: $(tail -1 "$dir/influxd.log" | tr '\t' ' ')"
+        peer_done "$pid" "$dir"
+        return 0
+    fi
+    BENCH_CONTENT_TYPE=text/plain BENCH_BODY_NL=1 measure influxdb - - "$c" "$pid" \
+        "http://127.0.0.1:$port/write?db=bench" "$WORK/bodies-lines.tsv"
+    peer_done "$pid" "$dir"
+}
+
+# VictoriaMetrics with a temporary data directory, loopback only, the same line
+# protocol on its Influx-compatible /write.
+victoriametrics_run() {
+    local c=$1 port dir=$WORK/victoriametrics-$1 pid
+    port=$(free_port)
+    mkdir -p "$dir"
+    victoria-metrics -storageDataPath="$dir/data" -httpListenAddr="127.0.0.1:$port" \
+        -loggerLevel=ERROR -retentionPeriod=100y >"$dir/vm.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_http "http://127.0.0.1:$port/health" "$pid"; then
+        peer_skip victoriametrics - - "$c" "victoria-metrics did not start: $(tail -1 "$dir/vm.log" | tr '\t' ' ')"
+        peer_done "$pid" "$dir"
+        return 0
+    fi
+    BENCH_CONTENT_TYPE=text/plain BENCH_BODY_NL=1 measure victoriametrics - - "$c" "$pid" \
+        "http://127.0.0.1:$port/write?db=bench" "$WORK/bodies-lines.tsv"
+    peer_done "$pid" "$dir"
+}
+
+# The seed's design (bench/peers/seed_app.py, uvicorn with one worker) on a SQLite
+# database provisioned with the fleet and keys of the nginx bodies, fed those bodies.
+seed_run() {
+    local c=$1 port dir=$WORK/seed-$1 pid
+    port=$(free_port)
+    mkdir -p "$dir"
+    if ! "$PY" "$ROOT/bench/peers/seed_app.py" provision "$WORK/bodies-nginx.db" "$dir/seed.db" \
+        >"$dir/seed.log" 2>&1; then
+        peer_skip seed sqlite "$SEED_SYNC" "$c" "provisioning failed: $(tail -1 "$dir/seed.log")"
+        return 0
+    fi
+    SEED_SYNC=$SEED_SYNC "$PY" "$ROOT/bench/peers/seed_app.py" serve "$dir/seed.db" "$port" \
+        >>"$dir/seed.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_http "http://127.0.0.1:$port/health" "$pid"; then
+        peer_skip seed sqlite "$SEED_SYNC" "$c" "seed_app did not start: $(tail -1 "$dir/seed.log")"
+        peer_done "$pid" "$dir"
+        return 0
+    fi
+    measure seed sqlite "$SEED_SYNC" "$c" "$pid" "http://127.0.0.1:$port/ingest/packets" \
+        "$WORK/bodies-nginx.tsv"
+    stop_pid "$pid"
+    sqlite3 "$dir/seed.db" "SELECT class || '/' || late, count(*) FROM sensor_readings GROUP BY 1" \
+        | tr '|' '=' | tr '\n' ' ' >"$WORK/mix-seed-$c.txt" || true
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$dir"
+}
+
+peers_run() {
+    "$PY" "$ROOT/bench/peers/lineproto.py" "$WORK/bodies-nginx.tsv" "$WORK/bodies-lines.tsv" ||
+        die "line protocol bodies failed"
+    local c
+    for c in $CONNS; do
+        influxdb_run "$c"
+        victoriametrics_run "$c"
+        seed_run "$c"
+    done
+}
+
+# The standard SQLite DB_SYNC=full row at the largest connection count with other
+# readings per packet (BENCH_READINGS_VARIANTS, 1 and 100), for CPU per reading. More
+# readings than a device has sensors: the same number of sensors in fewer, larger
+# devices (100: 10 devices x 100 sensors), still one reading per sensor per packet.
+readings_runs() {
+    local c n total=$((BENCH_DEVICES * BENCH_SENSORS))
+    c=$(echo "$CONNS" | awk '{print $NF}')
+    for n in $READINGS_VARIANTS; do
+        if [ "$n" -gt "$BENCH_SENSORS" ]; then
+            BENCH_TAG=-r$n BENCH_READINGS=$n BENCH_DEVICES=$((total / n > 0 ? total / n : 1)) \
+                BENCH_SENSORS=$n gateway_run sqlite full "$c"
+        else
+            BENCH_TAG=-r$n BENCH_READINGS=$n gateway_run sqlite full "$c"
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- main
 
 need_tools
@@ -408,6 +572,15 @@ fi
     echo "job_readings=$JOB_READINGS"
     echo "profile_sync=$PROFILE_SYNC"
     echo "profile_secs=$PROFILE_SECS"
+    echo "only=${ONLY:-all}"
+    echo "quick=${BENCH_QUICK:-0}"
+    echo "readings_variants=$READINGS_VARIANTS"
+    if [ "$PEERS" = 1 ]; then
+        echo "influxdb=$(dpkg-query -W -f='${Version}' influxdb 2>/dev/null)"
+        echo "victoriametrics=$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null)"
+        echo "seed_stack=$("$PY" -c 'import fastapi, pydantic, uvicorn, sys; print("Python %d.%d, FastAPI %s, pydantic %s, uvicorn %s" % (sys.version_info[0], sys.version_info[1], fastapi.__version__, pydantic.VERSION, uvicorn.__version__))' 2>/dev/null)"
+        echo "seed_sync=$SEED_SYNC"
+    fi
     # Gateway settings the caller set (they apply to every gateway run).
     env | grep -E '^(COMMIT_BATCH_MAX|HTTP_THREADS|WRITE_QUEUE_MAX|SQLITE_CACHE_MB|BROKER_URL|HTTP_MAX_CONNECTIONS|STATE_CACHE_MAX|SENSOR_CACHE_TTL_S)=' \
         | sed 's/^/setting_/' || true
@@ -431,6 +604,8 @@ if [ -n "$PG_URL" ]; then
         for c in $CONNS; do gateway_run postgresql "$sync" "$c"; done
     done
 fi
+[ "$PEERS" = 1 ] && peers_run
+[ -n "$READINGS_VARIANTS" ] && readings_runs
 [ "$WHATIF" = 1 ] && whatif_runs
 [ "$PROFILE" = 1 ] && profile_run
 [ "$JOBS" = 1 ] && jobs_run
