@@ -92,14 +92,15 @@ int cli_open_store(const struct config *cfg, struct store **out)
     return cli_open_store_bg(cfg, 0, out);
 }
 
-int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struct store **out)
+int cli_open_store_bg(const struct config *cfg, int writer, struct store **out)
 {
     char err[IOT_ERRBUF];
     struct store_open_opts o = {
         .sync_full = strcmp(cfg->db_sync, "full") == 0,
         .busy_timeout_ms = cfg->db_busy_timeout_ms,
         .cache_mb = cfg->sqlite_cache_mb,
-        .background_checkpoint = background_checkpoint,
+        .background_checkpoint = writer,
+        .ingest_writer = writer,
     };
     int rc = store_open(cfg->database_url, &o, out, err, sizeof err);
     if (rc) fprintf(stderr, "iot-ingest: %s\n", err);
@@ -111,10 +112,9 @@ int cli_open_ready(const struct config *cfg, const char *prefix, struct store **
     return cli_open_ready_bg(cfg, 0, prefix, out);
 }
 
-int cli_open_ready_bg(const struct config *cfg, int background_checkpoint, const char *prefix,
-                      struct store **out)
+int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, struct store **out)
 {
-    int rc = cli_open_store_bg(cfg, background_checkpoint, out);
+    int rc = cli_open_store_bg(cfg, writer, out);
     if (rc) {
         *out = NULL;
         return rc;

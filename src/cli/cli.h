@@ -39,8 +39,11 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
 
 /* Opens DATABASE_URL with the settings' options; one-line error on stderr. */
 int cli_open_store(const struct config *cfg, struct store **out);
-/* The same; background_checkpoint: the caller runs a store_maintainer for it. */
-int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struct store **out);
+/*
+ * The same; writer: this is the gateway's ingest writer connection (the
+ * caller runs a store_maintainer for it; store_open_opts.ingest_writer).
+ */
+int cli_open_store_bg(const struct config *cfg, int writer, struct store **out);
 
 /*
  * cli_open_store, then creates or upgrades the schema. If that fails, prints
@@ -50,9 +53,8 @@ int cli_open_store_bg(const struct config *cfg, int background_checkpoint, struc
  * the store could not even be opened (cli_open_store printed why).
  */
 int cli_open_ready(const struct config *cfg, const char *prefix, struct store **out);
-/* The same; background_checkpoint as for cli_open_store_bg. */
-int cli_open_ready_bg(const struct config *cfg, int background_checkpoint, const char *prefix,
-                      struct store **out);
+/* The same; writer as for cli_open_store_bg. */
+int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, struct store **out);
 
 /*
  * Fills set with SIGTERM and SIGINT and blocks them in the calling thread,

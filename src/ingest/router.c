@@ -2,6 +2,7 @@
 #include "ingest/classifier.h"
 #include "core/err.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,48 +142,67 @@ static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
     return 0;
 }
 
-int router_apply(struct router *r, struct store *s, struct write_job *job)
+/* The distinct sensor ids of the jobs' readings, ascending, into r->ids; returns their count. */
+static size_t collect_ids(struct router *r, struct write_job *const *jobs, size_t njobs)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < njobs; j++)
+        for (size_t i = 0; i < jobs[j]->nreadings; i++)
+            r->ids[n++] = jobs[j]->readings[i].sensor_id;
+    qsort(r->ids, n, sizeof *r->ids, by_id);
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        if (d == 0 || r->ids[d - 1] != r->ids[i]) r->ids[d++] = r->ids[i];
+    return d;
+}
+
+int router_apply(struct router *r, struct store *s, struct write_job *const *jobs, size_t njobs)
 {
     int rc;
     memset(&r->pending, 0, sizeof r->pending);
     sensor_states_next_packet(r->states);
-    qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
-    if ((rc = grow((void **)&r->rows, &r->rows_cap, job->nreadings, sizeof *r->rows)) ||
-        (rc = grow((void **)&r->entries, &r->entries_cap, job->nreadings, sizeof *r->entries)) ||
-        (rc = grow((void **)&r->dirty, &r->dirty_cap, job->nreadings, sizeof *r->dirty)) ||
-        (rc = grow((void **)&r->ids, &r->ids_cap, job->nreadings, sizeof *r->ids)))
+    size_t total = 0;
+    for (size_t j = 0; j < njobs; j++) {
+        struct write_job *job = jobs[j];
+        qsort(job->readings, job->nreadings, sizeof *job->readings, by_time);
+        total += job->nreadings;
+    }
+    if ((rc = grow((void **)&r->rows, &r->rows_cap, total, sizeof *r->rows)) ||
+        (rc = grow((void **)&r->entries, &r->entries_cap, total, sizeof *r->entries)) ||
+        (rc = grow((void **)&r->dirty, &r->dirty_cap, total, sizeof *r->dirty)) ||
+        (rc = grow((void **)&r->ids, &r->ids_cap, total, sizeof *r->ids)))
         return rc;
 
-    /* Load (and on shared backends lock) every sensor of the packet at once, in id order. */
-    size_t nids = 0;
-    for (size_t i = 0; i < job->nreadings; i++)
-        r->ids[nids++] = job->readings[i].sensor_id;
-    qsort(r->ids, nids, sizeof *r->ids, by_id);
-    size_t d = 0;
-    for (size_t i = 0; i < nids; i++)
-        if (d == 0 || r->ids[d - 1] != r->ids[i]) r->ids[d++] = r->ids[i];
+    /* Load (and on shared backends lock) every sensor of the jobs at once, in id order. */
+    size_t d = collect_ids(r, jobs, njobs);
     if ((rc = sensor_states_load(r->states, s, r->ids, d, r->entries))) return rc;
     for (size_t k = 0; k < d; k++)
         r->entries[k]->router_row = 0;
 
-    for (size_t i = 0; i < job->nreadings; i++) {
-        struct write_reading *w = &job->readings[i];
-        struct sensor_entry *e = r->entries[store_id_index(r->ids, d, w->sensor_id)];
-        if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
-        r->rows[i] = (struct store_reading){
-            .sensor_id = w->sensor_id,
-            .value = w->value,
-            .ts = w->ts,
-            .ingested_at = job->received_at,
-            .cls = w->cls,
-            .late = w->late,
-            .prev_id = e->st.last_reading_id,
-            .prev_row = e->router_row,
-        };
-        e->router_row = i + 1;
-        r->pending.by_class[w->cls]++;
+    size_t row = 0;
+    for (size_t j = 0; j < njobs; j++) {
+        struct write_job *job = jobs[j];
+        for (size_t i = 0; i < job->nreadings; i++, row++) {
+            struct write_reading *w = &job->readings[i];
+            size_t k = store_id_index(r->ids, d, w->sensor_id);
+            assert(k < d);
+            struct sensor_entry *e = r->entries[k];
+            if ((rc = apply_one(r, s, e, w, job->received_at))) return rc;
+            r->rows[row] = (struct store_reading){
+                .sensor_id = w->sensor_id,
+                .value = w->value,
+                .ts = w->ts,
+                .ingested_at = job->received_at,
+                .cls = w->cls,
+                .late = w->late,
+                .prev_id = e->st.last_reading_id,
+                .prev_row = e->router_row,
+            };
+            e->router_row = row + 1;
+            r->pending.by_class[w->cls]++;
+        }
     }
-    if ((rc = store_readings_insert(s, r->rows, job->nreadings))) return rc;
+    if ((rc = store_readings_insert(s, r->rows, total))) return rc;
     for (size_t k = 0; k < d; k++) {
         struct sensor_entry *e = r->entries[k];
         e->st.last_reading_id = r->rows[e->router_row - 1].id;

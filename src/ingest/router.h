@@ -29,16 +29,24 @@ void router_destroy(struct router *r); /* accepts NULL */
 int router_begin_tx(struct router *r, struct store *s);
 
 /*
- * Applies job's readings (sorting them by reading time) and sets each
- * reading's cls and late. Then the caller ends the packet: its savepoint
- * released, router_packet_done; rolled back (this or a later step of the
- * packet failed), router_abort_packet.
+ * Applies the readings of njobs jobs, in job order and within each job in
+ * reading-time order (sorting each job's readings), and sets each reading's
+ * cls, late and final ts. Every sensor of the jobs is loaded (on a shared
+ * backend: locked) in one call, their readings stored in one
+ * store_readings_insert and their states in one store_states_put, so a whole
+ * batch costs one call of each. Then the caller ends what was applied:
+ * router_packet_done once it is sure to be part of the transaction (its
+ * savepoint released, or no savepoint), or router_abort_packet if this or a
+ * later step failed and it was rolled back.
  */
-int router_apply(struct router *r, struct store *s, struct write_job *job);
-/* The packet's savepoint was released: its counters join the transaction's. */
+int router_apply(struct router *r, struct store *s, struct write_job *const *jobs, size_t njobs);
+
+/* What router_apply applied is part of the transaction: its counters join the transaction's. */
 void router_packet_done(struct router *r);
-/* Forgets the in-memory effects of the packet just rolled back. */
+
+/* Forgets the in-memory effects of what router_apply applied (rolled back). */
 void router_abort_packet(struct router *r);
+
 /*
  * Ends the transaction: on commit the batch's counters become visible;
  * otherwise all cached state is forgotten (the database rolled back).

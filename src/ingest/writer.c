@@ -34,7 +34,8 @@ struct writer {
     int stopping, started;
     pthread_t thread;
 
-    struct write_job **batch; /* writer-thread only */
+    struct write_job **batch; /* writer-thread only: the jobs of the batch */
+    struct write_job **apply; /* writer-thread only: those the fast pass stores */
     int64_t next_purge;
     struct writer_stats stats; /* guarded by mu */
 };
@@ -56,7 +57,8 @@ int writer_create(struct store *s, struct router *r, struct broker *b,
     pthread_cond_init(&w->cv, NULL);
     w->ring = calloc(opts->queue_max, sizeof *w->ring);
     w->batch = calloc(opts->batch_max, sizeof *w->batch);
-    if (!w->ring || !w->batch) {
+    w->apply = calloc(opts->batch_max, sizeof *w->apply);
+    if (!w->ring || !w->batch || !w->apply) {
         writer_destroy(w);
         return IOT_ENOMEM;
     }
@@ -84,32 +86,115 @@ int writer_submit(struct writer *w, struct write_job *job)
     return rc;
 }
 
-/* Runs one job inside its savepoint. */
+/* Looks job's packet_id up in the store; 1 (duplicate), 0 (new) or an error. */
+static int packet_seen(struct writer *w, struct write_job *job)
+{
+    if (!job->packet_id[0]) return 0;
+    int rc = store_packet_get(w->store, job->device_id, job->packet_id,
+                              job->received_at - w->opts.packet_window_ms, &job->stored_response);
+    if (rc == 0) {
+        job->status = WRITE_DUPLICATE;
+        return 1;
+    }
+    return rc == IOT_ENOTFOUND ? 0 : rc;
+}
+
+/* Remembers the answer of a stored job under its packet_id. */
+static int packet_remember(struct writer *w, const struct write_job *job)
+{
+    if (!job->packet_id[0]) return 0;
+    return store_packet_put(w->store, job->device_id, job->packet_id, job->response,
+                            job->received_at, job->received_at - w->opts.packet_window_ms);
+}
+
+/* Runs one job inside its savepoint (the isolating pass). */
 static int process_job(struct writer *w, struct write_job *job)
 {
-    int rc;
-    if (job->packet_id[0]) {
-        rc = store_packet_get(w->store, job->device_id, job->packet_id,
-                              job->received_at - w->opts.packet_window_ms, &job->stored_response);
-        if (rc == 0) {
-            job->status = WRITE_DUPLICATE;
-            return 0;
-        }
-        if (rc != IOT_ENOTFOUND) return rc;
-    }
+    int rc = packet_seen(w, job);
+    if (rc) return rc < 0 ? rc : 0;
     if (job->nreadings == 0) {
         job->status = WRITE_NOTHING;
         return 0;
     }
-    if ((rc = router_apply(w->router, w->store, job))) return rc;
-    if (job->packet_id[0] &&
-        (rc = store_packet_put(w->store, job->device_id, job->packet_id, job->response,
-                               job->received_at, job->received_at - w->opts.packet_window_ms)))
-        return rc;
+    if ((rc = router_apply(w->router, w->store, &job, 1))) return rc;
+    if ((rc = packet_remember(w, job))) return rc;
     if (job->device_id && (rc = store_device_touch(w->store, job->device_id, job->received_at)))
         return rc;
     job->status = WRITE_STORED;
     return 0;
+}
+
+/*
+ * An earlier job of the batch that job repeats (same device and packet_id)
+ * and that will be stored or is itself a duplicate, or NULL.
+ */
+static struct write_job *batch_original(struct writer *w, size_t upto, const struct write_job *job)
+{
+    if (!job->packet_id[0]) return NULL;
+    for (size_t i = 0; i < upto; i++) {
+        struct write_job *o = w->batch[i];
+        if ((o->status == WRITE_STORED || o->status == WRITE_DUPLICATE) &&
+            o->device_id == job->device_id && strcmp(o->packet_id, job->packet_id) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/* Touches each device of the stored jobs once, with its newest receive time. */
+static int touch_devices(struct writer *w, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct write_job *job = w->apply[i];
+        int64_t newest = job->received_at, first = 1;
+        for (size_t k = 0; k < n && first; k++) {
+            const struct write_job *o = w->apply[k];
+            if (k == i || o->device_id != job->device_id) continue;
+            if (k < i) first = 0; /* touched already, with the newest time */
+            if (o->received_at > newest) newest = o->received_at;
+        }
+        if (first && job->device_id) rc = store_device_touch(w->store, job->device_id, newest);
+    }
+    return rc;
+}
+
+/*
+ * The batch as one unit, without savepoints (the fast pass): duplicates are
+ * sorted out first (the store's and the batch's own), then every job to
+ * store goes through one router_apply, the packet ids are remembered and
+ * each device is touched once. Sets each job's status; on failure the
+ * caller rolls the whole transaction back and resets them.
+ */
+static int apply_batch(struct writer *w, size_t n)
+{
+    size_t napply = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct write_job *job = w->batch[i];
+        struct write_job *orig = batch_original(w, i, job);
+        if (orig) {
+            const char *answer =
+                orig->status == WRITE_STORED ? orig->response : orig->stored_response;
+            if (!(job->stored_response = strdup(answer))) return IOT_ENOMEM;
+            job->status = WRITE_DUPLICATE;
+            continue;
+        }
+        int rc = packet_seen(w, job);
+        if (rc < 0) return rc;
+        if (rc) continue;
+        if (job->nreadings == 0) {
+            job->status = WRITE_NOTHING;
+            continue;
+        }
+        job->status = WRITE_STORED; /* if the transaction commits */
+        w->apply[napply++] = job;
+    }
+    if (napply == 0) return 0;
+    int rc = router_apply(w->router, w->store, w->apply, napply);
+    for (size_t i = 0; i < napply && !rc; i++)
+        rc = packet_remember(w, w->apply[i]);
+    if (!rc) rc = touch_devices(w, napply);
+    if (!rc) router_packet_done(w->router);
+    return rc;
 }
 
 static void publish(struct writer *w, struct write_job *job, uint64_t *published)
@@ -139,10 +224,36 @@ static void fail_job(struct write_job *job, int rc)
     job->err = rc;
 }
 
-/* One transaction for the batch; each job in its own savepoint. */
-static void run_batch(struct writer *w, size_t n)
+static void reset_job(struct write_job *job)
 {
-    int64_t t0 = clock_mono_us();
+    free(job->stored_response);
+    job->stored_response = NULL;
+    job->status = WRITE_PENDING;
+    job->err = 0;
+}
+
+/* The fast pass in one transaction: 0 once committed, else rolled back. */
+static int run_fast(struct writer *w, size_t n)
+{
+    int rc = store_tx_begin(w->store);
+    if (!rc) rc = router_begin_tx(w->router, w->store);
+    if (!rc) rc = apply_batch(w, n);
+    if (!rc) rc = store_tx_commit(w->store);
+    if (rc) {
+        store_tx_rollback(w->store);
+        router_abort_packet(w->router);
+    }
+    router_end_tx(w->router, rc == 0);
+    return rc;
+}
+
+/*
+ * The isolating pass: one transaction, each job in its own savepoint, so a
+ * job that fails is rolled back alone and never half-stored. Returns the
+ * transaction's result (a failed job sets only its own status).
+ */
+static int run_isolated(struct writer *w, size_t n)
+{
     int rc = store_tx_begin(w->store);
     if (!rc) rc = router_begin_tx(w->router, w->store);
     for (size_t i = 0; i < n && !rc; i++) {
@@ -160,12 +271,32 @@ static void run_batch(struct writer *w, size_t n)
         router_abort_packet(w->router);
     }
     if (!rc) rc = store_tx_commit(w->store);
-    if (rc) {
-        LOG(LOG_WARN, "commit_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
-            store_errmsg(w->store), n);
-        store_tx_rollback(w->store);
-    }
+    if (rc) store_tx_rollback(w->store);
     router_end_tx(w->router, rc == 0);
+    return rc;
+}
+
+/*
+ * One transaction for the batch. The fast pass stores it whole with one
+ * call per table; if anything in it fails, the transaction is rolled back
+ * and the batch runs again in the isolating pass, so the packet at fault
+ * fails alone and its neighbours are stored. A lost connection fails the
+ * batch at once: a second pass could not do better.
+ */
+static void run_batch(struct writer *w, size_t n)
+{
+    int64_t t0 = clock_mono_us();
+    int rc = run_fast(w, n);
+    if (rc) {
+        LOG(LOG_WARN, "batch_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
+            store_errmsg(w->store), n);
+        for (size_t i = 0; i < n; i++)
+            reset_job(w->batch[i]);
+        if (rc != IOT_EUNAVAIL) rc = run_isolated(w, n);
+        if (rc)
+            LOG(LOG_WARN, "commit_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
+                store_errmsg(w->store), n);
+    }
     int64_t elapsed_us = clock_mono_us() - t0;
 
     uint64_t published = 0, dups = 0;
@@ -262,6 +393,7 @@ void writer_destroy(struct writer *w)
     pthread_cond_destroy(&w->cv);
     free(w->ring);
     free(w->batch);
+    free(w->apply);
     free(w);
 }
 

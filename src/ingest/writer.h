@@ -1,9 +1,11 @@
 /*
  * The writer: the one serialized writer per database (SPEC §10). A thread
  * with a bounded queue of write jobs. It takes as many queued jobs as are
- * waiting (up to batch_max) and commits them in one transaction, each job
- * inside its own savepoint so that one failing packet never takes its
- * neighbours down and is never half-stored. Every job's done() callback runs
+ * waiting (up to batch_max) and commits them in one transaction, as one
+ * unit (one call per table for the whole batch). If that fails, the batch
+ * runs again with each job inside its own savepoint, so that one failing
+ * packet never takes its neighbours down and is never half-stored. Every
+ * job's done() callback runs
  * after the commit (or the failure) is final; only then may the HTTP layer
  * answer. Normal, non-late readings are published to the broker after commit.
  */

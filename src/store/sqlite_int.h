@@ -9,14 +9,18 @@
 #define SQLITE_CORE_STMTS              32
 #define SQLITE_JOB_STMTS               16
 #define SQLITE_CHAIN_STMTS             4
+#define SQLITE_BATCH_TABLES            2       /* sqlite_batch.c: readings, sensor states */
+#define SQLITE_BATCH_SIZES             4       /* rows per statement: 64, 16, 4, 1 */
 #define SQLITE_WRITER_CHECKPOINT_PAGES "16384" /* 64 MiB of 4 KiB pages */
 
 struct sqlite_store {
     struct store base;
     sqlite3 *db;
-    sqlite3_stmt *st[SQLITE_CORE_STMTS];        /* store_sqlite.c */
-    sqlite3_stmt *job_st[SQLITE_JOB_STMTS];     /* sqlite_jobs.c */
-    sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS]; /* sqlite_chain.c */
+    sqlite3_stmt *st[SQLITE_CORE_STMTS];                             /* store_sqlite.c */
+    sqlite3_stmt *job_st[SQLITE_JOB_STMTS];                          /* sqlite_jobs.c */
+    sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS];                      /* sqlite_chain.c */
+    sqlite3_stmt *batch_st[SQLITE_BATCH_TABLES][SQLITE_BATCH_SIZES]; /* sqlite_batch.c */
+    sqlite3_stmt *batch_next_id;                                     /* sqlite_batch.c */
     char err[256];
 };
 
@@ -28,6 +32,16 @@ int sqlite_stmt(struct sqlite_store *s, sqlite3_stmt **slot, const char *sql, sq
 int sqlite_exec_done(struct sqlite_store *s, sqlite3_stmt *st);
 void sqlite_copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
 void sqlite_bind_opt_double(sqlite3_stmt *st, int i, int has, double v);
+
+/*
+ * The writer's batch statements (sqlite_batch.c): readings (ids assigned
+ * here, rows[i].id set) and the states of distinct sensors, in multi-row
+ * INSERT OR FAIL statements; a failure leaves earlier rows of the call in
+ * place, so the caller must roll back (transaction or savepoint).
+ */
+int sqlite_readings_insert(struct store *s, struct store_reading *rows, size_t n);
+int sqlite_states_put(struct store *s, const struct store_sensor_state *const *st, size_t n);
+void sqlite_batch_close(struct sqlite_store *s);
 
 /* Job operations (sqlite_jobs.c). */
 int sqlite_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,

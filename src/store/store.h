@@ -186,6 +186,7 @@ struct store_open_opts {
     int64_t busy_timeout_ms;
     int64_t cache_mb;
     int background_checkpoint; /* the owner calls store_maintain; no checkpoint at commit */
+    int ingest_writer;         /* the gateway's one writer, which links every reading itself */
 };
 
 struct store;

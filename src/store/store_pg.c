@@ -181,7 +181,7 @@ int pg_alerts_flush(struct pg_store *s)
  * order (nothing held yet, or only lower sensor ids) use the session's
  * lock_timeout; a wait that would break the order (ooo) is bounded by
  * OUT_OF_ORDER_WAIT_MS instead (SET LOCAL before, restored after; a failure
- * rolls the packet's savepoint back, and the setting with it), so no wait
+ * rolls the batch or the packet's savepoint back, and the setting with it), so no wait
  * cycle between gateways lives longer than that: the packet fails with
  * IOT_EBUSY (503) and the device retries. res[i] gets cmds[i]'s result.
  */

@@ -36,7 +36,6 @@ enum stmt_id {
     ST_ALERT_INSERT,
     ST_ALERT_UPDATE,
     ST_NOTIFY_INSERT,
-    ST_READING_INSERT,
     ST_DEVICE_TOUCH,
     ST_DATA_VERSION,
     ST_COUNT
@@ -105,8 +104,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " WHERE id = ?1",
     [ST_NOTIFY_INSERT] = "INSERT INTO alert_notifications(alert_id, event, severity, created_at)"
                          " VALUES (?1, ?2, ?3, ?4)",
-    [ST_READING_INSERT] = "INSERT INTO sensor_readings(sensor_id, value, ts, ingested_at, class,"
-                          " late, prev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1"
                         " AND (last_seen_at IS NULL OR last_seen_at < ?2)",
@@ -204,6 +201,7 @@ static void sq_close(struct store *base)
         sqlite3_finalize(s->job_st[i]);
     for (int i = 0; i < SQLITE_CHAIN_STMTS; i++)
         sqlite3_finalize(s->chain_st[i]);
+    sqlite_batch_close(s);
     sqlite3_close(s->db);
     free(s);
 }
@@ -672,14 +670,6 @@ static int sq_states_load(struct store *base, const int64_t *ids, size_t n,
     return rc;
 }
 
-static int sq_states_put(struct store *base, const struct store_sensor_state *const *st, size_t n)
-{
-    int rc = 0;
-    for (size_t i = 0; !rc && i < n; i++)
-        rc = sq_state_put(base, st[i]);
-    return rc;
-}
-
 static int sq_alerts_active(struct store *base, int64_t sensor_id,
                             struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
 {
@@ -770,31 +760,6 @@ static int sq_notification_insert(struct store *base, int64_t alert_id, enum ale
     return sqlite_exec_done(s, st);
 }
 
-/* SQLite has no round trips: one reused single-row statement per row is the fast path. */
-static int sq_readings_insert(struct store *base, struct store_reading *rows, size_t n)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(s, ST_READING_INSERT, &st);
-    if (rc) return rc;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(st, 1, rows[i].sensor_id);
-        sqlite3_bind_double(st, 2, rows[i].value);
-        sqlite3_bind_int64(st, 3, rows[i].ts);
-        sqlite3_bind_int64(st, 4, rows[i].ingested_at);
-        sqlite3_bind_text(st, 5, reading_class_name(rows[i].cls), -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 6, rows[i].late);
-        int64_t prev = rows[i].prev_row ? rows[rows[i].prev_row - 1].id : rows[i].prev_id;
-        if (prev >= 0)
-            sqlite3_bind_int64(st, 7, prev);
-        else
-            sqlite3_bind_null(st, 7); /* unknown */
-        if ((rc = sqlite_exec_done(s, st))) return rc;
-        rows[i].id = sqlite3_last_insert_rowid(s->db);
-    }
-    return 0;
-}
-
 static int sq_device_touch(struct store *base, int64_t device_id, int64_t last_seen)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -831,13 +796,34 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
      * itself, which bounds the WAL without ever blocking on a reset.
      */
     snprintf(pragmas, sizeof pragmas,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=%s;"
              " PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY;"
              " PRAGMA journal_size_limit=67108864;%s",
-             opts->sync_full ? "FULL" : "NORMAL", (long long)opts->cache_mb * 1024,
+             opts->sync_full ? "FULL" : "NORMAL", opts->ingest_writer ? "OFF" : "ON",
+             (long long)opts->cache_mb * 1024,
              opts->background_checkpoint
                  ? " PRAGMA wal_autocheckpoint=" SQLITE_WRITER_CHECKPOINT_PAGES ";"
                  : "");
+    /*
+     * The gateway's writer links every reading it stores and writes its
+     * sensor's state in the same transaction, which is all the reading-chain
+     * trigger (schema step 4) does for other writers. Off on its connection,
+     * a reading INSERT is a single-row statement again and SQLite opens no
+     * statement journal for it (with the trigger: two 4 KiB page copies into
+     * the sub-journal per reading, docs/BENCHMARKS.md).
+     * Foreign keys are not checked on its connection either (the PRAGMA below
+     * turns them on for every other): every id it writes was read from this
+     * database by the resolver or the state load, and nothing deletes
+     * devices, sensors or thresholds (they are only disabled), so the check,
+     * one parent lookup per row, could never fail.
+     */
+    if (opts->ingest_writer &&
+        (rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL)) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
+        int e = sqlite_fail(s, rc);
+        sq_close(&s->base);
+        return e;
+    }
     if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
         int e = sqlite_fail(s, rc);
@@ -881,11 +867,11 @@ static const struct store_ops sqlite_ops = {
     .state_put = sq_state_put,
     .alerts_active = sq_alerts_active,
     .states_load = sq_states_load,
-    .states_put = sq_states_put,
+    .states_put = sqlite_states_put,
     .alert_insert = sq_alert_insert,
     .alert_update = sq_alert_update,
     .notification_insert = sq_notification_insert,
-    .readings_insert = sq_readings_insert,
+    .readings_insert = sqlite_readings_insert,
     .device_touch = sq_device_touch,
     .job_sensors = sqlite_job_sensors,
     .silent_sensors = sqlite_silent_sensors,

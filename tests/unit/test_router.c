@@ -177,7 +177,8 @@ static int run_tx(struct job **jobs, size_t n, int *rcs)
     cr_assert_eq(router_begin_tx(rt, st), 0);
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(store_savepoint(st), 0);
-        int jrc = router_apply(rt, st, &jobs[i]->j);
+        struct write_job *one_job = &jobs[i]->j;
+        int jrc = router_apply(rt, st, &one_job, 1);
         if (rcs) rcs[i] = jrc;
         if (jrc == 0) {
             cr_assert_eq(store_savepoint_release(st), 0, "%s", store_errmsg(st));
@@ -820,7 +821,8 @@ Test(router, stats_count_only_committed_packets)
     cr_assert_eq(store_savepoint(st), 0);
     job_init(&b);
     job_add(&b, &band, 35, T(2));
-    cr_assert_eq(router_apply(rt, st, &b.j), 0);
+    struct write_job *bj = &b.j;
+    cr_assert_eq(router_apply(rt, st, &bj, 1), 0);
     /* e.g. store_packet_put failed here */
     cr_assert_eq(store_savepoint_rollback(st), 0);
     router_abort_packet(rt);

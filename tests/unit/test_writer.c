@@ -351,6 +351,11 @@ Test(writer, committed_before_done)
     cr_expect_eq(s.queue_depth, 0);
 }
 
+/*
+ * A job the database refuses (here: a reading of a sensor that does not
+ * exist, a foreign-key violation) fails the fast pass; the isolating pass
+ * then stores its neighbours and fails it alone, leaving no trace of it.
+ */
 Test(writer, one_failing_job_does_not_take_the_batch_down)
 {
     start_writer(16, 8, DAY);
@@ -361,19 +366,18 @@ Test(writer, one_failing_job_does_not_take_the_batch_down)
     tjob_init(&b, "pb", "rb");
     tjob_add(&b, 35, T(20)); /* would open an alert */
     tjob_add(&b, 36, T(21));
+    b.r[1].sensor_id = 987654; /* no such sensor */
     tjob_init(&c, "pc", "rc");
     tjob_add(&c, 26, T(30));
     cr_assert_eq(submit(&a), 0);
     cr_assert_eq(submit(&b), 0);
     cr_assert_eq(submit(&c), 0);
-    store_fault_set(fst, STORE_FAULT_READINGS_INSERT, 2, IOT_EBUSY); /* b's */
     open_gate();
     cr_assert(wait_for(&done_total, 4));
 
     cr_expect_eq(a.j.status, WRITE_STORED);
     cr_expect_eq(b.j.status, WRITE_FAILED);
-    cr_expect_eq(b.j.err, IOT_EBUSY);
-    cr_expect(iot_err_retryable(b.j.err));
+    cr_expect_eq(b.j.err, IOT_EDB, "err %s", iot_strerror(b.j.err));
     cr_expect_null(b.j.stored_response);
     cr_expect_eq(c.j.status, WRITE_STORED);
     cr_expect_eq(a.rows, 1);
@@ -383,7 +387,6 @@ Test(writer, one_failing_job_does_not_take_the_batch_down)
     cr_expect_eq(db_int(peer, "SELECT count(*) FROM alerts"), 0, "failed job left an alert");
     cr_expect_eq(db_int(peer, "SELECT count(*) FROM ingest_packets WHERE packet_id = 'pb'"), 0);
     cr_expect_eq(db_int(peer, "SELECT count(*) FROM ingest_packets"), 2);
-    cr_expect_eq(store_fault_injected(fst), 1);
 
     writer_stop(wr);
     struct writer_stats s;
@@ -393,6 +396,66 @@ Test(writer, one_failing_job_does_not_take_the_batch_down)
     cr_expect_eq(s.commit_failures, 0);
     cr_expect_eq(s.router.by_class[CLASS_WARNING], 0);
     cr_expect_eq(s.router.alerts.opened, 0);
+}
+
+/* A transient failure of the fast pass: the isolating pass stores every job. */
+Test(writer, transient_failure_of_the_fast_pass_stores_everything)
+{
+    start_writer(16, 8, DAY);
+    struct tjob g, a, b;
+    hold_writer(&g, T(1));
+    tjob_init(&a, "pa", "ra");
+    tjob_add(&a, 25, T(10));
+    tjob_init(&b, "pa", "rb"); /* the same packet_id: a duplicate of a in both passes */
+    tjob_add(&b, 35, T(20));
+    cr_assert_eq(submit(&a), 0);
+    cr_assert_eq(submit(&b), 0);
+    uint64_t calls0 = store_fault_calls(fst, STORE_FAULT_READINGS_INSERT);
+    store_fault_set(fst, STORE_FAULT_READINGS_INSERT, 1, IOT_EBUSY);
+    open_gate();
+    cr_assert(wait_for(&done_total, 3));
+    cr_expect_eq(store_fault_injected(fst), 1);
+    cr_expect_eq(store_fault_calls(fst, STORE_FAULT_READINGS_INSERT) - calls0, 2,
+                 "one call for the batch, then one for the job in its savepoint");
+    cr_expect_eq(a.j.status, WRITE_STORED);
+    cr_expect_eq(a.rows, 1);
+    cr_expect_eq(b.j.status, WRITE_DUPLICATE);
+    cr_expect_str_eq(b.j.stored_response, "ra");
+    cr_expect_eq(rows_at(T(20)), 0);
+    writer_stop(wr);
+    struct writer_stats s;
+    writer_get_stats(wr, &s);
+    cr_expect_eq(s.commits, 2);
+    cr_expect_eq(s.commit_failures, 0);
+    cr_expect_eq(s.duplicates, 1);
+}
+
+/* A batch's own repeats: the second copy of a packet_id is the first's duplicate. */
+Test(writer, repeated_packet_id_in_one_batch_is_a_duplicate)
+{
+    start_writer(16, 8, DAY);
+    struct tjob g, a, b, c;
+    hold_writer(&g, T(1));
+    tjob_init(&a, "pa", "ra");
+    tjob_add(&a, 25, T(10));
+    tjob_init(&b, "pa", "rb");
+    tjob_add(&b, 26, T(11));
+    tjob_init(&c, "pc", "rc");
+    tjob_add(&c, 27, T(12));
+    cr_assert_eq(submit(&a), 0);
+    cr_assert_eq(submit(&b), 0);
+    cr_assert_eq(submit(&c), 0);
+    uint64_t sp0 = store_fault_calls(fst, STORE_FAULT_SAVEPOINT);
+    open_gate();
+    cr_assert(wait_for(&done_total, 4));
+    cr_expect_eq(a.j.status, WRITE_STORED);
+    cr_expect_eq(b.j.status, WRITE_DUPLICATE);
+    cr_expect_str_eq(b.j.stored_response, "ra");
+    cr_expect_eq(c.j.status, WRITE_STORED);
+    cr_expect_eq(rows_at(T(11)), 0);
+    cr_expect_eq(db_int(peer, "SELECT count(*) FROM ingest_packets"), 2);
+    cr_expect_eq(store_fault_calls(fst, STORE_FAULT_SAVEPOINT), sp0,
+                 "the fast pass took a savepoint");
 }
 
 Test(writer, commit_failure_fails_every_job_then_recovers)
@@ -596,10 +659,11 @@ Test(writer, publishes_only_committed_normal_non_late_readings)
     cr_assert(wait_for(&done_total, 2));
 
     tjob_init(&f, "pf", "rf");
-    tjob_add(&f, 27, T(14)); /* normal, but the job fails */
-    store_fault_set(fst, STORE_FAULT_PACKET_PUT, 1, IOT_EDB);
+    tjob_add(&f, 27, T(14));                                         /* normal, but the job fails */
+    store_fault_set_sticky(fst, STORE_FAULT_PACKET_PUT, 1, IOT_EDB); /* both passes */
     cr_assert_eq(submit(&f), 0);
     cr_assert(wait_for(&done_total, 3));
+    store_fault_clear(fst, STORE_FAULT_PACKET_PUT);
     cr_expect_eq(f.j.status, WRITE_FAILED);
     cr_expect_eq(f.j.err, IOT_EDB);
 
