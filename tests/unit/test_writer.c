@@ -25,6 +25,7 @@
 #include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -352,8 +353,8 @@ Test(writer, committed_before_done)
 }
 
 /*
- * A job the database refuses (here: a reading of a sensor that does not
- * exist, a foreign-key violation) fails the fast pass; the isolating pass
+ * A job the database refuses (here: a NaN value, stored as NULL in a NOT
+ * NULL column; HTTP never lets one through) fails the fast pass; the isolating pass
  * then stores its neighbours and fails it alone, leaving no trace of it.
  */
 Test(writer, one_failing_job_does_not_take_the_batch_down)
@@ -366,7 +367,7 @@ Test(writer, one_failing_job_does_not_take_the_batch_down)
     tjob_init(&b, "pb", "rb");
     tjob_add(&b, 35, T(20)); /* would open an alert */
     tjob_add(&b, 36, T(21));
-    b.r[1].sensor_id = 987654; /* no such sensor */
+    b.r[1].value = NAN; /* refused by the database */
     tjob_init(&c, "pc", "rc");
     tjob_add(&c, 26, T(30));
     cr_assert_eq(submit(&a), 0);
