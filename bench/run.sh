@@ -69,6 +69,9 @@ OUT=${BENCH_OUT:-$Q_OUT}
 # The seed peer needs Debian's python3 (FastAPI), whatever python3 is first in PATH.
 PY=/usr/bin/python3
 PG_URL=${DATABASE_URL_PG:-}
+# Without DATABASE_URL_PG, a throwaway PostgreSQL cluster of this run (fsync on,
+# synchronous_commit on: the comparison with SQLite DB_SYNC=full), unless BENCH_PG=0.
+PG_OWN=
 export BENCH_DEVICES=${BENCH_DEVICES:-100} BENCH_SENSORS=${BENCH_SENSORS:-10}
 export BENCH_READINGS=${BENCH_READINGS:-10}
 
@@ -86,6 +89,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    [ -n "$PG_OWN" ] && sh "$ROOT/scripts/pg-cluster.sh" stop "$PG_OWN" >/dev/null 2>&1
     if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -592,6 +596,16 @@ fi
     >"$WORK/gen-nginx.log" 2>&1 || { cat "$WORK/gen-nginx.log" >&2; die "body generation failed"; }
 echo "body_bytes=$(awk -F'\t' '{n += length($3)} END {printf "%d", n / NR}' "$WORK/bodies-nginx.tsv")" \
     >>"$WORK/meta.env"
+
+if [ -z "$PG_URL" ] && [ "${BENCH_PG:-1}" = 1 ]; then
+    if PG_OWN=$(PG_CLUSTER_FSYNC=on sh "$ROOT/scripts/pg-cluster.sh" start); then
+        PG_URL=$PG_OWN
+        say "PostgreSQL: a throwaway cluster of this run (fsync on)"
+    else
+        PG_OWN=
+        say "PostgreSQL: no cluster could be started (scripts/pg-cluster.sh): no PostgreSQL rows"
+    fi
+fi
 
 for c in $CONNS; do nginx_run "$c"; done
 for sync in $SYNCS; do
