@@ -166,6 +166,17 @@ valgrind-integration: build/iot-ingest
 bench: build/iot-ingest
 	@BENCH_NO_BUILD=1 bash bench/run.sh
 
+# packet_decode alone (bench/decode_bench.c): ns per packet, then instructions per
+# packet under callgrind (steadier on a shared machine).
+.PHONY: bench-decode
+build/bench/decode_bench: build/obj/bench/decode_bench.o $(addprefix build/obj/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) -o $@ $^ $(LDLIBS_ALL)
+bench-decode: build/bench/decode_bench
+	build/bench/decode_bench
+	@valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect=packet_decode \
+	    build/bench/decode_bench 1000 2>&1 | awk '/Collected/ { printf "packet_decode: %.0f instructions/packet\n", $$4 / 5000 }'
+
 clean:
 	rm -rf build build-asan build-fuzz
 
