@@ -14,7 +14,7 @@
 ifeq ($(origin CC),default)
 CC = cc
 endif
-PKGS     = libmicrohttpd jansson sqlite3 libcrypto zlib libcurl libpq libnats
+PKGS     = libmicrohttpd jansson yajl sqlite3 libcrypto zlib libcurl libpq libnats
 VERSION  = 0.1.0
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) \
