@@ -7,7 +7,7 @@
  *   NUL-terminated) and never leaks (LSan);
  * - failure is IOT_EINVAL with code invalid_json or invalid_request and a
  *   non-empty detail, or IOT_ENOMEM. The detail may quote body bytes
- *   (jansson's error text) that are not UTF-8: reply.c makes it valid before
+ *   (a duplicate key's text) that are not UTF-8: reply.c makes it valid before
  *   it goes into the JSON answer, which the request harness checks;
  * - success gives 1..max readings, a device_uuid of 1..STORE_UUID_MAX bytes,
  *   a packet_id of at most STORE_PACKET_ID_MAX characters, finite values,
