@@ -14,7 +14,7 @@
 ifeq ($(origin CC),default)
 CC = cc
 endif
-PKGS     = libmicrohttpd jansson sqlite3 libcrypto zlib libcurl libpq libnats
+PKGS     = libmicrohttpd jansson yajl sqlite3 libcrypto zlib libcurl libpq libnats
 VERSION  = 0.1.0
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) \
@@ -167,6 +167,17 @@ valgrind-integration: build/iot-ingest
 .PHONY: bench
 bench: build/iot-ingest
 	@BENCH_NO_BUILD=1 bash bench/run.sh
+
+# packet_decode alone (bench/decode_bench.c): ns per packet, then instructions per
+# packet under callgrind (steadier on a shared machine).
+.PHONY: bench-decode
+build/bench/decode_bench: build/obj/bench/decode_bench.o $(addprefix build/obj/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) -o $@ $^ $(LDLIBS_ALL)
+bench-decode: build/bench/decode_bench
+	build/bench/decode_bench
+	@valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect=packet_decode \
+	    build/bench/decode_bench 1000 2>&1 | awk '/Collected/ { printf "packet_decode: %.0f instructions/packet\n", $$4 / 5000 }'
 
 clean:
 	rm -rf build build-asan build-fuzz

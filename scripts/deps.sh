@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh [build|test]
 set -eu
 mode=${1:-build}
-pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
+pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libyajl-dev libsqlite3-dev
       libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev sqlite3 curl"
 if [ "$mode" = test ]; then
     pkgs="$pkgs libcriterion-dev python3 python3-pytest python3-psycopg2 postgresql nats-server

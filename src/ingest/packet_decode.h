@@ -1,15 +1,15 @@
 /*
- * Request decoding, with no I/O: JSON text -> decoded packet (SPEC §5).
- * Packet-level problems fail the whole request (400, with a detail naming
- * the field); reading-level problems are recorded per reading and become
- * the reading's rejection reason later. Pure functions, so they are fuzzed.
+ * Request decoding, with no I/O: JSON text -> decoded packet (SPEC §5), in
+ * one streaming pass (yajl), no JSON tree. Packet-level problems fail the
+ * whole request (400, with a detail naming the field); reading-level
+ * problems are recorded per reading and become the reading's rejection
+ * reason later. Pure functions, so they are fuzzed.
  */
 #ifndef IOT_PACKET_DECODE_H
 #define IOT_PACKET_DECODE_H
 
 #include "store/store.h"
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +31,7 @@ struct decoded_reading {
     int uuid_ok; /* a string of 1..STORE_UUID_MAX bytes */
     char sensor_uuid[STORE_UUID_MAX + 1];
     int64_t sensor_id; /* legacy requests: > 0 when valid */
-    int value_ok;      /* a finite JSON number */
+    int value_ok;      /* a JSON number that is finite as a double (1e999 is not) */
     double value;
     enum ts_state ts_state;
     int64_t ts;

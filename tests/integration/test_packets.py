@@ -206,19 +206,26 @@ def test_value_types(gw, db, make_device):
 
 
 def test_overflowing_number_not_stored(gw, db, make_device):
-    # 1e999 is not a finite double: either the parser refuses it (400) or the
-    # reading is rejected as invalid_value; it is never stored as inf.
+    # 1e999 is a JSON number but not a finite double: that reading is
+    # rejected as invalid_value (never stored as inf); the packet is not
+    # malformed, so its other readings are stored.
     dev = make_device(1)
     before = db.counts()
     raw = ('{"device_uuid":"%s","readings":[{"sensor_uuid":"%s","value":1e999}]}'
            % (dev.uuid, dev.sensors[0].uuid)).encode()
-    r = gw.post_packet(raw=raw, key=dev.key)
-    if r.status == 400:
-        assert_error(r, 400, ("invalid_json", "invalid_request"))
-    else:
-        body = assert_error(r, 422, "no_valid_readings")
-        assert body["rejected"][0]["reason"] == "invalid_value"
+    body = assert_error(gw.post_packet(raw=raw, key=dev.key), 422, "no_valid_readings")
+    assert body["rejected"] == [{"index": 0, "sensor_uuid": dev.sensors[0].uuid,
+                                 "reason": "invalid_value"}], body
     assert db.counts() == before
+    t = now_ms() - 1000
+    raw = ('{"device_uuid":"%s","readings":[{"sensor_uuid":"%s","value":-1E400,"ts":%.3f},'
+           '{"sensor_uuid":"%s","value":2.5,"ts":%.3f}]}'
+           % (dev.uuid, dev.sensors[0].uuid, t / 1000, dev.sensors[0].uuid, (t + 1) / 1000)).encode()
+    r = gw.post_packet(raw=raw, key=dev.key)
+    assert r.status == 200, r
+    assert r.json()["accepted"] == 1, r.json()
+    assert [(x["index"], x["reason"]) for x in r.json()["rejected"]] == [(0, "invalid_value")]
+    assert [row[0] for row in db.readings(dev.sensors[0].id)] == [2.5]
 
 
 # --------------------------------------------------------------------- timestamps

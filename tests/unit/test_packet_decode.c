@@ -3,6 +3,8 @@
 #include "ingest/packet_decode.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct decoded_packet p;
@@ -140,4 +142,155 @@ Test(packet_decode, legacy_single_and_bulk)
     cr_expect_eq(q.readings[3].sensor_id, 9);
     cr_expect_not(q.readings[3].value_ok);
     decoded_packet_fini(&q);
+}
+
+Test(packet_decode, a_number_that_overflows_a_double_is_an_invalid_value)
+{
+    cr_assert_eq(dec("{\"device_uuid\":\"d\",\"readings\":[{\"sensor_uuid\":\"s\",\"value\":1e999},"
+                     "{\"sensor_uuid\":\"s\",\"value\":-1E+400,\"ts\":1e999},"
+                     "{\"sensor_uuid\":\"s\",\"value\":1e-999}]}"),
+                 0, "%s", detail);
+    cr_expect_not(p.readings[0].value_ok, "1e999");
+    cr_expect_not(p.readings[1].value_ok, "-1E+400");
+    cr_expect_eq(p.readings[1].ts_state, TS_INVALID, "an overflowing time is invalid");
+    cr_expect(p.readings[2].value_ok, "an underflow is 0, a finite number");
+    cr_expect_eq(p.readings[2].value, 0.0);
+    fini();
+    cr_assert_eq(dec("{\"device_uuid\":\"d\",\"ts\":1e999,\"readings\":[{}],\"x\":1e999}"), 0, "%s",
+                 detail);
+    cr_expect_eq(p.ts_state, TS_INVALID);
+}
+
+Test(packet_decode, json_errors_have_line_and_column)
+{
+    struct {
+        const char *body, *detail;
+    } cases[] = {
+        {"{\"device_uuid\":\"d\",\n \"readings\":[{}],\n \"x\":tru}", "at line 3 column"},
+        {"{\"device_uuid\":\"d\",\"device_uuid\":\"e\",\"readings\":[{}]}",
+         "at line 1 column 33: duplicate object key \"device_uuid\""},
+        {"", "at line 1 column 1: "},
+        {"42", "'[' or '{' expected"},
+        {"{\"a\":\"\\u0000\"}", "\\u0000 is not allowed"},
+        {"{\"a\":\"\\ud800\"}", "invalid Unicode '\\ud800'"},
+        {"{\"a\":\"\\udc00\\ud800\"}", "invalid Unicode '\\udc00'"},
+        {"{\"a\":\"\\ud800\\u0041\"}", "invalid Unicode '\\ud800'"},
+        {"{\"a\":\"\xc0\xaf\"}", "invalid UTF-8"},
+        {"{\"a\":\"\xed\xa0\x80\"}", "invalid UTF-8"},
+        {"{\"a\":\"\xf4\x90\x80\x80\"}", "invalid UTF-8"},
+        {"{\"\xe2\x82\":1}", "invalid UTF-8"},
+        {"{\"device_uuid\":\"d\",\"readings\":[{}]} {}", "trailing garbage"},
+        {"{\"device_uuid\":\"d\",\"readings\":[{}]} \"unterminated", "trailing garbage"},
+        {"{\"device_uuid\":\"d\",\"readings\":\f[{}]}", "at line 1 column 31: invalid token"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_expect_eq(dec(cases[i].body), IOT_EINVAL, "case %zu", i);
+        cr_expect_str_eq(code, DECODE_INVALID_JSON, "case %zu: %s", i, detail);
+        cr_expect(strstr(detail, "malformed JSON at line ") == detail, "case %zu: %s", i, detail);
+        cr_expect(strstr(detail, cases[i].detail), "case %zu: %s", i, detail);
+        fini();
+    }
+}
+
+Test(packet_decode, escapes_and_surrogate_pairs_are_decoded)
+{
+    cr_assert_eq(dec("{\"device\\u005fuuid\":\"d\\\"\\\\\",\"packet_id\":\"\\ud83d\\ude00\","
+                     "\"readings\":[{\"sensor_uuid\":\"\\u00e9\",\"value\":1}]}"),
+                 0, "%s", detail);
+    cr_expect_str_eq(p.device_uuid, "d\"\\");
+    cr_expect_str_eq(p.packet_id, "\xf0\x9f\x98\x80");
+    cr_expect_str_eq(p.readings[0].sensor_uuid, "\xc3\xa9");
+}
+
+/* A body of n objects nested in "x", each with one key. */
+static char *nested(int n)
+{
+    char *b = malloc(64 + (size_t)n * 7);
+    char *w = b + sprintf(b, "{\"device_uuid\":\"d\",\"readings\":[{}],\"x\":");
+    for (int i = 0; i < n; i++)
+        w += sprintf(w, "{\"a\":");
+    w += sprintf(w, "1");
+    for (int i = 0; i < n + 1; i++)
+        *w++ = '}';
+    *w = 0;
+    return b;
+}
+
+Test(packet_decode, depth_is_bounded_like_jansson)
+{
+    char *ok = nested(2046), *deep = nested(2047); /* 2047 and 2048 objects around a 1 */
+    cr_expect_eq(dec(ok), 0, "%s", detail);
+    fini();
+    cr_expect_eq(dec(deep), IOT_EINVAL);
+    cr_expect(strstr(detail, "maximum parsing depth reached"), "%s", detail);
+    free(ok);
+    free(deep);
+}
+
+Test(packet_decode, duplicates_are_found_in_objects_of_any_size)
+{
+    char *b = malloc(32768);
+    for (int dup = 0; dup < 2; dup++) {
+        char *w = b + sprintf(b, "{\"device_uuid\":\"d\",\"readings\":[{}],\"x\":{");
+        for (int i = 0; i < 1000; i++)
+            w += sprintf(w, "\"k%d\":%d,", dup && i == 700 ? 3 : i, i);
+        sprintf(w, "\"last\":0}}");
+        cr_expect_eq(dec(b), dup ? IOT_EINVAL : 0, "%s", detail);
+        if (dup) cr_expect(strstr(detail, "duplicate object key \"k3\""), "%s", detail);
+        fini();
+    }
+    free(b);
+}
+
+Test(packet_decode, over_the_limit_the_readings_are_counted_not_kept)
+{
+    cr_expect_eq(dec("{\"device_uuid\":\"d\",\"readings\":[{},{},{},{},7]}"), IOT_EINVAL);
+    cr_expect_str_eq(detail, "readings has 5 readings, more than the limit of 3");
+    cr_expect_null(p.readings);
+}
+
+Test(packet_decode, a_shape_error_loses_to_a_json_error_anywhere)
+{
+    cr_expect_eq(dec("{\"readings\":[{}],\"x\":[1,2,]}"), IOT_EINVAL);
+    cr_expect_str_eq(code, DECODE_INVALID_JSON, "%s", detail);
+    fini();
+    cr_expect_eq(dec("[1,{\"a\":1,\"a\":2}]"), IOT_EINVAL);
+    cr_expect_str_eq(code, DECODE_INVALID_JSON, "%s", detail);
+}
+
+Test(packet_decode, legacy_sensor_ids_are_exact)
+{
+    struct {
+        const char *id;
+        int64_t want;
+    } cases[] = {
+        {"12", 12},
+        {"12.0", 12},
+        {"1.2e1", 12},
+        {"1200e-2", 12},
+        {"0.5", 0},
+        {"1.0000000000000000001", 0},
+        {"9007199254740992", 9007199254740992LL},
+        {"9007199254740993", 0},
+        {"9007199254740992.5", 0},
+        {"1e16", 0},
+        {"0", 0},
+        {"-0", 0},
+        {"1e999", 0},
+    };
+    struct decoded_packet q;
+    char body[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"sensor_id\":%s,\"value\":1}", cases[i].id);
+        cr_assert_eq(legacy_decode(body, strlen(body), 0, 10, &q, detail, sizeof detail, &code), 0,
+                     "%s", detail);
+        cr_expect_eq(q.readings[0].sensor_id, cases[i].want, "%s", cases[i].id);
+        decoded_packet_fini(&q);
+    }
+    const char *dup = "{\"sensor_id\":1,\"value\":1,\"value\":2}";
+    cr_expect_eq(legacy_decode(dup, strlen(dup), 0, 10, &q, detail, sizeof detail, &code),
+                 IOT_EINVAL);
+    cr_expect_str_eq(code, DECODE_INVALID_JSON);
+    cr_expect_eq(legacy_decode("[]", 2, 0, 10, &q, detail, sizeof detail, &code), IOT_EINVAL);
+    cr_expect_str_eq(detail, "the body must be a JSON object");
 }
