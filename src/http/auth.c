@@ -53,9 +53,8 @@ enum auth_result auth_device(struct request *rq, const struct store_device *dev)
 int auth_locked_out(struct request *rq, int *ret)
 {
     int retry = 1;
-    if (rl_peek(rq->srv->rl_authfail, rq->client_ip, strlen(rq->client_ip), clock_mono_ms(),
-                &retry))
-        return 0;
+    const char *addr = rq_limit_key(rq);
+    if (rl_peek(rq->srv->rl_authfail, addr, strlen(addr), clock_mono_ms(), &retry)) return 0;
     atomic_fetch_add_explicit(&rq->srv->metrics.rate_limited_auth, 1, memory_order_relaxed);
     *ret = reply_retry(rq, 429, retry, "rate_limited_auth",
                        "too many failed authentications from this address; retry later");
@@ -65,7 +64,8 @@ int auth_locked_out(struct request *rq, int *ret)
 void auth_failed(struct request *rq)
 {
     atomic_fetch_add_explicit(&rq->srv->metrics.auth_failures, 1, memory_order_relaxed);
-    rl_take(rq->srv->rl_authfail, rq->client_ip, strlen(rq->client_ip), clock_mono_ms(), NULL);
+    const char *addr = rq_limit_key(rq);
+    rl_take(rq->srv->rl_authfail, addr, strlen(addr), clock_mono_ms(), NULL);
 }
 
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied)
