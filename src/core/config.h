@@ -34,9 +34,11 @@
       "Requests per second per device (0 = off)")                                                  \
     X(DBL, rate_limit_burst, "RATE_LIMIT_BURST", 100, 1, 1e9, "Token bucket size")                 \
     X(DBL, auth_fail_rps, "AUTH_FAIL_RPS", 1, 0, 1e9,                                              \
-      "Failed authentications per second per client IP before it is refused (0 = off)")            \
+      "Failed authentications per second per client address and claimed identity (0 = off)")       \
     X(DBL, auth_fail_burst, "AUTH_FAIL_BURST", 20, 1, 1e9,                                         \
-      "Failed authentications an IP may make in a burst")                                          \
+      "Failed authentications one address and identity may make in a burst")                       \
+    X(INT, auth_fail_addr_factor, "AUTH_FAIL_ADDR_FACTOR", 10, 0, 1000000,                         \
+      "Per-address failed-auth budget as a multiple of the per-identity one (0 = off)")            \
     X(INT, rate_limit_ipv6_prefix, "RATE_LIMIT_IPV6_PREFIX", 64, 1, 128,                           \
       "Per-address limits key an IPv6 client by this many leading bits")                           \
     X(INT, rate_limit_max_buckets, "RATE_LIMIT_MAX_BUCKETS", 65536, 16, 16777216,                  \

@@ -79,8 +79,9 @@ struct request {
     char *body;
     size_t len, cap;
     int body_too_big;
-    int early_done; /* a response was queued before the body was read */
-    int close;      /* the connection must not be reused */
+    int early_done;   /* a response was queued before the body was read */
+    int close;        /* the connection must not be reused */
+    int auth_retry_s; /* > 0: a failed authentication past the address budget (auth.c) */
 
     /* Write path: the job, and the answer prepared while it is queued. */
     struct write_job job;
@@ -136,14 +137,22 @@ int auth_api_key(struct request *rq);
 /* Device key of dev, or the API key. Same cost whether or not dev exists. */
 enum auth_result auth_device(struct request *rq, const struct store_device *dev);
 /*
- * Before authenticating: an address (rq_limit_key) that has used up its
- * failed-authentication budget (AUTH_FAIL_RPS) is refused with 429 whatever
- * key it sends, so key guessing learns nothing. Returns 1 and queues the
- * reply in *ret if refused.
+ * Before authenticating (rq->device_uuid set): a pair of client address and
+ * claimed identity (the device, or the API key) that has used up its
+ * failed-authentication budget (AUTH_FAIL_BURST, AUTH_FAIL_RPS) is refused
+ * with 429 whatever key it sends, so key guessing learns nothing. Other pairs
+ * of the same address are not refused. Returns 1 and queues the reply in
+ * *ret if refused.
  */
 int auth_locked_out(struct request *rq, int *ret);
-/* Counts a failed authentication against the client address (rq_limit_key). */
+/*
+ * Counts a failed authentication against the pairs rq claims and against
+ * its address; past the address budget (AUTH_FAIL_ADDR_FACTOR times looser)
+ * it also empties those pairs and sets rq->auth_retry_s.
+ */
 void auth_failed(struct request *rq);
+/* A failed authentication's answer: 401 unauthorized, or 429 past the address budget. */
+int auth_reply_denied(struct request *rq, const char *detail);
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 
