@@ -47,6 +47,8 @@
       "Comma-separated CIDRs whose X-Forwarded-For is believed")                                   \
     X(INT, sensor_cache_ttl_s, "SENSOR_CACHE_TTL_S", 60, 0, 86400,                                 \
       "Seconds a cached device/sensor/threshold lookup is trusted")                                \
+    X(INT, sensor_cache_negative_ttl_s, "SENSOR_CACHE_NEGATIVE_TTL_S", 5, 0, 86400,                \
+      "Seconds an unknown device_uuid is remembered (at most SENSOR_CACHE_TTL_S; 0 = off)")        \
     X(INT, sensor_cache_max, "SENSOR_CACHE_MAX", 100000, 16, 100000000,                            \
       "Most devices kept in the resolver cache")                                                   \
     X(INT, state_cache_max, "STATE_CACHE_MAX", 1000000, 16, 100000000,                             \

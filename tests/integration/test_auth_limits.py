@@ -3,7 +3,8 @@ disable, keys kept out of logs (SPEC §5, §8)."""
 
 import time
 
-from conftest import API_KEY, assert_error, iso_ms, now_ms, provision_device, uid, wait_until
+from conftest import (API_KEY, assert_error, iso_ms, metric_value, now_ms, provision_device,
+                      random_key, scrape, uid, wait_until)
 
 
 # --------------------------------------------------------------------- 401 / 403
@@ -291,3 +292,33 @@ def test_no_key_in_logs(gateway_factory):
     for secret in (dev.key, wrong, API_KEY, bad_api):
         assert secret not in log, f"a key appears in the log: {secret[:6]}..."
 
+
+def test_device_added_after_a_miss_is_seen_within_the_negative_ttl(gateway_factory):
+    gw, _ = gateway_factory({"SENSOR_CACHE_NEGATIVE_TTL_S": "2", "AUTH_FAIL_RPS": "0"},
+                            name="negttl")
+    cli = gw.cli
+    d_uuid, s_uuid, key = uid("late-"), uid("sen-"), random_key()
+    pkt = {"device_uuid": d_uuid, "readings": [{"sensor_uuid": s_uuid, "value": 1.0}]}
+
+    def cache(result):
+        return metric_value(scrape(gw), "iot_ingest_cache_requests_total", f'result="{result}"')
+
+    # a device that sends before it is provisioned: one query, then the negative entry
+    assert_error(gw.post_packet(pkt, key=key), 401, "unauthorized")
+    misses = cache("miss")
+    for _ in range(5):
+        assert_error(gw.post_packet(pkt, key=key), 401, "unauthorized")
+    assert cache("miss") == misses, "an unknown device queried the database again"
+    assert cache("negative_hit") >= 5
+
+    t0 = time.monotonic()
+    assert cli.run("device", "add", "--uuid", d_uuid, "--name", "late", "--key", key
+                   ).returncode == 0
+    assert cli.run("sensor", "add", "--device", d_uuid, "--uuid", s_uuid, "--name", "s",
+                   "--type", "temperature", "--unit", "C").returncode == 0
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
+        gw.post_packet(pkt, key=key)), timeout=10, interval=0.1, what="device visible")
+    took = time.monotonic() - t0
+    print(f"device added after a miss visible after {took:.2f}s (negative TTL 2s)")
+    assert r.json()["accepted"] == 1
+    assert took < 2 + 1.5, took
