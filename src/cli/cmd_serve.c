@@ -62,6 +62,7 @@ static int run_serve(struct config *cfg, const char **pos)
     router = NULL;
     if (rc || (rc = writer_start(writer))) goto fail_rc;
     if ((rc = resolver_create(&shared, cfg->sensor_cache_ttl_s * 1000,
+                              cfg->sensor_cache_negative_ttl_s * 1000,
                               (size_t)cfg->sensor_cache_max, &resolver)))
         goto fail_rc;
     struct http_deps deps = {cfg, writer, resolver, &shared, broker};

@@ -34,9 +34,11 @@
       "Requests per second per device (0 = off)")                                                  \
     X(DBL, rate_limit_burst, "RATE_LIMIT_BURST", 100, 1, 1e9, "Token bucket size")                 \
     X(DBL, auth_fail_rps, "AUTH_FAIL_RPS", 1, 0, 1e9,                                              \
-      "Failed authentications per second per client IP before it is refused (0 = off)")            \
+      "Failed authentications per second per client address and claimed identity (0 = off)")       \
     X(DBL, auth_fail_burst, "AUTH_FAIL_BURST", 20, 1, 1e9,                                         \
-      "Failed authentications an IP may make in a burst")                                          \
+      "Failed authentications one address and identity may make in a burst")                       \
+    X(INT, auth_fail_addr_factor, "AUTH_FAIL_ADDR_FACTOR", 10, 0, 1000000,                         \
+      "Per-address failed-auth budget as a multiple of the per-identity one (0 = off)")            \
     X(INT, rate_limit_ipv6_prefix, "RATE_LIMIT_IPV6_PREFIX", 64, 1, 128,                           \
       "Per-address limits key an IPv6 client by this many leading bits")                           \
     X(INT, rate_limit_max_buckets, "RATE_LIMIT_MAX_BUCKETS", 65536, 16, 16777216,                  \
@@ -45,6 +47,8 @@
       "Comma-separated CIDRs whose X-Forwarded-For is believed")                                   \
     X(INT, sensor_cache_ttl_s, "SENSOR_CACHE_TTL_S", 60, 0, 86400,                                 \
       "Seconds a cached device/sensor/threshold lookup is trusted")                                \
+    X(INT, sensor_cache_negative_ttl_s, "SENSOR_CACHE_NEGATIVE_TTL_S", 5, 0, 86400,                \
+      "Seconds an unknown device_uuid is remembered (at most SENSOR_CACHE_TTL_S; 0 = off)")        \
     X(INT, sensor_cache_max, "SENSOR_CACHE_MAX", 100000, 16, 100000000,                            \
       "Most devices kept in the resolver cache")                                                   \
     X(INT, state_cache_max, "STATE_CACHE_MAX", 1000000, 16, 100000000,                             \

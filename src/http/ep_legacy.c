@@ -49,7 +49,7 @@ int ep_legacy(struct request *rq, int bulk)
     if (auth_locked_out(rq, &ret)) return ret;
     if (!auth_api_key(rq)) {
         auth_failed(rq);
-        return reply_error(rq, 401, "unauthorized", "missing or invalid API key");
+        return auth_reply_denied(rq, "missing or invalid API key");
     }
     struct decoded_packet p;
     char detail[256];

@@ -122,11 +122,14 @@ static void cache_section(FILE *f, struct resolver *r)
 {
     struct resolver_stats rs;
     resolver_get_stats(r, &rs);
-    header(f, "iot_ingest_cache_requests_total", "counter", "Resolver cache lookups by result.");
+    header(f, "iot_ingest_cache_requests_total", "counter",
+           "Resolver lookups: hit, miss (a query), negative_hit (known unknown).");
     fprintf(f, "iot_ingest_cache_requests_total{result=\"hit\"} %llu\n",
             (unsigned long long)rs.hits);
     fprintf(f, "iot_ingest_cache_requests_total{result=\"miss\"} %llu\n",
             (unsigned long long)rs.misses);
+    fprintf(f, "iot_ingest_cache_requests_total{result=\"negative_hit\"} %llu\n",
+            (unsigned long long)rs.negative_hits);
     header(f, "iot_ingest_cache_entries", "gauge", "Devices held in the resolver cache.");
     fprintf(f, "iot_ingest_cache_entries %zu\n", rs.entries);
 }

@@ -93,7 +93,7 @@ int ep_packets(struct request *rq)
     }
     switch (auth_device(rq, dref ? &dref->dev : NULL)) {
     case AUTH_DENIED:
-        ret = reply_error(rq, 401, "unauthorized", "missing or invalid device key");
+        ret = auth_reply_denied(rq, "missing or invalid device key");
         goto out;
     case AUTH_INACTIVE:
         ret = reply_error(rq, 403, "device_inactive", "this device is disabled");

@@ -30,9 +30,9 @@ int ep_status(struct request *rq)
     struct http_server *s = rq->srv;
     if (rq->path_too_long) return reply_error(rq, 404, "not_found", "no such device");
     int ret;
+    memcpy(rq->device_uuid, rq->route_arg, sizeof rq->device_uuid);
     if (auth_locked_out(rq, &ret)) return ret;
     const struct device_ref *dref = NULL;
-    memcpy(rq->device_uuid, rq->route_arg, sizeof rq->device_uuid);
     int rc = resolver_get(s->d.resolver, rq->route_arg, &dref);
     if (rc && rc != IOT_ENOTFOUND) return reply_store_error(rq, rc);
     if (!dref && auth_api_key(rq)) {
@@ -41,7 +41,7 @@ int ep_status(struct request *rq)
     }
     switch (auth_device(rq, dref ? &dref->dev : NULL)) {
     case AUTH_DENIED:
-        ret = reply_error(rq, 401, "unauthorized", "missing or invalid device key");
+        ret = auth_reply_denied(rq, "missing or invalid device key");
         goto out;
     case AUTH_INACTIVE:
         if (!auth_api_key(rq)) {

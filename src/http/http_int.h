@@ -71,6 +71,7 @@ struct request {
     int64_t t_start_us; /* monotonic */
     int64_t received;   /* wall ms */
     char client_ip[CLIENT_IP_LEN];
+    char limit_key[CLIENT_IP_LEN]; /* client_ip as every per-address limit keys it (rq_limit_key) */
     char request_id[REQUEST_ID_MAX + 1];  /* echoed in X-Request-Id */
     char device_uuid[STORE_UUID_MAX + 1]; /* for the access log, once known */
     const char *method;
@@ -78,8 +79,9 @@ struct request {
     char *body;
     size_t len, cap;
     int body_too_big;
-    int early_done; /* a response was queued before the body was read */
-    int close;      /* the connection must not be reused */
+    int early_done;   /* a response was queued before the body was read */
+    int close;        /* the connection must not be reused */
+    int auth_retry_s; /* > 0: a failed authentication past the address budget (auth.c) */
 
     /* Write path: the job, and the answer prepared while it is queued. */
     struct write_job job;
@@ -94,6 +96,19 @@ struct request {
 static inline const char *rq_header(struct request *rq, const char *name)
 {
     return rq->tp->header(rq, name);
+}
+
+/*
+ * The key of every per-address limit for this request (client_ip_limit_key:
+ * an IPv6 client by its RATE_LIMIT_IPV6_PREFIX), computed on first use, so
+ * after the transport has set client_ip.
+ */
+static inline const char *rq_limit_key(struct request *rq)
+{
+    if (!rq->limit_key[0])
+        client_ip_limit_key(rq->client_ip, (unsigned)rq->srv->d.cfg->rate_limit_ipv6_prefix,
+                            rq->limit_key);
+    return rq->limit_key;
 }
 
 /* request.c: the transport calls these in order. All return MHD_YES or MHD_NO. */
@@ -122,13 +137,22 @@ int auth_api_key(struct request *rq);
 /* Device key of dev, or the API key. Same cost whether or not dev exists. */
 enum auth_result auth_device(struct request *rq, const struct store_device *dev);
 /*
- * Before authenticating: an IP that has used up its failed-authentication
- * budget (AUTH_FAIL_RPS) is refused with 429 whatever key it sends, so key
- * guessing learns nothing. Returns 1 and queues the reply in *ret if refused.
+ * Before authenticating (rq->device_uuid set): a pair of client address and
+ * claimed identity (the device, or the API key) that has used up its
+ * failed-authentication budget (AUTH_FAIL_BURST, AUTH_FAIL_RPS) is refused
+ * with 429 whatever key it sends, so key guessing learns nothing. Other pairs
+ * of the same address are not refused. Returns 1 and queues the reply in
+ * *ret if refused.
  */
 int auth_locked_out(struct request *rq, int *ret);
-/* Counts a failed authentication against the client IP. */
+/*
+ * Counts a failed authentication against the pairs rq claims and against
+ * its address; past the address budget (AUTH_FAIL_ADDR_FACTOR times looser)
+ * it also empties those pairs and sets rq->auth_retry_s.
+ */
 void auth_failed(struct request *rq);
+/* A failed authentication's answer: 401 unauthorized, or 429 past the address budget. */
+int auth_reply_denied(struct request *rq, const char *detail);
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 

@@ -29,6 +29,7 @@
 #define RL_KEY_MAX    64
 #define RL_DIGEST_LEN 16
 #define RL_KEY_PREFIX (RL_KEY_MAX - RL_DIGEST_LEN)
+#define RL_EPSILON    1e-9 /* fractional costs: a bucket this close to the cost holds it */
 
 struct rl_bucket {
     struct rl_bucket *hnext;   /* hash chain */
@@ -297,10 +298,10 @@ static struct rl_bucket *rl__obtain(struct rate_limiter *rl)
     return b;
 }
 
-/* Whole seconds (>= 1) until tokens reaches 1 at the limiter's rate. */
-static int rl__retry_after(const struct rate_limiter *rl, double tokens)
+/* Whole seconds (>= 1) until tokens reaches cost at the limiter's rate. */
+static int rl__retry_after(const struct rate_limiter *rl, double tokens, double cost)
 {
-    double secs = ceil((1.0 - tokens) / rl->rate - 1e-9);
+    double secs = ceil((cost - tokens) / rl->rate - 1e-9);
     if (!(secs >= 1)) return 1;
     if (secs >= (double)INT_MAX) return INT_MAX;
     return (int)secs;
@@ -316,23 +317,15 @@ static double rl__tokens_at(const struct rate_limiter *rl, const struct rl_bucke
 }
 
 /*
- * A clock that goes backwards (it should not: now_ms is monotonic) adds no
- * tokens and leaves last_ms alone, so time cannot be replayed for a refill.
- * If memory for a new bucket cannot be had, the request is allowed: the
- * limiter errs towards availability, as it does on eviction. A NULL key is
- * the empty key.
+ * The bucket of k at now_ms, refilled and moved to the front of the LRU list;
+ * created with a full bucket if absent. Called with the lock held. A clock
+ * that goes backwards (it should not: now_ms is monotonic) adds no tokens and
+ * leaves last_ms alone, so time cannot be replayed for a refill. NULL only
+ * when memory for a new bucket cannot be had.
  */
-int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
-            int *retry_after_s)
+static struct rl_bucket *rl__touch(struct rate_limiter *rl, const struct rl_key *k, int64_t now_ms)
 {
-    if (!rl || rl->disabled) return 1;
-    if (!key) keylen = 0;
-
-    struct rl_key k;
-    rl__key_init(rl, &k, key, keylen);
-
-    pthread_mutex_lock(&rl->lock);
-    struct rl_bucket *b = rl__lookup(rl, &k);
+    struct rl_bucket *b = rl__lookup(rl, k);
     if (b) {
         rl__lru_unlink(rl, b);
         if (now_ms > b->last_ms) {
@@ -341,26 +334,60 @@ int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
         }
     } else {
         b = rl__obtain(rl);
-        if (!b) {
-            pthread_mutex_unlock(&rl->lock);
-            return 1;
-        }
-        b->hash = k.hash;
-        b->keylen = k.keylen;
-        memcpy(b->key, k.bytes, k.storedlen);
+        if (!b) return NULL;
+        b->hash = k->hash;
+        b->keylen = k->keylen;
+        memcpy(b->key, k->bytes, k->storedlen);
         b->tokens = rl->burst;
         b->last_ms = now_ms;
         rl__hash_insert(rl, b);
     }
     rl__lru_push_front(rl, b);
+    return b;
+}
 
-    int allowed = b->tokens >= 1.0;
-    if (allowed)
-        b->tokens -= 1.0;
-    else if (retry_after_s)
-        *retry_after_s = rl__retry_after(rl, b->tokens);
+int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
+            int *retry_after_s)
+{
+    return rl_take_cost(rl, key, keylen, 1.0, now_ms, retry_after_s);
+}
+
+/*
+ * If memory for a new bucket cannot be had, the request is allowed: the
+ * limiter errs towards availability, as it does on eviction. A NULL key is
+ * the empty key.
+ */
+int rl_take_cost(struct rate_limiter *rl, const void *key, size_t keylen, double cost,
+                 int64_t now_ms, int *retry_after_s)
+{
+    if (!rl || rl->disabled) return 1;
+    if (!key) keylen = 0;
+    if (!(cost > 0) || !isfinite(cost)) cost = 1.0;
+
+    struct rl_key k;
+    rl__key_init(rl, &k, key, keylen);
+
+    pthread_mutex_lock(&rl->lock);
+    struct rl_bucket *b = rl__touch(rl, &k, now_ms);
+    int allowed = !b || b->tokens >= cost - RL_EPSILON;
+    if (b && allowed)
+        b->tokens -= cost;
+    else if (b && retry_after_s)
+        *retry_after_s = rl__retry_after(rl, b->tokens, cost);
     pthread_mutex_unlock(&rl->lock);
     return allowed;
+}
+
+void rl_drain(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms)
+{
+    if (!rl || rl->disabled) return;
+    if (!key) keylen = 0;
+    struct rl_key k;
+    rl__key_init(rl, &k, key, keylen);
+    pthread_mutex_lock(&rl->lock);
+    struct rl_bucket *b = rl__touch(rl, &k, now_ms);
+    if (b && b->tokens > 0) b->tokens = 0;
+    pthread_mutex_unlock(&rl->lock);
 }
 
 int rl_peek(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms,
@@ -374,7 +401,7 @@ int rl_peek(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
     struct rl_bucket *b = rl__lookup(rl, &k);
     double tokens = b ? rl__tokens_at(rl, b, now_ms) : rl->burst;
     int allowed = tokens >= 1.0;
-    if (!allowed && retry_after_s) *retry_after_s = rl__retry_after(rl, tokens);
+    if (!allowed && retry_after_s) *retry_after_s = rl__retry_after(rl, tokens, 1.0);
     pthread_mutex_unlock(&rl->lock);
     return allowed;
 }

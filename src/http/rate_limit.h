@@ -30,6 +30,22 @@ int rl_take(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now
             int *retry_after_s);
 
 /*
+ * Like rl_take, but the request costs cost tokens (> 0; anything else counts
+ * as 1). A cost of 1/n makes the key's bucket hold n times the burst and
+ * refill n times as fast: one limiter, one table, a looser budget for some
+ * keys (the failed-authentication budget of a whole address, src/http/auth.c).
+ * When refused, nothing is taken.
+ */
+int rl_take_cost(struct rate_limiter *rl, const void *key, size_t keylen, double cost,
+                 int64_t now_ms, int *retry_after_s);
+
+/*
+ * Empties key's bucket (creating it if absent), so that its next token comes
+ * 1/rate seconds after now_ms. No effect on a disabled limiter.
+ */
+void rl_drain(struct rate_limiter *rl, const void *key, size_t keylen, int64_t now_ms);
+
+/*
  * Like rl_take, but takes nothing and creates no bucket: 1 if a token is
  * available now (an unknown key has a full bucket), else 0 and *retry_after_s.
  */

@@ -70,7 +70,8 @@ static int precheck(struct request *rq, int *ret)
     struct http_server *s = rq->srv;
     if (is_ingest(rq->route)) {
         int retry = 1;
-        if (!rl_take(s->rl_ip, rq->client_ip, strlen(rq->client_ip), clock_mono_ms(), &retry)) {
+        const char *addr = rq_limit_key(rq);
+        if (!rl_take(s->rl_ip, addr, strlen(addr), clock_mono_ms(), &retry)) {
             atomic_fetch_add_explicit(&s->metrics.rate_limited_ip, 1, memory_order_relaxed);
             *ret = reply_retry(rq, 429, retry, "rate_limited_ip",
                                "too many requests from this address; retry later");

@@ -202,7 +202,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if ((rc = writer_start(writer))) die("writer_start", rc);
     if ((rc = store_fault_wrap(open_store(), &rstore))) die("fault wrap", rc);
     store_shared_init(&shared, rstore);
-    if ((rc = resolver_create(&shared, 60000, 64, &resolver))) die("resolver", rc);
+    if ((rc = resolver_create(&shared, 60000, 5000, 64, &resolver))) die("resolver", rc);
     struct http_deps d = {&cfg, writer, resolver, &shared, NULL};
     char err[256] = "";
     if ((rc = http_server_create(&d, &srv, err, sizeof err))) die(err, rc);

@@ -3,7 +3,8 @@ disable, keys kept out of logs (SPEC §5, §8)."""
 
 import time
 
-from conftest import API_KEY, assert_error, iso_ms, now_ms, provision_device, uid, wait_until
+from conftest import (API_KEY, assert_error, iso_ms, metric_value, now_ms, provision_device,
+                      random_key, scrape, uid, wait_until)
 
 
 # --------------------------------------------------------------------- 401 / 403
@@ -170,6 +171,64 @@ def test_x_forwarded_for_honoured_from_trusted_proxy(gateway_factory):
     assert send().status == 401                           # no header: the peer itself
 
 
+# --------------------------------------------------------------------- IPv6 prefixes
+# Every per-address limit keys an IPv6 client by its RATE_LIMIT_IPV6_PREFIX
+# (default 64): a host that owns a /64 must not mint fresh budgets, nor flush
+# its own lockout out of the bucket table, by changing its interface id.
+
+def _xff_send(gw, pkt, key):
+    def send(addr, k=key):
+        return gw.post_packet(pkt, key=k, headers=[("X-Forwarded-For", addr)])
+    return send
+
+
+def test_ipv6_addresses_of_one_prefix_share_the_ip_bucket(gateway_factory):
+    gw, (dev, _) = gateway_factory({"RATE_LIMIT_IP_RPS": "0.01", "RATE_LIMIT_BURST": "2",
+                                    "AUTH_FAIL_RPS": "0", "TRUSTED_PROXIES": "127.0.0.1/32"},
+                                   provision=_provision_two, name="v6-ip")
+    send = _xff_send(gw, dev.packet([(0, 1.0)]), dev.key)
+    assert send("2001:db8:1:2::1").status == 200
+    assert send("2001:db8:1:2:a:b:c:d").status == 200
+    r = send("2001:db8:1:2:ffff:ffff:ffff:ffff")       # same /64: its bucket is spent
+    assert_error(r, 429, "rate_limited_ip")
+    assert send("2001:db8:1:3::1").status == 200        # the next /64 has its own
+    assert send("10.0.0.1").status == 200                # IPv4 is keyed as it is
+    assert send("10.0.0.1").status == 200
+    assert_error(send("10.0.0.1"), 429, "rate_limited_ip")
+    assert send("10.0.0.2").status == 200
+
+
+def test_ipv6_addresses_of_one_prefix_share_the_failed_auth_budget(gateway_factory):
+    # 16 buckets: were every address its own key, 40 addresses would evict the lockout
+    gw, (dev, _) = gateway_factory({"AUTH_FAIL_RPS": "0.01", "AUTH_FAIL_BURST": "2",
+                                    "RATE_LIMIT_MAX_BUCKETS": "16",
+                                    "TRUSTED_PROXIES": "127.0.0.1/32"},
+                                   provision=_provision_two, name="v6-auth")
+    send = _xff_send(gw, dev.packet([(0, 1.0)]), "0" * 32)
+    assert send("2001:db8:5:6::1").status == 401
+    assert send("2001:db8:5:6::2").status == 401
+    for i in range(40):
+        assert_error(send(f"2001:db8:5:6:{i:x}::{i + 7:x}"), 429, "rate_limited_auth")
+    assert_error(send("2001:db8:5:6::99", dev.key), 429, "rate_limited_auth")
+    assert send("2001:db8:5:7::1", dev.key).status == 200     # another /64
+    assert send("2001:db8:5:6::1", None).status == 429        # still locked
+
+
+def test_ipv6_prefix_128_keys_every_address_alone(gateway_factory):
+    gw, (dev, _) = gateway_factory({"RATE_LIMIT_IP_RPS": "0.01", "RATE_LIMIT_BURST": "2",
+                                    "AUTH_FAIL_RPS": "0.01", "AUTH_FAIL_BURST": "1",
+                                    "RATE_LIMIT_IPV6_PREFIX": "128",
+                                    "TRUSTED_PROXIES": "127.0.0.1/32"},
+                                   provision=_provision_two, name="v6-128")
+    send = _xff_send(gw, dev.packet([(0, 1.0)]), dev.key)
+    assert send("2001:db8:1:2::1", "0" * 32).status == 401
+    assert_error(send("2001:db8:1:2::1"), 429, "rate_limited_auth")
+    assert send("2001:db8:1:2::2").status == 200
+    assert send("2001:db8:1:2::2").status == 200
+    assert_error(send("2001:db8:1:2::2"), 429, "rate_limited_ip")
+    assert send("2001:db8:1:2::3").status == 200
+
+
 # --------------------------------------------------------------------- cache TTL
 
 def test_disable_takes_effect_within_cache_ttl(gateway_factory):
@@ -232,3 +291,34 @@ def test_no_key_in_logs(gateway_factory):
     assert log.strip(), "gateway wrote no log at all at LOG_LEVEL=debug"
     for secret in (dev.key, wrong, API_KEY, bad_api):
         assert secret not in log, f"a key appears in the log: {secret[:6]}..."
+
+
+def test_device_added_after_a_miss_is_seen_within_the_negative_ttl(gateway_factory):
+    gw, _ = gateway_factory({"SENSOR_CACHE_NEGATIVE_TTL_S": "2", "AUTH_FAIL_RPS": "0"},
+                            name="negttl")
+    cli = gw.cli
+    d_uuid, s_uuid, key = uid("late-"), uid("sen-"), random_key()
+    pkt = {"device_uuid": d_uuid, "readings": [{"sensor_uuid": s_uuid, "value": 1.0}]}
+
+    def cache(result):
+        return metric_value(scrape(gw), "iot_ingest_cache_requests_total", f'result="{result}"')
+
+    # a device that sends before it is provisioned: one query, then the negative entry
+    assert_error(gw.post_packet(pkt, key=key), 401, "unauthorized")
+    misses = cache("miss")
+    for _ in range(5):
+        assert_error(gw.post_packet(pkt, key=key), 401, "unauthorized")
+    assert cache("miss") == misses, "an unknown device queried the database again"
+    assert cache("negative_hit") >= 5
+
+    t0 = time.monotonic()
+    assert cli.run("device", "add", "--uuid", d_uuid, "--name", "late", "--key", key
+                   ).returncode == 0
+    assert cli.run("sensor", "add", "--device", d_uuid, "--uuid", s_uuid, "--name", "s",
+                   "--type", "temperature", "--unit", "C").returncode == 0
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
+        gw.post_packet(pkt, key=key)), timeout=10, interval=0.1, what="device visible")
+    took = time.monotonic() - t0
+    print(f"device added after a miss visible after {took:.2f}s (negative TTL 2s)")
+    assert r.json()["accepted"] == 1
+    assert took < 2 + 1.5, took

@@ -97,9 +97,12 @@ class KeepAlive:
 
 
 def forwarded(i):
-    """Distinct client addresses: 127.a.b.c (never 127.0.0.1) and IPv6 documentation ones."""
+    """
+    Distinct client addresses: 127.a.b.c (never 127.0.0.1) and IPv6 documentation
+    ones, each in its own /64 (per-address limits key IPv6 by RATE_LIMIT_IPV6_PREFIX).
+    """
     if i % 4 == 3:
-        return f"2001:db8::{i // 65536:x}:{i % 65536:x}"
+        return f"2001:db8:{i // 65536:x}:{i % 65536:x}::1"
     n = i + 2
     return f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 

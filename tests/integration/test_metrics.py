@@ -213,6 +213,8 @@ def test_counters_moved_with_the_traffic(exposition, traffic):
     assert by("iot_ingest_db_errors_total") == 0
     assert by("iot_ingest_cache_requests_total", result="hit") >= 1
     assert by("iot_ingest_cache_requests_total", result="miss") >= 1
+    assert e.label_values("iot_ingest_cache_requests_total", "result") == {
+        "hit", "miss", "negative_hit"}
     assert e.label_values("iot_ingest_broker_messages_total", "outcome") >= {
         "published", "throttled", "dropped"}
     assert by("iot_ingest_broker_messages_total", outcome="published") >= 1

@@ -59,7 +59,7 @@ static void setup(void)
     cr_assert_eq(writer_create(w, r, NULL, &wo, &writer), 0);
     cr_assert_eq(writer_start(writer), 0);
     store_shared_init(&shared, open_db());
-    cr_assert_eq(resolver_create(&shared, 60000, 64, &resolver), 0);
+    cr_assert_eq(resolver_create(&shared, 60000, 0, 64, &resolver), 0);
     struct http_deps d = {&cfg, writer, resolver, &shared, NULL};
     char err[256];
     cr_assert_eq(http_server_create(&d, &srv, err, sizeof err), 0, "%s", err);

@@ -265,3 +265,50 @@ Test(rate_limit, peek_takes_nothing_and_creates_nothing)
     cr_assert_eq(rl_size(rl), 1);
     rl_destroy(rl);
 }
+
+Test(rate_limit, fractional_cost_is_a_looser_budget_in_the_same_table)
+{
+    struct rate_limiter *rl = mk(1, 2, 16);
+    int retry = 0;
+    /* Cost 1/10: ten times the burst, refilled ten times as fast. */
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(rl_take_cost(rl, "addr", 4, 0.1, 0, NULL), 1, "take %d", i);
+    cr_expect_eq(rl_take_cost(rl, "addr", 4, 0.1, 0, &retry), 0, "rounding must not add a 21st");
+    cr_expect_eq(retry, 1);
+    cr_expect_eq(rl_take_cost(rl, "addr", 4, 0.1, 99, NULL), 0);
+    cr_expect_eq(rl_take_cost(rl, "addr", 4, 0.1, 100, NULL), 1, "0.1 token refilled in 100 ms");
+    /* Whole-token keys beside it keep their own budget. */
+    cr_expect_eq(take(rl, "pair", 0, NULL), 1);
+    cr_expect_eq(take(rl, "pair", 0, NULL), 1);
+    cr_expect_eq(take(rl, "pair", 0, NULL), 0);
+    /* A refused take costs nothing; a nonsense cost counts as 1. */
+    cr_expect_eq(rl_take_cost(rl, "big", 3, 3.0, 0, &retry), 0);
+    cr_expect_eq(retry, 1);
+    cr_expect_eq(rl_take_cost(rl, "big", 3, NAN, 0, NULL), 1);
+    cr_expect_eq(rl_take_cost(rl, "big", 3, -1, 0, NULL), 1);
+    cr_expect_eq(rl_take_cost(rl, "big", 3, INFINITY, 0, NULL), 0);
+    cr_expect_eq(rl_size(rl), 3);
+    rl_destroy(rl);
+}
+
+Test(rate_limit, drain_empties_one_bucket)
+{
+    struct rate_limiter *rl = mk(1, 5, 16);
+    int retry = 0;
+    rl_drain(rl, "new", 3, 0);
+    cr_expect_eq(rl_size(rl), 1, "an absent key gets an empty bucket");
+    cr_expect_eq(take(rl, "new", 0, &retry), 0);
+    cr_expect_eq(retry, 1);
+    cr_assert_eq(take(rl, "old", 0, NULL), 1);
+    rl_drain(rl, "old", 3, 0);
+    cr_expect_eq(take(rl, "old", 999, NULL), 0);
+    cr_expect_eq(take(rl, "old", 1000, NULL), 1, "refills at the usual rate");
+    cr_expect_eq(take(rl, "other", 0, NULL), 1, "other keys untouched");
+    rl_destroy(rl);
+
+    struct rate_limiter *off = mk(0, 1, 16);
+    rl_drain(off, "k", 1, 0);
+    cr_expect_eq(take(off, "k", 0, NULL), 1, "disabled limiter: drain does nothing");
+    rl_destroy(off);
+    rl_drain(NULL, "k", 1, 0);
+}
