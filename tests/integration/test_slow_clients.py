@@ -145,10 +145,10 @@ def test_tricklers_are_closed_while_another_address_is_served(many_fds, gateway_
         worst_close = max(closed[i][0] - opened[i] for i in range(TRICKLERS))
         with_408 = [got for _, got in closed.values() if got]
         print(f"{len(answers)} honest packets while tricklers held: worst "
-              f"{max(answers) * 1000:.1f} ms; tricklers closed at most {worst_close:.2f}s after "
+              f"{max(answers) * 1000:.1f} ms (median {sorted(answers)[len(answers) // 2] * 1000:.1f} ms); tricklers closed at most {worst_close:.2f}s after "
               f"their first byte (deadline {HEADER_TIMEOUT_S}s); {len(with_408)} read a 408")
         assert answers, "no honest request was made while the tricklers held their connections"
-        assert max(answers) < ANSWER_BOUND_S, answers
+        assert max(answers) < ANSWER_BOUND_S, sorted(answers)
         assert worst_close <= HEADER_TIMEOUT_S + CLOSE_SLACK_S
         assert min(closed[i][0] - opened[i] for i in range(TRICKLERS)) >= HEADER_TIMEOUT_S - 0.1
         assert with_408, "no trickler received the 408"
