@@ -65,6 +65,13 @@
       "Most open client connections")                                                              \
     X(INT, http_idle_timeout_s, "HTTP_IDLE_TIMEOUT_S", 30, 1, 86400,                               \
       "Idle or stalled connections are closed after this many seconds")                            \
+    X(INT, http_header_timeout_s, "HTTP_HEADER_TIMEOUT_S", 20, 1, 86400,                           \
+      "A request's headers must arrive within this many seconds of its first byte")                \
+    X(DBL, http_body_min_rate, "HTTP_BODY_MIN_RATE", 500, 0, 1e9,                                  \
+      "Slowest request body in bytes/s, averaged from the headers on, checked after "              \
+      "HTTP_HEADER_TIMEOUT_S (0 = off)")                                                           \
+    X(INT, http_max_connections_per_ip, "HTTP_MAX_CONNECTIONS_PER_IP", 256, 0, 1000000,            \
+      "Most open connections from one address (IPv6: one RATE_LIMIT_IPV6_PREFIX) (0 = off)")       \
     X(INT, write_queue_max, "WRITE_QUEUE_MAX", 4096, 1, 1000000,                                   \
       "Packets waiting for the writer before new ones get 503")                                    \
     X(INT, commit_batch_max, "COMMIT_BATCH_MAX", 128, 1, 100000,                                   \

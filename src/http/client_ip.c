@@ -257,23 +257,35 @@ static int cip__format(const struct cip_addr *a, char out[CLIENT_IP_LEN])
  * trusted proxy vouched for it. Several X-Forwarded-For headers must be
  * joined with "," by the caller, in order, before calling.
  */
+/* The 16-byte form of a socket address; IOT_EINVAL for a family other than IPv4/IPv6. */
+static int cip__from_sockaddr(struct cip_addr *a, const struct sockaddr *peer)
+{
+    if (peer->sa_family == AF_INET) {
+        struct sockaddr_in sin;
+        memcpy(&sin, peer, sizeof sin);
+        cip__from_v4(a, &sin.sin_addr);
+    } else if (peer->sa_family == AF_INET6) {
+        struct sockaddr_in6 sin6;
+        memcpy(&sin6, peer, sizeof sin6);
+        memcpy(a->b, sin6.sin6_addr.s6_addr, sizeof a->b);
+    } else {
+        return IOT_EINVAL;
+    }
+    return 0;
+}
+
+int cidr_list_contains(const struct cidr_list *l, const struct sockaddr *peer)
+{
+    struct cip_addr a;
+    return l && peer && cip__from_sockaddr(&a, peer) == 0 && cip__trusted(l, &a);
+}
+
 int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
                       char out[CLIENT_IP_LEN])
 {
     struct cip_addr cur;
 
-    if (!peer || !out) return IOT_EINVAL;
-    if (peer->sa_family == AF_INET) {
-        struct sockaddr_in sin;
-        memcpy(&sin, peer, sizeof sin);
-        cip__from_v4(&cur, &sin.sin_addr);
-    } else if (peer->sa_family == AF_INET6) {
-        struct sockaddr_in6 sin6;
-        memcpy(&sin6, peer, sizeof sin6);
-        memcpy(cur.b, sin6.sin6_addr.s6_addr, sizeof cur.b);
-    } else {
-        return IOT_EINVAL;
-    }
+    if (!peer || !out || cip__from_sockaddr(&cur, peer) != 0) return IOT_EINVAL;
 
     if (xff && cip__trusted(trusted, &cur)) {
         const char *end = xff + strlen(xff);

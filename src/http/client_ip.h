@@ -18,6 +18,8 @@ struct cidr_list;
  */
 int cidr_list_parse(const char *spec, struct cidr_list **out, char *err, size_t errlen);
 void cidr_list_destroy(struct cidr_list *l); /* accepts NULL */
+/* 1 if the socket address peer lies in l (NULL or empty: 0). */
+int cidr_list_contains(const struct cidr_list *l, const struct sockaddr *peer);
 
 /*
  * Writes the client address as text into out (INET6_ADDRSTRLEN bytes is

@@ -31,6 +31,7 @@ struct http_server {
     struct MHD_Daemon *mhd;
     struct rate_limiter *rl_ip, *rl_device, *rl_authfail;
     struct cidr_list *trusted;
+    struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */
     int api_key_set;
     unsigned char api_key_hash[32];
     atomic_long in_flight;

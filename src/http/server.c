@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "http/body_decode.h"
+#include "http/conn_guard.h"
 #include "http/http_int.h"
 
 #include <stdio.h>
@@ -113,17 +114,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     (void)version;
     struct request *rq = *con_cls;
+    struct conn_guard_conn *gc = conn_guard_of(conn);
     if (!rq) {
         if (!(rq = request_new(cls, &mhd_transport, conn, method))) return MHD_NO;
         *con_cls = rq;
         find_client_ip(rq, conn);
-        return request_headers(rq, url) ? MHD_YES : MHD_NO;
+        int ret = request_headers(rq, url);
+        return ret && conn_guard_headers_done(gc, rq->early_done) ? MHD_YES : MHD_NO;
     }
     if (*upload_size) {
-        int ret = request_body(rq, upload, *upload_size);
+        int ret = request_body(rq, upload, *upload_size) && conn_guard_body(gc, *upload_size);
         *upload_size = 0;
         return ret ? MHD_YES : MHD_NO;
     }
+    if (!conn_guard_body_done(gc)) return MHD_NO;
     return request_complete(rq) ? MHD_YES : MHD_NO;
 }
 
@@ -131,9 +135,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     struct request *rq = *con_cls;
+    int timed_out = conn_guard_request_done(conn_guard_of(conn));
     if (!rq) return;
+    if (timed_out && rq->status == 0) rq->status = 408; /* the guard answered it (conn_guard.c) */
     request_free(rq, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     *con_cls = NULL;
 }
@@ -151,6 +156,7 @@ void http_server_stop(struct http_server *h)
 {
     if (!h) return;
     if (h->mhd) MHD_stop_daemon(h->mhd);
+    conn_guard_destroy(h->guard); /* after the daemon: its callbacks use the guard */
     rl_destroy(h->rl_ip);
     rl_destroy(h->rl_device);
     rl_destroy(h->rl_authfail);
@@ -204,6 +210,11 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
     int rc = http_server_create(deps, &h, err, errlen);
     if (rc) return rc;
     raise_fd_limit();
+    if ((rc = conn_guard_create(cfg, h->trusted, &h->guard)) != 0) {
+        snprintf(err, errlen, "cannot start the connection guard: %s", iot_strerror(rc));
+        http_server_stop(h);
+        return rc;
+    }
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *addr;
@@ -227,12 +238,13 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
         return IOT_EINVAL;
     }
     h->mhd = MHD_start_daemon(
-        flags, (uint16_t)cfg->ingest_port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->http_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->http_idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_END);
+        flags, (uint16_t)cfg->ingest_port, conn_guard_accept, h->guard, on_request, h,
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, h->guard,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)",
                  cfg->ingest_host, (long long)cfg->ingest_port);

@@ -263,3 +263,17 @@ Test(client_ip, limit_key_groups_an_ipv6_prefix)
     client_ip_limit_key("unknown", 64, k1);
     cr_expect_str_eq(k1, "unknown");
 }
+
+Test(cidr_list, contains_a_socket_peer)
+{
+    struct cidr_list *l = parse_ok("10.0.0.0/8, 2001:db8::/32");
+    struct sockaddr_storage a = peer4("10.1.2.3"), b = peer4("11.0.0.1"), c = peer6("2001:db8::1"),
+                            d = peer6("::ffff:10.0.0.9");
+    cr_expect(cidr_list_contains(l, (struct sockaddr *)&a));
+    cr_expect(!cidr_list_contains(l, (struct sockaddr *)&b));
+    cr_expect(cidr_list_contains(l, (struct sockaddr *)&c));
+    cr_expect(cidr_list_contains(l, (struct sockaddr *)&d), "v4-mapped is v4");
+    cr_expect(!cidr_list_contains(NULL, (struct sockaddr *)&a));
+    cr_expect(!cidr_list_contains(l, NULL));
+    cidr_list_destroy(l);
+}
