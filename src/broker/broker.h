@@ -42,7 +42,12 @@ struct broker;
 
 struct broker_ops {
     const char *name;
-    int (*publish)(struct broker *b, const struct broker_reading *msg);
+    /*
+     * Takes the n messages of msgs (copied before it returns; msgs NULL:
+     * IOT_EINVAL). The writer hands over a whole batch at once: one lock and
+     * at most one wake-up of the delivery side per batch, not per reading.
+     */
+    int (*publish)(struct broker *b, const struct broker_reading *msgs, size_t n);
     /* Adds a subscriber; returns 0 or IOT_EINVAL/IOT_ENOMEM/IOT_EFULL (too many). */
     int (*subscribe)(struct broker *b, broker_subscriber_fn fn, void *ud);
     void (*stats)(struct broker *b, struct broker_stats *out);
@@ -56,9 +61,14 @@ struct broker {
     const struct broker_ops *ops;
 };
 
+static inline int broker_publish_batch(struct broker *b, const struct broker_reading *msgs,
+                                       size_t n)
+{
+    return b->ops->publish(b, msgs, n);
+}
 static inline int broker_publish(struct broker *b, const struct broker_reading *m)
 {
-    return b->ops->publish(b, m);
+    return b->ops->publish(b, m, 1);
 }
 static inline int broker_subscribe(struct broker *b, broker_subscriber_fn fn, void *ud)
 {

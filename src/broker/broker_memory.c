@@ -79,18 +79,20 @@ static void *memory_deliver_loop(void *arg)
 }
 
 /* Never blocks beyond the O(1) critical section; a full queue counts a drop. */
-static int memory_publish(struct broker *b, const struct broker_reading *msg)
+static int memory_publish(struct broker *b, const struct broker_reading *msgs, size_t n)
 {
     struct memory_broker *m = (struct memory_broker *)b;
     bool wake = false;
 
-    if (!msg) return IOT_EINVAL;
+    if (!msgs) return IOT_EINVAL;
     pthread_mutex_lock(&m->mu);
-    if (m->stopping || m->count == m->cap) {
-        m->dropped++;
-    } else {
-        m->ring[(m->head + m->count) % m->cap] = *msg;
-        wake = m->count == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m->stopping || m->count == m->cap) {
+            m->dropped++;
+            continue;
+        }
+        m->ring[(m->head + m->count) % m->cap] = msgs[i];
+        wake = wake || m->count == 0;
         m->count++;
         m->published++;
     }

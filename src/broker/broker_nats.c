@@ -275,23 +275,25 @@ static void *publish_loop(void *arg)
 /* ---- broker ops ----------------------------------------------------------- */
 
 /* O(1) and lock-short: never touches libnats. Always 0 for a non-NULL msg. */
-static int nats_publish(struct broker *b, const struct broker_reading *msg)
+static int nats_publish(struct broker *b, const struct broker_reading *msgs, size_t n)
 {
     struct nats_broker *nb = (struct nats_broker *)b;
     bool wake = false;
 
-    if (!msg) return IOT_EINVAL;
+    if (!msgs) return IOT_EINVAL;
     if (!atomic_load(&nb->connected) || !atomic_load(&nb->stream_ok)) {
-        count_drop(nb, 1);
+        count_drop(nb, n);
         return 0;
     }
     pthread_mutex_lock(&nb->mu);
-    if (nb->stopping || nb->count == nb->cap) {
-        count_drop(nb, 1);
-        if (!nb->stopping) note_outcome(nb, false, "hand-off queue full: engine too slow");
-    } else {
-        nb->ring[(nb->head + nb->count) % nb->cap] = *msg;
-        wake = nb->count == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (nb->stopping || nb->count == nb->cap) {
+            count_drop(nb, 1);
+            if (!nb->stopping) note_outcome(nb, false, "hand-off queue full: engine too slow");
+            continue;
+        }
+        nb->ring[(nb->head + nb->count) % nb->cap] = msgs[i];
+        wake = wake || nb->count == 0;
         nb->count++;
     }
     if (wake) pthread_cond_signal(&nb->cv);

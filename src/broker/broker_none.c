@@ -16,11 +16,11 @@ struct none_broker {
     struct broker base;
 };
 
-static int none_publish(struct broker *b, const struct broker_reading *msg)
+static int none_publish(struct broker *b, const struct broker_reading *msgs, size_t n)
 {
     (void)b;
-    (void)msg;
-    return 0;
+    (void)n;
+    return msgs ? 0 : IOT_EINVAL;
 }
 
 /* Accepted so callers need no special case; the subscriber is never called. */

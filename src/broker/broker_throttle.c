@@ -123,14 +123,10 @@ static size_t throttle_insert(struct throttle_broker *t, int64_t sensor_id)
  * inner publish runs outside the lock. Always returns 0 (or IOT_EINVAL for
  * a NULL msg), like every broker.
  */
-static int throttle_publish(struct broker *b, const struct broker_reading *msg)
+/* Whether msg may pass now (the sensor's last pass is throttle_ms old); called with mu held. */
+static bool throttle_pass(struct throttle_broker *t, const struct broker_reading *msg, int64_t now)
 {
-    struct throttle_broker *t = (struct throttle_broker *)b;
     bool pass = true;
-
-    if (!msg) return IOT_EINVAL;
-    int64_t now = clock_mono_ms();
-    pthread_mutex_lock(&t->mu);
     size_t i = throttle_find(t, msg->sensor_id);
     if (i == NIL) {
         i = throttle_insert(t, msg->sensor_id);
@@ -143,8 +139,27 @@ static int throttle_publish(struct broker *b, const struct broker_reading *msg)
         t->slots[i].last_ms = now;
     else
         t->throttled++;
-    pthread_mutex_unlock(&t->mu);
-    return pass ? broker_publish(t->inner, msg) : 0;
+    return pass;
+}
+
+/* Forwards the messages that pass, THROTTLE_CHUNK at a time (copied on the stack). */
+#define THROTTLE_CHUNK 64
+static int throttle_publish(struct broker *b, const struct broker_reading *msgs, size_t n)
+{
+    struct throttle_broker *t = (struct throttle_broker *)b;
+    struct broker_reading pass[THROTTLE_CHUNK];
+
+    if (!msgs) return IOT_EINVAL;
+    int64_t now = clock_mono_ms();
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        pthread_mutex_lock(&t->mu);
+        for (; i < n && k < THROTTLE_CHUNK; i++)
+            if (throttle_pass(t, &msgs[i], now)) pass[k++] = msgs[i];
+        pthread_mutex_unlock(&t->mu);
+        if (k) broker_publish_batch(t->inner, pass, k);
+    }
+    return 0;
 }
 
 static int throttle_subscribe(struct broker *b, broker_subscriber_fn fn, void *ud)

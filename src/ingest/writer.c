@@ -8,6 +8,8 @@
 #include <string.h>
 
 #define PURGE_EVERY_MS 60000
+/* Broker messages handed over per call: one lock per chunk, 256 x 176 bytes. */
+#define WRITER_PUB_CHUNK 256
 
 const double writer_lat_bounds[WRITER_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                       0.01,   0.025,   0.05,   0.1,   0.5,    1};
@@ -36,6 +38,8 @@ struct writer {
 
     struct write_job **batch; /* writer-thread only: the jobs of the batch */
     struct write_job **apply; /* writer-thread only: those the fast pass stores */
+    struct broker_reading pub[WRITER_PUB_CHUNK]; /* writer-thread only: for the broker */
+    size_t npub;
     int64_t next_purge;
     struct writer_stats stats; /* guarded by mu */
 };
@@ -197,21 +201,29 @@ static int apply_batch(struct writer *w, size_t n)
     return rc;
 }
 
+/* Hands the messages gathered so far to the broker in one call. */
+static void publish_flush(struct writer *w)
+{
+    if (w->npub) broker_publish_batch(w->broker, w->pub, w->npub);
+    w->npub = 0;
+}
+
+/* Gathers job's normal, non-late readings for the broker (WRITER_PUB_CHUNK per call). */
 static void publish(struct writer *w, struct write_job *job, uint64_t *published)
 {
     if (!w->broker) return;
     for (size_t i = 0; i < job->nreadings; i++) {
         const struct write_reading *r = &job->readings[i];
         if (r->late || r->cls != CLASS_NORMAL) continue;
-        struct broker_reading m;
-        memset(&m, 0, sizeof m);
-        m.sensor_id = r->sensor_id;
-        memcpy(m.sensor_uuid, r->sensor_uuid, sizeof m.sensor_uuid);
-        memcpy(m.device_uuid, r->device_uuid, sizeof m.device_uuid);
-        m.value = r->value;
-        m.ts_ms = r->ts;
-        memcpy(m.cls, "normal", 7);
-        broker_publish(w->broker, &m);
+        if (w->npub == WRITER_PUB_CHUNK) publish_flush(w);
+        struct broker_reading *m = &w->pub[w->npub++];
+        memset(m, 0, sizeof *m);
+        m->sensor_id = r->sensor_id;
+        memcpy(m->sensor_uuid, r->sensor_uuid, sizeof m->sensor_uuid);
+        memcpy(m->device_uuid, r->device_uuid, sizeof m->device_uuid);
+        m->value = r->value;
+        m->ts_ms = r->ts;
+        memcpy(m->cls, "normal", 7);
         (*published)++;
     }
 }
@@ -240,6 +252,8 @@ static int run_fast(struct writer *w, size_t n)
     if (!rc) rc = apply_batch(w, n);
     if (!rc) rc = store_tx_commit(w->store);
     if (rc) {
+        LOG(LOG_WARN, "batch_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
+            store_errmsg(w->store), n);
         store_tx_rollback(w->store);
         router_abort_packet(w->router);
     }
@@ -288,8 +302,6 @@ static void run_batch(struct writer *w, size_t n)
     int64_t t0 = clock_mono_us();
     int rc = run_fast(w, n);
     if (rc) {
-        LOG(LOG_WARN, "batch_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
-            store_errmsg(w->store), n);
         for (size_t i = 0; i < n; i++)
             reset_job(w->batch[i]);
         if (rc != IOT_EUNAVAIL) rc = run_isolated(w, n);
@@ -306,6 +318,7 @@ static void run_batch(struct writer *w, size_t n)
         if (job->status == WRITE_STORED) publish(w, job, &published);
         dups += job->status == WRITE_DUPLICATE;
     }
+    if (w->broker) publish_flush(w);
     pthread_mutex_lock(&w->mu);
     w->stats.jobs += n;
     w->stats.duplicates += dups;

@@ -439,6 +439,38 @@ static void fake_clock_off(void)
     clock_set_source(NULL, NULL);
 }
 
+/* A batch that does not fit: what fits is taken in order, the rest dropped and counted. */
+Test(broker_memory, batch_takes_what_fits_in_order)
+{
+    struct broker *b;
+    struct collector seen;
+    struct gate g;
+    collector_init(&seen);
+    gate_init(&g, &seen);
+    cr_assert_eq(broker_memory_create(4, &b), 0);
+    cr_assert_eq(broker_subscribe(b, gated, &g), 0);
+    struct broker_reading r = reading(0);
+    cr_assert_eq(broker_publish(b, &r), 0);
+    cr_assert(gate_wait_entered(&g, 1));
+
+    struct broker_reading batch[6];
+    for (int64_t i = 0; i < 6; i++)
+        batch[i] = reading(i + 1);
+    cr_assert_eq(broker_publish_batch(b, batch, 6), 0);
+    cr_assert_eq(broker_publish_batch(b, NULL, 1), IOT_EINVAL);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.published, 5);
+    cr_assert_eq(st.dropped, 2);
+    gate_open(&g);
+    cr_assert(collector_wait(&seen, 5));
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(seen.ids[i], (int64_t)i);
+    broker_destroy(b);
+    gate_fini(&g);
+    collector_fini(&seen);
+}
+
 /* An inner broker that records calls synchronously. */
 struct spy {
     struct broker base;
@@ -449,11 +481,11 @@ struct spy {
     bool *destroyed;
 };
 
-static int spy_publish(struct broker *b, const struct broker_reading *msg)
+static int spy_publish(struct broker *b, const struct broker_reading *msgs, size_t n)
 {
     struct spy *s = (struct spy *)b;
-    s->published++;
-    s->last_id = msg->sensor_id;
+    s->published += (int)n;
+    if (n) s->last_id = msgs[n - 1].sensor_id;
     return 0;
 }
 
@@ -512,6 +544,27 @@ static void pub(struct broker *b, int64_t sensor_id)
 }
 
 TestSuite(broker_throttle, .init = fake_clock_on, .fini = fake_clock_off);
+
+/* In one batch a sensor passes once; more than a chunk of messages all arrive. */
+Test(broker_throttle, batch_passes_each_sensor_once)
+{
+    bool destroyed = false;
+    struct spy *s = spy_new(&destroyed);
+    struct broker *b;
+    cr_assert_eq(broker_throttle_create(&s->base, 1000, 1024, &b), 0);
+    enum { N = 200 };
+    struct broker_reading batch[N];
+    for (int i = 0; i < N; i++)
+        batch[i] = reading(i % 100); /* 100 sensors, each twice */
+    cr_assert_eq(broker_publish_batch(b, batch, N), 0);
+    cr_assert_eq(s->published, 100);
+    cr_assert_eq(s->last_id, 99);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.throttled, 100);
+    broker_destroy(b);
+    cr_assert(destroyed);
+}
 
 Test(broker_throttle, one_publication_per_sensor_per_window)
 {
