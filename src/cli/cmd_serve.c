@@ -43,8 +43,11 @@ static int run_serve(struct config *cfg, const char **pos)
 
     if (cli_open_ready_bg(cfg, 1, "iot-ingest serve", &wdb)) goto out;
     struct store *mdb = NULL;
-    if (cli_open_store(cfg, &mdb) || (rc = store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint)))
+    if (cli_open_store(cfg, &mdb)) goto out; /* it printed why */
+    if ((rc = store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint, err, sizeof err))) {
+        fprintf(stderr, "iot-ingest serve: cannot start the store maintainer: %s\n", err);
         goto out;
+    }
     if (cli_open_store(cfg, &rdb)) goto out;
     store_shared_init(&shared, rdb);
     rdb = NULL;
