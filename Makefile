@@ -2,11 +2,13 @@
 #   make            build build/iot-ingest
 #   make run        install deps, build, create a demo database, serve on 127.0.0.1:8000
 #   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests,
-#                   compile src/ at every -O level (opt-levels)
+#                   compile src/ at every -O level (opt-levels), SQLite integration under TSan
 #   make opt-levels compile src/ at -O0 -O1 -O2 -O3 -Os (-Werror), nothing runs
 #   make asan       unit + integration tests under ASan+UBSan only
+#   make tsan       integration tests (SQLite, then PostgreSQL) under ThreadSanitizer
 #   make fuzz       libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each (default 60)
-#   make check-all  make test, long fuzzing, 10 crash rounds, valgrind memcheck of part of the suite
+#   make check-all  make test, long fuzzing, 10 crash rounds, valgrind memcheck of part of the suite,
+#                   TSan on PostgreSQL
 #   make bench      benchmarks (bench/run.sh) into docs/BENCHMARKS.md
 #   make install    PREFIX=/usr/local [DESTDIR=] [SYSCONFDIR=/etc]: binary, man page, systemd units
 #   make clean
@@ -34,6 +36,7 @@ Q_CC = @echo "  CC      $@";
 Q_LD = @echo "  LD      $@";
 endif
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN_FLAGS  = -fsanitize=thread -fno-omit-frame-pointer
 
 SRC      := $(shell find src -name '*.c' | sort)
 MAIN_SRC := src/cli/main.c
@@ -55,6 +58,7 @@ endef
 
 $(eval $(call variant,build,))
 $(eval $(call variant,build-asan,$(SAN_FLAGS)))
+$(eval $(call variant,build-tsan,$(TSAN_FLAGS)))
 # -Werror must hold at every optimization level: gcc's flow-sensitive warnings
 # (-Wmaybe-uninitialized, -Wformat-truncation) change with inlining. The later
 # -O flag wins over the $(OPT) in CFLAGS_BASE; $(OPT) (-O2 by default) is build/.
@@ -65,7 +69,8 @@ $(foreach o,$(OPT_LEVELS),$(eval $(call variant,build-opt/$(o),-$(o) -g0)))
 UNIT_BIN      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BIN_ASAN = $(patsubst tests/unit/%.c,build-asan/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test asan unit unit-asan integration clean format opt-levels
+.PHONY: all deps deps-test run test asan unit unit-asan integration clean format opt-levels \
+        tsan tsan-sqlite
 all: build/iot-ingest
 
 deps:
@@ -86,10 +91,40 @@ integration: build-asan/iot-ingest
 	IOT_INGEST_BIN=$(CURDIR)/build-asan/iot-ingest sh scripts/run-integration.sh
 
 test: deps-test
-	@$(MAKE) --no-print-directory all opt-levels unit unit-asan integration fuzz-smoke
+	@$(MAKE) --no-print-directory all opt-levels unit unit-asan integration fuzz-smoke tsan-sqlite
 
 asan: deps-test
 	@$(MAKE) --no-print-directory unit-asan integration
+
+# ThreadSanitizer: the integration suite against build-tsan/iot-ingest, on
+# TSAN_BACKENDS. Every process writes its reports to build-tsan/reports/tsan.PID
+# (and exits 66), and the target fails if any report exists, also from a process
+# whose exit code no test checks. IOT_TEST_TIME_SCALE stretches the latency
+# bound of test_connections.py (TSan makes everything several times slower). No
+# suppressions: none has been needed (libmicrohttpd, libpq and libnats are not
+# instrumented; TSan sees their locks and thread starts, not their memory).
+# The unit tests cannot run under TSan: Criterion 2.4 maps its inheritable arena
+# with MAP_FIXED at a random address in 0x2000..0x6000 0000 0000, memory TSan
+# reserves, so every test binary aborts before its first test with "Could not
+# initialize inheritable arena" (Snaipe/Criterion#274, gcc and clang alike).
+TSAN_DIR      = $(CURDIR)/build-tsan/reports
+TSAN_BACKENDS ?= sqlite postgresql
+tsan: deps-test
+	@$(MAKE) --no-print-directory build-tsan/iot-ingest
+	@rm -rf $(TSAN_DIR) && mkdir -p $(TSAN_DIR)
+	@rc=0; \
+	TSAN_OPTIONS="log_path=$(TSAN_DIR)/tsan second_deadlock_stack=1" IOT_TEST_TIME_SCALE=5 \
+	    IOT_TEST_BACKENDS="$(TSAN_BACKENDS)" IOT_INGEST_BIN=$(CURDIR)/build-tsan/iot-ingest \
+	    sh scripts/run-integration.sh || rc=1; \
+	n=$$(ls $(TSAN_DIR) | wc -l); \
+	if [ "$$n" -gt 0 ]; then \
+	    echo "tsan: $$n process(es) reported races, see $(TSAN_DIR)/:" >&2; \
+	    grep -h '^SUMMARY' $(TSAN_DIR)/* | sort | uniq -c >&2; rc=1; \
+	fi; \
+	[ $$rc = 0 ] && echo "tsan: no race reported ($(TSAN_BACKENDS))"; exit $$rc
+# The part of make test: the SQLite pass only (the PostgreSQL pass is in check-all).
+tsan-sqlite:
+	@$(MAKE) --no-print-directory tsan TSAN_BACKENDS=sqlite
 
 # Compiles src/ once per optimization level (objects only, nothing runs).
 opt-levels: $(addprefix build/obj/,$(SRC:.c=.o)) \
@@ -139,8 +174,9 @@ fuzz-smoke: fuzz-build
 	@sh tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
 
 # Everything, slowly (see docs/SECURITY.md, "Testing"): the test suite, 5 minutes
-# of fuzzing per harness, 10 kill -9 rounds of the crash test, and part of the
-# integration suite against the plain build under valgrind memcheck.
+# of fuzzing per harness, 10 kill -9 rounds of the crash test, part of the
+# integration suite against the plain build under valgrind memcheck, the
+# PostgreSQL pass under TSan (make test ran the SQLite one).
 VALGRIND_TESTS ?= tests/integration/test_packets.py tests/integration/test_auth_limits.py
 check-all: deps-test
 	@rc=0; failed=""; \
@@ -152,6 +188,7 @@ check-all: deps-test
 	    $(PYTEST) -q -p no:cacheprovider tests/integration/test_crash.py \
 	    || { rc=1; failed="$$failed crash"; }; \
 	$(MAKE) --no-print-directory valgrind-integration || { rc=1; failed="$$failed valgrind"; }; \
+	$(MAKE) --no-print-directory tsan TSAN_BACKENDS=postgresql || { rc=1; failed="$$failed tsan"; }; \
 	if [ $$rc = 0 ]; then echo "check-all: everything passed"; \
 	else echo "check-all: FAILED:$$failed" >&2; fi; exit $$rc
 
@@ -180,6 +217,6 @@ bench: build/iot-ingest
 	@BENCH_NO_BUILD=1 bash bench/run.sh
 
 clean:
-	rm -rf build build-asan build-opt build-fuzz
+	rm -rf build build-asan build-tsan build-opt build-fuzz
 
--include $(shell find build build-asan build-opt build-fuzz -name '*.d' 2>/dev/null)
+-include $(shell find build build-asan build-tsan build-opt build-fuzz -name '*.d' 2>/dev/null)
