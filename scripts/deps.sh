@@ -8,7 +8,7 @@ pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libyajl-dev li
       libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev sqlite3 curl"
 if [ "$mode" = test ]; then
     pkgs="$pkgs libcriterion-dev python3 python3-pytest python3-psycopg2 postgresql nats-server
-          prometheus systemd clang-14 libclang-rt-14-dev valgrind"
+          prometheus systemd clang-14 libclang-rt-14-dev clang-tools-14 valgrind"
 fi
 missing=""
 for p in $pkgs; do

@@ -31,6 +31,7 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -505,6 +506,7 @@ int broker_nats_create(const char *url, const struct broker_nats_opts *o, size_t
     if ((rc = nats_opts_check("NATS broker", o, o && queue_max > 0 && o->max_pending >= 1, err,
                               errlen)))
         return rc;
+    assert(o); /* nats_opts_check refuses NULL (the analyzer cannot see into nats_conn.c) */
     if (!(nb = calloc(1, sizeof *nb))) return IOT_ENOMEM;
     nb->base.ops = &nats_ops;
     if ((rc = nats_target_parse(url, &nb->t, err, errlen))) {

@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -132,7 +133,7 @@ static int setup(struct nats_consumer *c)
     int rc;
 
     if (!atomic_load(&c->connected)) return IOT_EUNAVAIL;
-    if ((rc = nats_stream_ensure(c->js, &c->o.stream, c->t.subject, &created, err, sizeof err))) {
+    if (nats_stream_ensure(c->js, &c->o.stream, c->t.subject, &created, err, sizeof err)) {
         if (strcmp(err, c->setup_err) != 0) /* once per reason, not at every retry */
             LOG(LOG_WARN, "consumer_stream_unavailable", "url=%s err=\"%s\"", c->t.shown, err);
         snprintf(c->setup_err, sizeof c->setup_err, "%s", err);
@@ -169,6 +170,7 @@ int nats_consumer_open(const char *url, const struct nats_consumer_opts *o,
     if ((rc = nats_opts_check("NATS consumer", o ? &o->stream : NULL,
                               o && o->ack_wait_ms >= 1 && o->max_ack_pending >= 1, err, errlen)))
         return rc;
+    assert(o); /* nats_opts_check refuses NULL (the analyzer cannot see into nats_conn.c) */
     if (!nats_stream_name_ok(o->durable)) { /* a durable name follows the stream name's rules */
         if (err && errlen)
             snprintf(err, errlen,

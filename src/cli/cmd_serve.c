@@ -43,13 +43,16 @@ static int run_serve(struct config *cfg, const char **pos)
 
     if (cli_open_ready_bg(cfg, 1, "iot-ingest serve", &wdb)) goto out;
     struct store *mdb = NULL;
-    if (cli_open_store(cfg, &mdb) || (rc = store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint)))
+    if (cli_open_store(cfg, &mdb)) goto out; /* it printed why */
+    if (store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint, err, sizeof err)) {
+        fprintf(stderr, "iot-ingest serve: cannot start the store maintainer: %s\n", err);
         goto out;
+    }
     if (cli_open_store(cfg, &rdb)) goto out;
     store_shared_init(&shared, rdb);
     rdb = NULL;
     shared_ready = 1;
-    if ((rc = broker_create(cfg, &broker, err, sizeof err))) {
+    if (broker_create(cfg, &broker, err, sizeof err)) {
         fprintf(stderr, "iot-ingest serve: %s\n", err);
         goto out;
     }
@@ -66,7 +69,7 @@ static int run_serve(struct config *cfg, const char **pos)
                               (size_t)cfg->sensor_cache_max, &resolver)))
         goto fail_rc;
     struct http_deps deps = {cfg, writer, resolver, &shared, broker};
-    if ((rc = http_server_start(&deps, &http, err, sizeof err))) {
+    if (http_server_start(&deps, &http, err, sizeof err)) {
         fprintf(stderr, "iot-ingest serve: %s\n", err);
         goto out;
     }

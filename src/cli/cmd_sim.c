@@ -172,7 +172,8 @@ static int parse_uuids(struct sim_run *r, const char *arg)
 /* The packets URL and the base URL (for the status endpoint) from --url or the settings. */
 static int make_urls(struct sim_run *r, const struct config *cfg)
 {
-    char url[sizeof r->base_url];
+    static const char path[] = "/ingest/packets";
+    char url[sizeof r->post_url - (sizeof path - 1)]; /* so that url + path always fits */
     if (f_url) {
         if (strlen(f_url) >= sizeof url - 32 ||
             (strncmp(f_url, "http://", 7) != 0 && strncmp(f_url, "https://", 8) != 0)) {
@@ -192,7 +193,6 @@ static int make_urls(struct sim_run *r, const struct config *cfg)
     size_t n = strlen(url);
     while (n > 0 && url[n - 1] == '/')
         url[--n] = 0;
-    static const char path[] = "/ingest/packets";
     if (n >= sizeof path - 1 && strcmp(url + n - (sizeof path - 1), path) == 0)
         url[n - (sizeof path - 1)] = 0;
     snprintf(r->base_url, sizeof r->base_url, "%s", url);

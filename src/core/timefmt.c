@@ -70,14 +70,13 @@ static void timefmt_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
  */
 static int timefmt_digits(const char *s, size_t *pos, int n, int *v)
 {
-    int acc = 0;
+    *v = 0; /* set on every path: the callers read it only after success, but gcc -O3 cannot tell */
     for (int i = 0; i < n; i++) {
         char c = s[*pos + (size_t)i];
         if (c < '0' || c > '9') return IOT_EINVAL;
-        acc = acc * 10 + (c - '0');
+        *v = *v * 10 + (c - '0');
     }
     *pos += (size_t)n;
-    *v = acc;
     return 0;
 }
 

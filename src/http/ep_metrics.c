@@ -5,6 +5,7 @@
 #include "http/http_int.h"
 #include "ingest/packet_decode.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,25 @@ static void jobs_section(FILE *f, struct store_shared *db)
                     st[i].job, (double)st[i].last_success_at / 1000.0);
 }
 
+/*
+ * Client connections of the daemon, 0 before it is stored (http_int.h). With
+ * a thread pool, libmicrohttpd sums the workers' counts into a field of the
+ * master daemon and returns a pointer to it: two scrapes on two workers
+ * would write that field at once, so the call and the copy are serialized.
+ */
+static unsigned open_connections(struct http_server *s)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    struct MHD_Daemon *d = atomic_load(&s->mhd);
+    unsigned n = 0;
+    if (!d) return 0;
+    pthread_mutex_lock(&lock);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (di) n = di->num_connections;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
 static void process_section(FILE *f, struct http_server *s)
 {
     long rss_pages = 0;
@@ -216,10 +236,8 @@ static void process_section(FILE *f, struct http_server *s)
     }
     header(f, "iot_ingest_process_resident_memory_bytes", "gauge", "Resident set size.");
     fprintf(f, "iot_ingest_process_resident_memory_bytes %ld\n", rss_pages * sysconf(_SC_PAGESIZE));
-    const union MHD_DaemonInfo *di =
-        s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
     header(f, "iot_ingest_open_connections", "gauge", "Open client connections.");
-    fprintf(f, "iot_ingest_open_connections %u\n", di ? di->num_connections : 0);
+    fprintf(f, "iot_ingest_open_connections %u\n", open_connections(s));
     header(f, "iot_ingest_build_info", "gauge", "Build information.");
     fprintf(f, "iot_ingest_build_info{version=\"%s\"} 1\n", IOT_VERSION);
 }

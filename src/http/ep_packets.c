@@ -8,6 +8,7 @@
 #include "http/http_int.h"
 #include "ingest/packet_decode.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,7 @@ int ep_packets(struct request *rq)
     case AUTH_OK:
         break;
     }
+    assert(dref); /* auth_device grants AUTH_OK to a known device only */
     ret = auth_device_rate(rq, dref->dev.id, &replied);
     if (replied) goto out;
 

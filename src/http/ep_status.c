@@ -7,6 +7,7 @@
 #include "core/timefmt.h"
 #include "http/http_int.h"
 
+#include <assert.h>
 #include <string.h>
 
 static int add_row(const struct store_sensor_status *r, void *ud)
@@ -52,6 +53,7 @@ int ep_status(struct request *rq)
     case AUTH_OK:
         break;
     }
+    assert(dref); /* auth_device returns AUTH_OK or AUTH_INACTIVE for a known device only */
     json_t *sensors = json_array();
     struct store *db = store_shared_acquire(s->d.db);
     rc = sensors ? store_device_status(db, dref->dev.id, add_row, sensors) : IOT_ENOMEM;

@@ -28,7 +28,15 @@ _Static_assert(ROUTE_COUNT <= METRICS_ROUTES, "grow METRICS_ROUTES");
 
 struct http_server {
     struct http_deps d;
-    struct MHD_Daemon *mhd;
+    /*
+     * Owned by the thread that calls http_server_start/stop. Set once, when
+     * MHD_start_daemon returns: its worker threads may already be serving,
+     * and /metrics reads it from them, hence _Atomic (the plain assignment
+     * in server.c is a sequentially consistent store); a worker that runs
+     * before the store sees NULL. Cleared never: stop joins the workers
+     * before freeing the server.
+     */
+    _Atomic(struct MHD_Daemon *) mhd;
     struct rate_limiter *rl_ip, *rl_device, *rl_authfail;
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct store_maintainer {
@@ -46,10 +47,12 @@ static void *main_loop(void *arg)
     return NULL;
 }
 
-int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maintainer **out)
+int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maintainer **out,
+                           char *err, size_t errlen)
 {
     struct store_maintainer *m = calloc(1, sizeof *m);
     if (!m) {
+        iot_set_err(err, errlen, "out of memory for its state");
         store_close(s);
         return IOT_ENOMEM;
     }
@@ -57,7 +60,9 @@ int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maint
     m->every_ms = every_ms > 0 ? every_ms : 1;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    if (pthread_create(&m->thread, NULL, main_loop, m)) {
+    int e = pthread_create(&m->thread, NULL, main_loop, m);
+    if (e) {
+        iot_set_err(err, errlen, "cannot create its thread: %s", strerror(e));
         pthread_mutex_destroy(&m->mu);
         pthread_cond_destroy(&m->cv);
         store_close(s);

@@ -282,6 +282,8 @@ static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_s
     size_t cap = 0, len = 0;
     struct store_sensor *arr = NULL;
     int rc;
+    *out = NULL; /* and *n = 0, unless it succeeds */
+    *n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         if (len == 0 || arr[len - 1].id != id) {

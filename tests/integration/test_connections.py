@@ -1,6 +1,7 @@
 """Connection pressure: 1000 idle TCP connections plus 50 slow-header clients must
 not stop a normal client from being served promptly (SPEC §9)."""
 
+import os
 import resource
 import socket
 import threading
@@ -13,7 +14,9 @@ from conftest import provision_device
 IDLE = 1000
 SLOW = 50
 SLOW_BODY = 20
-BOUND_S = 2.0       # asserted (generous, against flakiness)
+# Asserted (generous, against flakiness); IOT_TEST_TIME_SCALE stretches it for
+# slow builds (ThreadSanitizer runs everything several times slower).
+BOUND_S = 2.0 * float(os.environ.get("IOT_TEST_TIME_SCALE", "1"))
 TARGET_S = 0.100    # the goal; printed for the record
 
 
