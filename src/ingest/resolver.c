@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,8 +123,11 @@ static void table_remove(struct resolver *r, struct entry *e)
 static void table_insert(struct resolver *r, size_t b, struct entry *e)
 {
     struct lru *l = lru_of(r, e);
-    while (l->count >= l->max && l->tail)
-        table_remove(r, l->tail);
+    while (l->count >= l->max && l->tail) {
+        struct entry *victim = l->tail;
+        table_remove(r, victim); /* unlinks it, then may free it */
+        assert(l->tail != victim); /* so the loop never reads freed memory */
+    }
     e->hnext = r->buckets[b];
     r->buckets[b] = e;
     lru_front(l, e);

@@ -59,7 +59,10 @@ static int batch_stmt(struct sqlite_store *s, int t, int z, sqlite3_stmt **out)
     }
     snprintf(sql + len, sizeof sql - len, "%s", bt->tail);
     int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
-    if (rc != SQLITE_OK) return sqlite_fail(s, rc);
+    if (rc != SQLITE_OK) {
+        rc = sqlite_fail(s, rc);
+        return rc ? rc : IOT_EDB;
+    }
     *out = *slot;
     return 0;
 }
@@ -74,7 +77,7 @@ static int batch_insert(struct sqlite_store *s, int t, const void *rows, size_t 
     while (i < n) {
         while ((size_t)batch_rows[z] > n - i)
             z++;
-        sqlite3_stmt *st;
+        sqlite3_stmt *st = NULL;
         int rc = batch_stmt(s, t, z, &st);
         if (rc) return rc;
         for (int r = 0; r < batch_rows[z]; r++)
