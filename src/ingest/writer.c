@@ -285,7 +285,11 @@ static int run_isolated(struct writer *w, size_t n)
         router_abort_packet(w->router);
     }
     if (!rc) rc = store_tx_commit(w->store);
-    if (rc) store_tx_rollback(w->store);
+    if (rc) {
+        LOG(LOG_WARN, "commit_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
+            store_errmsg(w->store), n);
+        store_tx_rollback(w->store);
+    }
     router_end_tx(w->router, rc == 0);
     return rc;
 }
@@ -305,9 +309,6 @@ static void run_batch(struct writer *w, size_t n)
         for (size_t i = 0; i < n; i++)
             reset_job(w->batch[i]);
         if (rc != IOT_EUNAVAIL) rc = run_isolated(w, n);
-        if (rc)
-            LOG(LOG_WARN, "commit_failed", "err=\"%s\" db=\"%s\" jobs=%zu", iot_strerror(rc),
-                store_errmsg(w->store), n);
     }
     int64_t elapsed_us = clock_mono_us() - t0;
 
