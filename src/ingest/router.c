@@ -99,7 +99,6 @@ static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
 {
     struct store_sensor_state *st = &e->st;
     if (w->stamped && st->has_last && w->ts <= st->last_ts) w->ts = st->last_ts + 1;
-    struct alert_set set = {e->alerts, e->present};
     struct alert_reading ar = {w->sensor_id, w->device_id, w->sensor_uuid, w->value, w->ts, now};
     int rc = 0;
 
@@ -110,6 +109,9 @@ static int apply_one(struct router *r, struct store *s, struct sensor_entry *e,
         return 0;
     }
     w->cls = classifier_classify(w->thr, st->has_last, st->last_value, w->value);
+    if (w->cls != CLASS_NORMAL && w->cls != CLASS_INVALID && (rc = sensor_entry_alerts(e)))
+        return rc;
+    struct alert_set set = {e->alerts, e->present};
     switch (w->cls) {
     case CLASS_ALERT:
         rc = alert_engine_violation(s, set, ALERT_THRESHOLD, SEV_CRITICAL, w->thr[SEV_CRITICAL].id,

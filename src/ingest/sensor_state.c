@@ -7,6 +7,7 @@
 struct sensor_states {
     struct sensor_entry **buckets;
     size_t nbuckets, count, max;
+    size_t nbuckets_max; /* the table grows up to this (a power of two >= max) */
     struct sensor_entry *lru_head, *lru_tail; /* head = most recently used */
     uint64_t packet_gen;
     uint64_t epoch;
@@ -25,8 +26,9 @@ int sensor_states_create(size_t max_entries, struct sensor_states **out)
     if (!c) return IOT_ENOMEM;
     c->max = max_entries;
     c->nbuckets = 1024;
-    while (c->nbuckets < max_entries && c->nbuckets < ((size_t)1 << 24))
-        c->nbuckets <<= 1;
+    c->nbuckets_max = 1024;
+    while (c->nbuckets_max < max_entries && c->nbuckets_max < ((size_t)1 << 24))
+        c->nbuckets_max <<= 1;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     if (!c->buckets) {
         free(c);
@@ -67,6 +69,7 @@ static void remove_entry(struct sensor_states *c, struct sensor_entry *e)
     *pp = e->hnext;
     lru_unlink(c, e);
     c->count--;
+    free(e->alerts);
     free(e);
 }
 
@@ -133,6 +136,30 @@ static struct sensor_entry *lookup(struct sensor_states *c, int64_t sensor_id)
     return e;
 }
 
+/*
+ * Doubles the bucket array once it holds as many entries as buckets (up to
+ * nbuckets_max), so that its memory follows the sensors actually seen, not
+ * STATE_CACHE_MAX. Keeps the old array if memory is short (chains grow).
+ */
+static void maybe_grow(struct sensor_states *c)
+{
+    if (c->count < c->nbuckets || c->nbuckets >= c->nbuckets_max) return;
+    struct sensor_entry **old = c->buckets;
+    size_t oldn = c->nbuckets;
+    struct sensor_entry **nb = calloc(oldn * 2, sizeof *nb);
+    if (!nb) return;
+    c->buckets = nb;
+    c->nbuckets = oldn * 2;
+    for (size_t i = 0; i < oldn; i++)
+        for (struct sensor_entry *e = old[i], *next; e; e = next) {
+            next = e->hnext;
+            size_t b = slot(c, e->st.sensor_id);
+            e->hnext = nb[b];
+            nb[b] = e;
+        }
+    free(old);
+}
+
 static struct sensor_entry *insert(struct sensor_states *c,
                                    const struct store_sensor_snapshot *snap, int64_t sensor_id)
 {
@@ -140,9 +167,18 @@ static struct sensor_entry *insert(struct sensor_states *c,
     if (!e) return NULL;
     e->st = snap->st;
     e->st.sensor_id = sensor_id;
-    memcpy(e->alerts, snap->alerts, sizeof e->alerts);
     memcpy(e->present, snap->present, sizeof e->present);
+    for (int k = 0; k < ALERT_KINDS; k++)
+        if (snap->present[k]) {
+            if (sensor_entry_alerts(e)) {
+                free(e);
+                return NULL;
+            }
+            memcpy(e->alerts, snap->alerts, sizeof snap->alerts);
+            break;
+        }
     make_room(c);
+    maybe_grow(c);
     size_t b = slot(c, sensor_id);
     e->hnext = c->buckets[b];
     c->buckets[b] = e;
@@ -150,6 +186,12 @@ static struct sensor_entry *insert(struct sensor_states *c,
     c->count++;
     e->pin = c->packet_gen;
     return e;
+}
+
+int sensor_entry_alerts(struct sensor_entry *e)
+{
+    if (!e->alerts && !(e->alerts = calloc(ALERT_KINDS, sizeof *e->alerts))) return IOT_ENOMEM;
+    return 0;
 }
 
 int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n,

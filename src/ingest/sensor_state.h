@@ -14,9 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * About 140 bytes a sensor: the alerts, 888 bytes, are allocated only for a
+ * sensor that has had an active alert while cached (a small minority).
+ */
 struct sensor_entry {
     struct store_sensor_state st;
-    struct store_alert alerts[ALERT_KINDS];
+    struct store_alert *alerts; /* ALERT_KINDS slots, or NULL: none present (owned) */
     int present[ALERT_KINDS];
     size_t router_row; /* owned by the router: 1 + its newest row in the packet */
     /* Internal: cache links and the pin of the packet in progress. */
@@ -40,6 +44,9 @@ int sensor_states_validate(struct sensor_states *c, struct store *s);
  */
 int sensor_states_load(struct sensor_states *c, struct store *s, const int64_t *ids, size_t n,
                        struct sensor_entry **out);
+
+/* Gives e its alert slots if it has none yet. Returns 0 or IOT_ENOMEM. */
+int sensor_entry_alerts(struct sensor_entry *e);
 
 /* Starts a new packet: unpins the previous packet's entries. */
 void sensor_states_next_packet(struct sensor_states *c);

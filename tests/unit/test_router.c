@@ -8,6 +8,7 @@
  */
 #include "core/err.h"
 #include "ingest/router.h"
+#include "ingest/sensor_state.h"
 #include "store/store.h"
 #include "store/store_fault.h"
 #include "sqlite_peer.h"
@@ -496,6 +497,38 @@ Test(router, late_readings_change_nothing)
                  2);
     cr_expect_eq(alert_col(id, "hit_count"), 2);
     cr_expect_eq(state_col(&band, "last_value"), 36);
+}
+
+/*
+ * The state cache's table grows with the sensors it holds (not sized for
+ * STATE_CACHE_MAX up front), and every entry is found again after it grew;
+ * an entry gets alert slots only when it needs them.
+ */
+Test(router, state_cache_table_grows_and_finds_every_entry)
+{
+    enum { N = 5000 };
+    struct sensor_states *c = NULL;
+    cr_assert_eq(sensor_states_create(100000, &c), 0);
+    static int64_t ids[N];
+    static struct sensor_entry *got[N], *again[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = 1000 + i; /* no state rows: empty snapshots */
+    cr_assert_eq(store_tx_begin(st), 0);
+    for (int i = 0; i < N; i += 100) {
+        sensor_states_next_packet(c);
+        cr_assert_eq(sensor_states_load(c, st, &ids[i], 100, &got[i]), 0);
+    }
+    sensor_states_next_packet(c);
+    cr_assert_eq(sensor_states_load(c, st, ids, N, again), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(again[i], got[i], "entry %d loaded twice", i);
+        cr_assert_eq(again[i]->st.sensor_id, ids[i]);
+        cr_assert_null(again[i]->alerts, "entry %d has alert slots it never needed", i);
+    }
+    cr_assert_eq(sensor_entry_alerts(again[0]), 0);
+    cr_assert_not_null(again[0]->alerts);
+    sensor_states_destroy(c);
 }
 
 /* SPEC §5: a server-stamped reading takes its time in the writer's order. */
