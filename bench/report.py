@@ -243,7 +243,7 @@ def targets_section(meta, rows):
         row("PostgreSQL `full` vs SQLite `full`", "≥ 0.5×",
             f"{fmt(pgd['pps'])} vs {fmt(sqd['pps'])} packets/s", f"{ratio:.3f}×", ratio >= 0.5)
     else:
-        row("PostgreSQL `full` vs SQLite `full`", "≥ 0.5×", "– (set `DATABASE_URL_PG`)", "–", None)
+        row("PostgreSQL `full` vs SQLite `full`", "≥ 0.5×", "– (not run)", "–", None)
     if pgd and pgd["db_cpu"] is not None:
         tot = pgd["cpu"] + pgd["db_cpu"]
         row("PostgreSQL `full` gateway + server CPU", "≤ 150 µs/packet",
@@ -251,7 +251,7 @@ def targets_section(meta, rows):
             f"{tot / 150:.2f}× the goal", tot <= 150)
     else:
         why = ("– (PostgreSQL server not local: its CPU was not read)" if pgd
-               else "– (set `DATABASE_URL_PG`)")
+               else "– (not run)")
         row("PostgreSQL `full` gateway + server CPU", "≤ 150 µs/packet", why, "–", None)
     row("100,000-sensor fleet vs 1,000 sensors", "≥ 0.9× the rate",
         "– (this bench provisions 1,000 sensors only)", "–", None, "not measured")
@@ -398,7 +398,10 @@ def main():
             "(other work on the machine shows up here).")
     settings = [f"`{k[len('setting_'):]}={v}`" for k, v in meta.items() if k.startswith("setting_")]
     pg = ("PostgreSQL rows use `DATABASE_URL_PG`." if meta.get("pg") == "given" else
-          "PostgreSQL: not run (set `DATABASE_URL_PG` to include it).")
+          "PostgreSQL rows: a throwaway PostgreSQL 15 cluster that `make bench` started on"
+          " loopback (`scripts/pg-cluster.sh`, `fsync` and `synchronous_commit` on)."
+          if meta.get("pg") == "own" else
+          "PostgreSQL: not run (`BENCH_PG=0`, or no cluster could be started).")
     if meta.get("seed_stack"):
         peers = (f"The peers, each fresh per row on loopback with a temporary data directory, "
                  f"measured like the gateway (CPU and RSS of the server process): InfluxDB "

@@ -6,7 +6,8 @@
 #     bodies from bench/gen_bodies.sh) to the gateway, with rate limits off,
 #     at 16 and 64 connections, BENCH_DURATION s after a BENCH_WARMUP s
 #     warm-up, on SQLite with DB_SYNC=full and DB_SYNC=normal, and on
-#     PostgreSQL when DATABASE_URL_PG is set. Each run has a fresh gateway
+#     PostgreSQL (DATABASE_URL_PG, else a throwaway cluster; BENCH_PG=0: none).
+#     Each run has a fresh gateway
 #     and database; the gateway's idle RSS is read before the load, its peak
 #     RSS (VmHWM) and CPU time after.
 #  2. The reference ceiling in the same run: nginx answering 204 to the same
@@ -600,6 +601,7 @@ echo "body_bytes=$(awk -F'\t' '{n += length($3)} END {printf "%d", n / NR}' "$WO
 if [ -z "$PG_URL" ] && [ "${BENCH_PG:-1}" = 1 ]; then
     if PG_OWN=$(PG_CLUSTER_FSYNC=on sh "$ROOT/scripts/pg-cluster.sh" start); then
         PG_URL=$PG_OWN
+        echo "pg=own" >>"$WORK/meta.env"
         say "PostgreSQL: a throwaway cluster of this run (fsync on)"
     else
         PG_OWN=
