@@ -94,8 +94,10 @@ def assert_408(raw):
 
 def test_tricklers_are_closed_while_another_address_is_served(many_fds, gateway_factory):
     # Per-address cap off: here the deadlines alone must cope with 2,000 tricklers.
+    # DB_SYNC=normal: the 200 ms bound is about being served among the tricklers,
+    # not about this machine's fsync latency, which the bound must not depend on.
     gw, dev = gateway_factory({"HTTP_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-                               "HTTP_MAX_CONNECTIONS_PER_IP": "0",
+                               "HTTP_MAX_CONNECTIONS_PER_IP": "0", "DB_SYNC": "normal",
                                "HTTP_IDLE_TIMEOUT_S": "60"},
                               provision=lambda c: provision_device(c, 1), name="trickle")
     socks, opened, closed, answers = [], [], {}, []
