@@ -57,6 +57,9 @@ BODIES_N=${BENCH_BODIES_N:-$Q_BODIES}
 GW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 PROFILE=${BENCH_PROFILE:-$Q_EXTRA}
 WHATIF=${BENCH_WHATIF:-$Q_EXTRA}
+# The growth row: the standard workload on a fleet of BENCH_GROWTH_DEVICES x 10 sensors.
+GROWTH=${BENCH_GROWTH:-1}
+GROWTH_DEVICES=${BENCH_GROWTH_DEVICES:-10000}
 PROFILE_SYNC=${BENCH_PROFILE_SYNC:-normal}
 PROFILE_SECS=${BENCH_PROFILE_SECS:-10}
 JOBS=${BENCH_JOBS:-$Q_EXTRA}
@@ -286,7 +289,8 @@ gateway_start() {
 gateway_run() {
     local backend=$1 sync=$2 c=$3 url tag=$1-$2-$3${BENCH_TAG:-} err
     if [ "$backend" = sqlite ]; then url=sqlite:$WORK/gw-$tag.db; else url=$PG_URL; fi
-    if ! "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" \
+    # Provisioning durability does not matter here: DB_SYNC=normal keeps a large fleet quick.
+    if ! DB_SYNC=normal "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" \
         >"$WORK/gen-$tag.log" 2>&1; then
         err=$(grep -v '^sim:' "$WORK/gen-$tag.log" | head -1 | tr '\t' ' ')
         say "gateway $backend $sync c=$c: skipped: $err"
@@ -527,6 +531,16 @@ peers_run() {
 # readings per packet (BENCH_READINGS_VARIANTS, 1 and 100), for CPU per reading. More
 # readings than a device has sensors: the same number of sensors in fewer, larger
 # devices (100: 10 devices x 100 sensors), still one reading per sensor per packet.
+# Growth: the standard workload (SQLite full, largest connection count) on a fleet
+# of GROWTH_DEVICES x BENCH_SENSORS sensors, one body per device so every sensor
+# reports; compared with the 1,000-sensor row of the same run.
+growth_runs() {
+    local c
+    c=$(echo "$CONNS" | awk '{print $NF}')
+    BENCH_TAG=-growth BENCH_DEVICES=$GROWTH_DEVICES BODIES_N=$GROWTH_DEVICES \
+        gateway_run sqlite full "$c"
+}
+
 readings_runs() {
     local c n total=$((BENCH_DEVICES * BENCH_SENSORS))
     c=$(echo "$CONNS" | awk '{print $NF}')
@@ -580,6 +594,7 @@ fi
     echo "only=${ONLY:-all}"
     echo "quick=${BENCH_QUICK:-0}"
     echo "readings_variants=$READINGS_VARIANTS"
+    echo "growth_devices=$GROWTH_DEVICES"
     if [ "$PEERS" = 1 ]; then
         echo "influxdb=$(dpkg-query -W -f='${Version}' influxdb 2>/dev/null)"
         echo "victoriametrics=$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null)"
@@ -622,6 +637,7 @@ if [ -n "$PG_URL" ]; then
 fi
 [ "$PEERS" = 1 ] && peers_run
 [ -n "$READINGS_VARIANTS" ] && readings_runs
+[ "$GROWTH" = 1 ] && growth_runs
 [ "$WHATIF" = 1 ] && whatif_runs
 [ "$PROFILE" = 1 ] && profile_run
 [ "$JOBS" = 1 ] && jobs_run
