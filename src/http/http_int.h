@@ -37,6 +37,12 @@ struct http_server {
      * before freeing the server.
      */
     _Atomic(struct MHD_Daemon *) mhd;
+    /*
+     * The listen socket MHD_quiesce_daemon hands back, or -1. Owned by the
+     * start/stop thread; closed only after MHD_stop_daemon has joined the
+     * workers, which still take it out of their epoll sets after the quiesce.
+     */
+    int quiesced_fd;
     struct rate_limiter *rl_ip, *rl_device, *rl_authfail;
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */
