@@ -149,15 +149,15 @@ static int touch_devices(struct writer *w, size_t n)
 {
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        const struct write_job *job = w->apply[i];
-        int64_t newest = job->received_at, first = 1;
-        for (size_t k = 0; k < n && first; k++) {
-            const struct write_job *o = w->apply[k];
-            if (k == i || o->device_id != job->device_id) continue;
-            if (k < i) first = 0; /* touched already, with the newest time */
-            if (o->received_at > newest) newest = o->received_at;
-        }
-        if (first && job->device_id) rc = store_device_touch(w->store, job->device_id, newest);
+        int64_t dev = w->apply[i]->device_id, newest = w->apply[i]->received_at;
+        size_t k = 0;
+        while (k < i && w->apply[k]->device_id != dev)
+            k++;
+        if (!dev || k < i) continue; /* legacy job, or touched at its first job */
+        for (k = i + 1; k < n; k++)
+            if (w->apply[k]->device_id == dev && w->apply[k]->received_at > newest)
+                newest = w->apply[k]->received_at;
+        rc = store_device_touch(w->store, dev, newest);
     }
     return rc;
 }

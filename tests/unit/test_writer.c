@@ -431,6 +431,28 @@ Test(writer, transient_failure_of_the_fast_pass_stores_everything)
     cr_expect_eq(s.duplicates, 1);
 }
 
+/* A device with several packets in one batch is touched once, with the newest receive time. */
+Test(writer, device_touched_once_per_batch_with_its_newest_time)
+{
+    start_writer(16, 8, DAY);
+    struct tjob g, a, b;
+    hold_writer(&g, T(1));
+    tjob_init(&a, NULL, NULL);
+    tjob_add(&a, 25, T(10));
+    a.j.received_at += 5000; /* received later, queued first */
+    tjob_init(&b, NULL, NULL);
+    tjob_add(&b, 26, T(11));
+    cr_assert_eq(submit(&a), 0);
+    cr_assert_eq(submit(&b), 0);
+    uint64_t t0 = store_fault_calls(fst, STORE_FAULT_DEVICE_TOUCH);
+    open_gate();
+    cr_assert(wait_for(&done_total, 3));
+    cr_expect_eq(store_fault_calls(fst, STORE_FAULT_DEVICE_TOUCH) - t0, 1);
+    cr_expect_eq(
+        db_int(peer, "SELECT last_seen_at FROM devices WHERE id = %lld", (long long)dev_id),
+        a.j.received_at);
+}
+
 /* A batch's own repeats: the second copy of a packet_id is the first's duplicate. */
 Test(writer, repeated_packet_id_in_one_batch_is_a_duplicate)
 {
