@@ -10,6 +10,7 @@
  * delivery thread reads it without any lock.
  */
 #include "broker/broker.h"
+#include "broker/broker_ring.h"
 #include "core/err.h"
 
 #include <pthread.h>
@@ -29,8 +30,7 @@ struct memory_broker {
 
     pthread_mutex_t mu;
     pthread_cond_t nonempty;
-    struct broker_reading *ring; /* cap slots */
-    size_t cap, head, count;     /* head: oldest queued message */
+    struct broker_ring ring;
     bool stopping;
     uint64_t published, dropped, delivered;
 
@@ -56,15 +56,12 @@ static void *memory_deliver_loop(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        while (m->count == 0 && !m->stopping)
+        while (m->ring.count == 0 && !m->stopping)
             pthread_cond_wait(&m->nonempty, &m->mu);
-        if (m->count == 0) { /* stopping and drained */
+        if (!broker_ring_pop(&m->ring, &msg)) { /* stopping and drained */
             pthread_mutex_unlock(&m->mu);
             break;
         }
-        msg = m->ring[m->head];
-        m->head = (m->head + 1) % m->cap;
-        m->count--;
         pthread_mutex_unlock(&m->mu);
 
         size_t n = atomic_load_explicit(&m->nsubs, memory_order_acquire);
@@ -87,13 +84,12 @@ static int memory_publish(struct broker *b, const struct broker_reading *msgs, s
     if (!msgs) return IOT_EINVAL;
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < n; i++) {
-        if (m->stopping || m->count == m->cap) {
+        bool was_empty = m->ring.count == 0;
+        if (m->stopping || !broker_ring_push(&m->ring, &msgs[i])) {
             m->dropped++;
             continue;
         }
-        m->ring[(m->head + m->count) % m->cap] = msgs[i];
-        wake = wake || m->count == 0;
-        m->count++;
+        wake = wake || was_empty;
         m->published++;
     }
     pthread_mutex_unlock(&m->mu);
@@ -170,7 +166,7 @@ static void memory_destroy(struct broker *b)
     if (m->sub_mu_ok) pthread_mutex_destroy(&m->sub_mu);
     if (m->cond_ok) pthread_cond_destroy(&m->nonempty);
     if (m->mu_ok) pthread_mutex_destroy(&m->mu);
-    free(m->ring);
+    broker_ring_free(&m->ring);
     free(m);
 }
 
@@ -197,9 +193,8 @@ int broker_memory_create(size_t queue_max, struct broker **out)
     if (queue_max == 0) return IOT_EINVAL;
     if (!(m = calloc(1, sizeof *m))) return IOT_ENOMEM;
     m->base.ops = &memory_ops;
-    m->cap = queue_max;
     atomic_init(&m->nsubs, 0);
-    if (!(m->ring = calloc(queue_max, sizeof *m->ring))) {
+    if (broker_ring_init(&m->ring, queue_max)) {
         memory_destroy(&m->base);
         return IOT_ENOMEM;
     }

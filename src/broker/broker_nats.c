@@ -26,6 +26,7 @@
  */
 #include "broker/broker_msg.h"
 #include "broker/broker_nats.h"
+#include "broker/broker_ring.h"
 #include "broker/nats_int.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -71,8 +72,7 @@ struct nats_broker {
     pthread_mutex_t mu; /* guards the fields up to `thread` */
     pthread_cond_t cv;  /* publishing thread: work, ack, stop, connection change */
     pthread_cond_t closed_cv;
-    struct broker_reading *ring;
-    size_t cap, head, count;
+    struct broker_ring ring;
     int64_t inflight; /* publications awaiting their ack (our count) */
     bool stopping, need_ensure, closed;
     int64_t last_ok_mono, last_err_mono; /* last ack / last failed publication */
@@ -244,15 +244,10 @@ static void *publish_loop(void *arg)
             continue;
         }
         bool ready = up && atomic_load(&nb->stream_ok);
-        if (nb->count > 0 && !ready) { /* engine down: drop, never buffer */
-            count_drop(nb, nb->count);
-            nb->head = (nb->head + nb->count) % nb->cap;
-            nb->count = 0;
-        }
-        if (nb->count > 0 && nb->inflight < nb->o.max_pending) {
-            struct broker_reading r = nb->ring[nb->head];
-            nb->head = (nb->head + 1) % nb->cap;
-            nb->count--;
+        if (nb->ring.count > 0 && !ready) /* engine down: drop, never buffer */
+            count_drop(nb, broker_ring_clear(&nb->ring));
+        struct broker_reading r;
+        if (nb->inflight < nb->o.max_pending && broker_ring_pop(&nb->ring, &r)) {
             nb->inflight++;
             pthread_mutex_unlock(&nb->mu);
             send_one(nb, &r);
@@ -260,8 +255,8 @@ static void *publish_loop(void *arg)
             continue;
         }
         if (nb->stopping) {
-            count_drop(nb, nb->count); /* window full at shutdown: these cannot go */
-            nb->count = 0;
+            /* window full at shutdown: these cannot go */
+            count_drop(nb, broker_ring_clear(&nb->ring));
             break;
         }
         /* Wait for work, an ack, a connection change, or the next stream check. */
@@ -288,14 +283,13 @@ static int nats_publish(struct broker *b, const struct broker_reading *msgs, siz
     }
     pthread_mutex_lock(&nb->mu);
     for (size_t i = 0; i < n; i++) {
-        if (nb->stopping || nb->count == nb->cap) {
+        bool was_empty = nb->ring.count == 0;
+        if (nb->stopping || !broker_ring_push(&nb->ring, &msgs[i])) {
             count_drop(nb, 1);
             if (!nb->stopping) note_outcome(nb, false, "hand-off queue full: engine too slow");
             continue;
         }
-        nb->ring[(nb->head + nb->count) % nb->cap] = msgs[i];
-        wake = wake || nb->count == 0;
-        nb->count++;
+        wake = wake || was_empty;
     }
     if (wake) pthread_cond_signal(&nb->cv);
     pthread_mutex_unlock(&nb->mu);
@@ -473,7 +467,7 @@ static void nats_destroy(struct broker *b)
     if (nb->closed_cv_ok) pthread_cond_destroy(&nb->closed_cv);
     if (nb->cv_ok) pthread_cond_destroy(&nb->cv);
     if (nb->mu_ok) pthread_mutex_destroy(&nb->mu);
-    free(nb->ring);
+    broker_ring_free(&nb->ring);
     free(nb);
 }
 
@@ -516,13 +510,12 @@ int broker_nats_create(const char *url, const struct broker_nats_opts *o, size_t
     snprintf(nb->stream, sizeof nb->stream, "%s", o->stream);
     nb->o = *o;
     nb->o.stream = nb->stream;
-    nb->cap = queue_max;
     atomic_init(&nb->connected, false);
     atomic_init(&nb->stream_ok, false);
     atomic_init(&nb->published, 0);
     atomic_init(&nb->dropped, 0);
     atomic_init(&nb->delivered, 0);
-    if (!(nb->ring = calloc(queue_max, sizeof *nb->ring))) {
+    if (broker_ring_init(&nb->ring, queue_max)) {
         nats_destroy(&nb->base);
         return IOT_ENOMEM;
     }

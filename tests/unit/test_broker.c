@@ -5,6 +5,7 @@
  * queue is filled deterministically by a subscriber held on a gate.
  */
 #include "broker/broker.h"
+#include "broker/broker_ring.h"
 #include "core/clock.h"
 #include "core/err.h"
 
@@ -784,4 +785,50 @@ Test(broker_health, names)
     cr_assert_str_eq(broker_health_name(BROKER_ERROR), "error");
     cr_assert_str_eq(broker_health_name(BROKER_DISABLED), "disabled");
     cr_assert_str_eq(broker_health_name((enum broker_health)42), "unknown");
+}
+
+/* ---- the hand-off ring shared by the memory and NATS brokers ------------ */
+
+Test(broker_ring, fifo_bound_wrap_and_rewind)
+{
+    struct broker_ring r;
+    struct broker_reading m = reading(0), out;
+    cr_assert_eq(broker_ring_init(&r, 0), IOT_EINVAL);
+    cr_assert_eq(broker_ring_init(&r, 3), 0);
+    cr_assert_not(broker_ring_pop(&r, &out));
+
+    /* fill to the bound: the fourth push is refused and changes nothing */
+    for (int i = 1; i <= 3; i++) {
+        m = reading(i);
+        cr_assert(broker_ring_push(&r, &m));
+    }
+    m = reading(4);
+    cr_assert_not(broker_ring_push(&r, &m));
+    cr_assert_eq(r.count, 3);
+
+    /* pop one, push one: the write wraps past the end, order is kept */
+    cr_assert(broker_ring_pop(&r, &out));
+    cr_expect_eq(out.sensor_id, 1);
+    cr_assert(broker_ring_push(&r, &m));
+    for (int want = 2; want <= 4; want++) {
+        cr_assert(broker_ring_pop(&r, &out));
+        cr_expect_eq(out.sensor_id, want);
+        struct broker_reading w = reading(want);
+        cr_expect_str_eq(out.sensor_uuid, w.sensor_uuid);
+    }
+    /* emptied: the head is back at slot 0, so a drained queue reuses the same slots */
+    cr_expect_eq(r.head, 0);
+    cr_expect_eq(r.count, 0);
+    m = reading(5);
+    cr_assert(broker_ring_push(&r, &m));
+    cr_assert(broker_ring_pop(&r, &out));
+    cr_expect_eq(r.head, 0);
+
+    /* clear reports what it dropped */
+    for (int i = 0; i < 2; i++)
+        cr_assert(broker_ring_push(&r, &m));
+    cr_expect_eq(broker_ring_clear(&r), 2);
+    cr_expect_not(broker_ring_pop(&r, &out));
+    broker_ring_free(&r);
+    broker_ring_free(NULL);
 }
