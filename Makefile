@@ -228,8 +228,14 @@ valgrind-integration: build/iot-ingest
 # (bench/README.md); writes docs/BENCHMARKS.md (BENCH_QUICK=1: a short run into
 # build/). Installs wrk, nginx-light, hyperfine and the peers' Debian packages.
 .PHONY: bench
-bench: build/iot-ingest
+bench: build/iot-ingest build/bench/mhd204
 	@BENCH_NO_BUILD=1 bash bench/run.sh
+
+# libmicrohttpd alone answering 204 with the gateway's daemon flags (bench/peers/mhd204.c).
+build/bench/mhd204: bench/peers/mhd204.c
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags libmicrohttpd) -o $@ $< \
+	    $(shell pkg-config --libs libmicrohttpd) -pthread
 
 # packet_decode alone (bench/decode_bench.c): ns per packet, then instructions per
 # packet under callgrind (steadier on a shared machine).

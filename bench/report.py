@@ -71,7 +71,7 @@ def derived(r, meta):
     secs = r["duration_us"] / 1e6
     req = r["requests"]
     d = {"pps": req / secs,
-         "rps": (req - r["non2xx"]) * readings / secs if r["name"] != "nginx" else None,
+         "rps": (req - r["non2xx"]) * readings / secs if r["name"] not in NOT_STORED else None,
          "cpu": r["cpu_ticks"] / clk / req * 1e6 if req else None,
          "errs": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
          "disk": r.get("disk_bytes", 0) / req / 1024 if req else None}
@@ -85,7 +85,11 @@ def derived(r, meta):
     return d
 
 
+# Rows that answer without storing anything: no readings/s.
+NOT_STORED = ("nginx", "mhd-direct", "mhd-suspend")
 LABEL = {"nginx": "nginx `return 204`", "gateway": "iot-ingest",
+         "mhd-direct": "libmicrohttpd alone, 204 from the callback",
+         "mhd-suspend": "libmicrohttpd alone, 204 after suspend/resume",
          "influxdb": "InfluxDB `/write` (line protocol)",
          "victoriametrics": "VictoriaMetrics `/write` (line protocol)",
          "seed": "the seed's design (FastAPI + SQLite)"}
@@ -455,6 +459,11 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 - The reference: nginx {meta.get('nginx')} answering `return 204` to the same POSTs (reads and
   discards the body), `worker_processes auto`, in the same run. "vs nginx" = packets/s ÷
   nginx's packets/s at the same connection count.
+- libmicrohttpd alone (`bench/peers/mhd204.c`, the gateway's HTTP library with its daemon
+  flags and thread count): the same POSTs answered 204 from the request callback, then
+  answered only after each request was suspended and resumed from another thread in
+  batches, as the gateway does around a commit. The two rows price the library and its
+  suspend/resume hand-off against nginx.
 - packets/s counts every answer; readings/s counts readings of 2xx answers. Latency is wrk's
   (p50/p99 over all requests). Server CPU = user+system time of the server process(es)
   during the measured {meta.get('duration')} s ÷ packets. Idle RSS: `VmRSS` before any load;

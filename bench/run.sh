@@ -67,6 +67,9 @@ JOB_SENSORS=${BENCH_JOB_SENSORS:-10000}
 JOB_READINGS=${BENCH_JOB_READINGS:-100}
 JOB_RUNS=${BENCH_JOB_RUNS:-3}
 PEERS=${BENCH_PEERS:-1}
+# libmicrohttpd alone answering 204 (bench/peers/mhd204.c), direct and through suspend/resume.
+MHD=${BENCH_MHD:-1}
+MHD204=${BENCH_MHD204:-$ROOT/build/bench/mhd204}
 READINGS_VARIANTS=${BENCH_READINGS_VARIANTS-1 100}
 SEED_SYNC=${BENCH_SEED_SYNC:-full}
 OUT=${BENCH_OUT:-$Q_OUT}
@@ -227,6 +230,25 @@ stop_pid() {
     local keep=()
     for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
     PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# ---------------------------------------------------------------- libmicrohttpd alone
+
+# mhd_run CONNS MODE: bench/peers/mhd204.c, the gateway's HTTP library with the
+# gateway's daemon flags and HTTP_THREADS, answering 204 to the same POSTs:
+# "direct" from the request callback, "suspend" after parking each request and
+# resuming it from another thread in batches (what the gateway does around a
+# commit). Prices the library and the suspend/resume hand-off against nginx.
+mhd_run() {
+    local c=$1 mode=$2 port pid
+    [ -x "$MHD204" ] || { say "no $MHD204 (make build/bench/mhd204): no libmicrohttpd rows"; return 0; }
+    port=$(free_port)
+    "$MHD204" "$port" "${HTTP_THREADS:-2}" "$mode" >"$WORK/mhd-$mode-$c.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "$pid" || die "mhd204 did not start: $(cat "$WORK/mhd-$mode-$c.log")"
+    measure "mhd-$mode" - - "$c" "$pid" "http://127.0.0.1:$port/ingest/packets" "$WORK/bodies-nginx.tsv"
+    stop_pid "$pid"
 }
 
 # ---------------------------------------------------------------- nginx
@@ -560,7 +582,8 @@ need_tools
 command -v perf >/dev/null || say "perf not installed: the profile is skipped"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${IOT_INGEST_BIN:-}" ]; then
     say "building"
-    make -s -C "$ROOT" all >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; die "build failed"; }
+    make -s -C "$ROOT" all build/bench/mhd204 >"$WORK/build.log" 2>&1 ||
+        { cat "$WORK/build.log" >&2; die "build failed"; }
 fi
 [ -x "$BIN" ] || die "$BIN missing (run make)"
 
@@ -625,6 +648,9 @@ if [ -z "$PG_URL" ] && [ "${BENCH_PG:-1}" = 1 ]; then
 fi
 
 for c in $CONNS; do nginx_run "$c"; done
+if [ "$MHD" = 1 ]; then
+    for c in $CONNS; do mhd_run "$c" direct && mhd_run "$c" suspend; done
+fi
 for sync in $SYNCS; do
     for c in $CONNS; do gateway_run sqlite "$sync" "$c"; done
 done
