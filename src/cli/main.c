@@ -23,33 +23,96 @@ static const struct cli_cmd *const commands[] = {
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
+/* Length of the group word of a two-word name ("device add" -> 6), 0 for a one-word name. */
+static size_t group_len(const char *name)
+{
+    const char *sp = strchr(name, ' ');
+    return sp ? (size_t)(sp - name) : 0;
+}
+
+/* 1 if word is the group of some two-word command ("db", "device", "job", ...). */
+static int is_group(const char *word)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        size_t n = group_len(commands[i]->name);
+        if (n && strlen(word) == n && strncmp(commands[i]->name, word, n) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Lists the commands whose name starts with "group " (every command when group is NULL). */
+static void list_commands(FILE *out, const char *group)
+{
+    size_t glen = group ? strlen(group) : 0;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const char *name = commands[i]->name;
+        if (group && !(group_len(name) == glen && strncmp(name, group, glen) == 0)) continue;
+        fprintf(out, "  %-18s %.*s\n", name, (int)strcspn(commands[i]->summary, "\n"),
+                commands[i]->summary);
+    }
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: iot-ingest COMMAND [flags]   (iot-ingest COMMAND --help for more)\n\n"
                  "Commands:\n");
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %-18s %.*s\n", commands[i]->name, (int)strcspn(commands[i]->summary, "\n"),
-                commands[i]->summary);
+    list_commands(out, NULL);
     fprintf(out, "\nEvery setting is an environment variable or a flag; see "
                  "iot-ingest serve --help.\n");
+}
+
+/* `iot-ingest db`, `iot-ingest db --help`: the subcommands of one group. */
+static void group_usage(FILE *out, const char *group)
+{
+    fprintf(out,
+            "usage: iot-ingest %s COMMAND [flags]   (iot-ingest %s COMMAND --help for more)\n\n"
+            "Commands:\n",
+            group, group);
+    list_commands(out, group);
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
 /* Finds the command whose (one- or two-word) name starts argv; sets *used. */
 static const struct cli_cmd *find(int argc, char **argv, int *used)
 {
     for (size_t i = 0; i < NCOMMANDS; i++) {
-        const char *name = commands[i]->name, *sp = strchr(name, ' ');
-        if (!sp && strcmp(argv[0], name) == 0) {
+        const char *name = commands[i]->name;
+        size_t n = group_len(name);
+        if (!n && strcmp(argv[0], name) == 0) {
             *used = 1;
             return commands[i];
         }
-        if (sp && argc >= 2 && strncmp(argv[0], name, (size_t)(sp - name)) == 0 &&
-            argv[0][sp - name] == 0 && strcmp(argv[1], sp + 1) == 0) {
+        if (n && argc >= 2 && strncmp(argv[0], name, n) == 0 && argv[0][n] == 0 &&
+            strcmp(argv[1], name + n + 1) == 0) {
             *used = 2;
             return commands[i];
         }
     }
     return NULL;
+}
+
+/*
+ * A group word without a known subcommand, as git does: --help lists the
+ * group on stdout (exit 0); nothing after it lists it on stderr (exit 2); an
+ * unknown word is a one-line error (exit 2).
+ */
+static int group_without_command(int argc, char **argv)
+{
+    if (argc >= 2 && is_help(argv[1])) {
+        group_usage(stdout, argv[0]);
+        return 0;
+    }
+    if (argc < 2 || strncmp(argv[1], "-", 1) == 0) {
+        group_usage(stderr, argv[0]);
+        return EXIT_USAGE;
+    }
+    fprintf(stderr, "iot-ingest %s: unknown command \"%.64s\" (see iot-ingest %s --help)\n",
+            argv[0], argv[1], argv[0]);
+    return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -58,8 +121,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
@@ -70,6 +132,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "man") == 0) return cli_man(argc - 2, argv + 2, commands, NCOMMANDS);
     int used = 0;
     const struct cli_cmd *cmd = find(argc - 1, argv + 1, &used);
+    if (!cmd && is_group(argv[1])) return group_without_command(argc - 1, argv + 1);
     if (!cmd) {
         fprintf(stderr, "iot-ingest: unknown command \"%.64s\" (see iot-ingest --help)\n", argv[1]);
         return EXIT_USAGE;

@@ -67,6 +67,31 @@ def test_help_exits_zero(tmp_path, sub):
     assert len((p.stdout + p.stderr).strip()) > 20, "help text is empty"
 
 
+GROUPS = {"db": ["db init", "db demo"], "device": ["device add", "device disable"],
+          "sensor": ["sensor add", "sensor disable"],
+          "threshold": ["threshold set", "threshold clear"],
+          "job": ["job baseline", "job explain", "job silence"]}
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_group_lists_its_subcommands(tmp_path, group):
+    """Like git: `db --help` lists the db commands (exit 0), a bare `db` does so on stderr
+    (exit 2), and an unknown subcommand is one line naming the group (exit 2)."""
+    c = Cli(tmp_path / "g.db")
+    for flag in ("--help", "-h"):
+        p = c.run(group, flag)
+        assert p.returncode == 0, p.stderr
+        listed = re.findall(r"^  ([a-z]+ [a-z]+)\s{2,}", p.stdout, re.M)
+        assert listed == GROUPS[group], p.stdout
+        assert p.stderr == ""
+    p = c.run(group)
+    assert p.returncode == 2 and p.stdout == ""
+    assert re.findall(r"^  ([a-z]+ [a-z]+)\s{2,}", p.stderr, re.M) == GROUPS[group], p.stderr
+    line = one_line_error(c.run(group, "frobnicate"))
+    assert line.startswith(f"iot-ingest {group}: ") and '"frobnicate"' in line, line
+    assert not (tmp_path / "g.db").exists()
+
+
 def test_serve_help_lists_settings(tmp_path):
     p = Cli(tmp_path / "h.db").run("serve", "--help")
     assert p.returncode == 0
