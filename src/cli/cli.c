@@ -8,7 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void print_help(const struct cli_cmd *cmd)
+const struct cli_builtin cli_builtins[] = {
+    {"help", "[COMMAND]", "Lists the commands, or prints one command's --help."},
+    {"help settings", NULL, "Lists every setting: environment variable, flag, default."},
+};
+const size_t cli_nbuiltins = sizeof cli_builtins / sizeof cli_builtins[0];
+
+#define SETTINGS_HEAD "environment variable, or the flag, which wins"
+
+void cli_print_help(const struct cli_cmd *cmd)
 {
     printf("usage: iot-ingest %s%s%s [flags]\n\n%s\n", cmd->name, cmd->args ? " " : "",
            cmd->args ? cmd->args : "", cmd->summary);
@@ -17,8 +25,19 @@ static void print_help(const struct cli_cmd *cmd)
         for (const struct cli_flag *f = cmd->flags; f->name; f++)
             printf("  %-28s %s%s\n", f->name, f->help, f->required ? " (required)" : "");
     }
-    printf("\n");
-    config_print_help(stdout);
+    printf("\nSettings it reads (" SETTINGS_HEAD "):\n");
+    config_print_help(stdout, cmd->uses);
+    const struct config_row *rows;
+    printf("\nEvery command accepts all %d settings; `iot-ingest help settings` lists them\n"
+           "(also man iot-ingest).\n",
+           config_rows(&rows));
+}
+
+void cli_print_settings(void)
+{
+    printf("Settings (" SETTINGS_HEAD "). Every command accepts every setting;\n"
+           "`iot-ingest COMMAND --help` lists the ones that command reads.\n\n");
+    config_print_help(stdout, CU_ALL);
 }
 
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *cfg,
@@ -33,7 +52,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
     }
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_help(cmd);
+            cli_print_help(cmd);
             return 1;
         }
     if (config_load(cfg, argc, argv, rest, &nrest, err, sizeof err) ||

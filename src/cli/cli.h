@@ -26,6 +26,7 @@ struct cli_cmd {
     struct cli_flag *flags; /* terminated by a zero row */
     int npos;               /* positional arguments required */
     int (*run)(struct config *cfg, const char **pos);
+    unsigned uses; /* enum config_use: the settings it reads, listed by its --help */
 };
 
 /*
@@ -36,6 +37,18 @@ struct cli_cmd {
  */
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *cfg,
               const char **pos);
+
+/* Commands main() handles itself (help), listed by --help and the man page. */
+struct cli_builtin {
+    const char *name, *args, *summary;
+};
+extern const struct cli_builtin cli_builtins[];
+extern const size_t cli_nbuiltins;
+
+/* Prints cmd's --help on stdout: usage, summary, its flags, the settings it reads. */
+void cli_print_help(const struct cli_cmd *cmd);
+/* `iot-ingest help settings`: every setting, on stdout. */
+void cli_print_settings(void);
 
 /* Opens DATABASE_URL with the settings' options; one-line error on stderr. */
 int cli_open_store(const struct config *cfg, struct store **out);

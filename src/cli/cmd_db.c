@@ -98,13 +98,16 @@ static int run_db_demo(struct config *cfg, const char **pos)
 }
 
 const struct cli_cmd cmd_db_init = {
-    "db init", NULL, "Creates the schema in DATABASE_URL, or upgrades it in place; idempotent.",
-    NULL,      0,    run_db_init};
+    .name = "db init",
+    .summary = "Creates the schema in DATABASE_URL, or upgrades it in place; idempotent.",
+    .run = run_db_init,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_db_demo = {
-    "db demo",
-    NULL,
-    "Adds the demo fleet (2 devices, 6 sensors, thresholds) with fixed, public, demo-only keys;\n"
-    "idempotent. Never use these keys outside a laptop.",
-    NULL,
-    0,
-    run_db_demo};
+    .name = "db demo",
+    .summary = "Adds the demo fleet (2 devices, 6 sensors, thresholds) with fixed, public, "
+               "demo-only keys;\n"
+               "idempotent. Never use these keys outside a laptop.",
+    .run = run_db_demo,
+    .uses = CU_DB,
+};

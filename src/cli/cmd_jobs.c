@@ -162,33 +162,30 @@ static int cmd_all(struct config *cfg, const char **pos)
 }
 
 const struct cli_cmd cmd_job_baseline = {
-    "job baseline",
-    NULL,
-    "Runs the baseline predictor once: one moving-average prediction per active sensor\n"
-    "with a recent reading, anomaly scores, ml_events for predicted critical breaches.",
-    NULL,
-    0,
-    cmd_baseline};
+    .name = "job baseline",
+    .summary = "Runs the baseline predictor once: one moving-average prediction per active sensor\n"
+               "with a recent reading, anomaly scores, ml_events for predicted critical breaches.",
+    .run = cmd_baseline,
+    .uses = CU_DB | CU_BASELINE,
+};
 const struct cli_cmd cmd_job_explain = {
-    "job explain",
-    NULL,
-    "Sends anomalous predictions without an explanation to AI_EXPLAINER_URL/explain once\n"
-    "and stores the JSON answers.",
-    NULL,
-    0,
-    cmd_explain};
+    .name = "job explain",
+    .summary =
+        "Sends anomalous predictions without an explanation to AI_EXPLAINER_URL/explain once\n"
+        "and stores the JSON answers.",
+    .run = cmd_explain,
+    .uses = CU_DB | CU_EXPLAIN,
+};
 const struct cli_cmd cmd_job_silence = {
-    "job silence",
-    NULL,
-    "Opens no_data alerts for sensors silent for NO_DATA_AFTER_S (0 = off), once.",
-    NULL,
-    0,
-    cmd_silence};
+    .name = "job silence",
+    .summary = "Opens no_data alerts for sensors silent for NO_DATA_AFTER_S (0 = off), once.",
+    .run = cmd_silence,
+    .uses = CU_DB | CU_SILENCE,
+};
 const struct cli_cmd cmd_jobs = {
-    "jobs",
-    NULL,
-    "Runs baseline, explain and silence on BASELINE_EVERY_S, EXPLAIN_EVERY_S and\n"
-    "NO_DATA_EVERY_S until SIGTERM/SIGINT; finishes the run in progress, exits 0.",
-    NULL,
-    0,
-    cmd_all};
+    .name = "jobs",
+    .summary = "Runs baseline, explain and silence on BASELINE_EVERY_S, EXPLAIN_EVERY_S and\n"
+               "NO_DATA_EVERY_S until SIGTERM/SIGINT; finishes the run in progress, exits 0.",
+    .run = cmd_all,
+    .uses = CU_DB | CU_BASELINE | CU_EXPLAIN | CU_SILENCE | CU_SCHED,
+};

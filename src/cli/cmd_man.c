@@ -55,21 +55,29 @@ static const char *type_name(enum config_type t)
     return t == CONFIG_INT ? "integer" : t == CONFIG_DBL ? "number" : "string";
 }
 
+/* The .TP head and paragraph of one command: name in bold, args in italics. */
+static void man_command_head(FILE *out, const char *name, const char *args, const char *summary)
+{
+    fputs(".TP\n\\fB", out);
+    roff_text(out, name, strlen(name), 1);
+    fputs("\\fR", out);
+    if (args) {
+        fputs(" \\fI", out);
+        roff_text(out, args, strlen(args), 1);
+        fputs("\\fR", out);
+    }
+    fputc('\n', out);
+    roff_para(out, summary);
+}
+
 static void man_commands(FILE *out, const struct cli_cmd *const *cmds, size_t n)
 {
     fputs(".SH COMMANDS\n", out);
+    for (size_t i = 0; i < cli_nbuiltins; i++)
+        man_command_head(out, cli_builtins[i].name, cli_builtins[i].args, cli_builtins[i].summary);
     for (size_t i = 0; i < n; i++) {
         const struct cli_cmd *c = cmds[i];
-        fputs(".TP\n\\fB", out);
-        roff_text(out, c->name, strlen(c->name), 1);
-        fputs("\\fR", out);
-        if (c->args) {
-            fputs(" \\fI", out);
-            roff_text(out, c->args, strlen(c->args), 1);
-            fputs("\\fR", out);
-        }
-        fputc('\n', out);
-        roff_para(out, c->summary);
+        man_command_head(out, c->name, c->args, c->summary);
         for (const struct cli_flag *f = c->flags; f && f->name; f++) {
             fputs(".RS\n.TP\n\\fB", out);
             roff_text(out, f->name, strlen(f->name), 1);

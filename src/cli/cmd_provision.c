@@ -212,42 +212,50 @@ static struct cli_flag threshold_clear_flags[] = {
     {0, 0, 0, 0}};
 
 const struct cli_cmd cmd_device_add = {
-    "device add",
-    NULL,
-    "Registers a device and prints {\"device_id\",\"device_uuid\",\"device_key\"}.\n"
-    "The key is shown only here; only its SHA-256 is stored.",
-    device_add_flags,
-    0,
-    run_device_add};
+    .name = "device add",
+    .summary = "Registers a device and prints {\"device_id\",\"device_uuid\",\"device_key\"}.\n"
+               "The key is shown only here; only its SHA-256 is stored.",
+    .flags = device_add_flags,
+    .run = run_device_add,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_device_disable = {
-    "device disable",
-    "UUID",
-    "Sets is_active = 0; the gateway refuses the device within SENSOR_CACHE_TTL_S.",
-    NULL,
-    1,
-    run_device_disable};
+    .name = "device disable",
+    .args = "UUID",
+    .summary = "Sets is_active = 0; the gateway refuses the device within SENSOR_CACHE_TTL_S.",
+    .npos = 1,
+    .run = run_device_disable,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_sensor_add = {
-    "sensor add",
-    NULL,
-    "Registers a sensor of a device and prints {\"sensor_id\",\"sensor_uuid\",\"device_uuid\"}.",
-    sensor_add_flags,
-    0,
-    run_sensor_add};
+    .name = "sensor add",
+    .summary = "Registers a sensor of a device and prints "
+               "{\"sensor_id\",\"sensor_uuid\",\"device_uuid\"}.",
+    .flags = sensor_add_flags,
+    .run = run_sensor_add,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_sensor_disable = {
-    "sensor disable",
-    "UUID",
-    "Sets is_active = 0; its readings are rejected within SENSOR_CACHE_TTL_S.",
-    NULL,
-    1,
-    run_sensor_disable};
+    .name = "sensor disable",
+    .args = "UUID",
+    .summary = "Sets is_active = 0; its readings are rejected within SENSOR_CACHE_TTL_S.",
+    .npos = 1,
+    .run = run_sensor_disable,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_threshold_set = {
-    "threshold set",
-    NULL,
-    "Sets the active threshold of a sensor for one severity (replacing the previous one)\n"
-    "and prints it with its threshold_id.",
-    threshold_set_flags,
-    0,
-    run_threshold_set};
+    .name = "threshold set",
+    .summary =
+        "Sets the active threshold of a sensor for one severity (replacing the previous one)\n"
+        "and prints it with its threshold_id.",
+    .flags = threshold_set_flags,
+    .run = run_threshold_set,
+    .uses = CU_DB,
+};
 const struct cli_cmd cmd_threshold_clear = {
-    "threshold clear",     NULL, "Deactivates the sensor's threshold of that severity.",
-    threshold_clear_flags, 0,    run_threshold_clear};
+    .name = "threshold clear",
+    .summary = "Deactivates the sensor's threshold of that severity.",
+    .flags = threshold_clear_flags,
+    .run = run_threshold_clear,
+    .uses = CU_DB,
+};

@@ -103,10 +103,9 @@ out:
 }
 
 const struct cli_cmd cmd_serve = {
-    "serve",
-    NULL,
-    "Runs the HTTP ingest gateway on INGEST_HOST:INGEST_PORT until SIGTERM/SIGINT.\n"
-    "Creates or upgrades the schema first.",
-    NULL,
-    0,
-    run_serve};
+    .name = "serve",
+    .summary = "Runs the HTTP ingest gateway on INGEST_HOST:INGEST_PORT until SIGTERM/SIGINT.\n"
+               "Creates or upgrades the schema first.",
+    .run = run_serve,
+    .uses = CU_DB | CU_SERVE,
+};

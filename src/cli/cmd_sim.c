@@ -537,12 +537,13 @@ static struct cli_flag sim_flags[] = {
 };
 
 const struct cli_cmd cmd_sim = {
-    "sim",
-    NULL,
-    "Device simulator and load generator: provisions N devices x M sensors in DATABASE_URL\n"
-    "(or drives existing devices with --device-uuids and the API key), then POSTs realistic\n"
-    "packets to /ingest/packets at --rate over --connections keep-alive connections for\n"
-    "--duration seconds; prints packets/s, readings/s, latency percentiles and HTTP statuses.",
-    sim_flags,
-    0,
-    run_sim};
+    .name = "sim",
+    .summary =
+        "Device simulator and load generator: provisions N devices x M sensors in DATABASE_URL\n"
+        "(or drives existing devices with --device-uuids and the API key), then POSTs realistic\n"
+        "packets to /ingest/packets at --rate over --connections keep-alive connections for\n"
+        "--duration seconds; prints packets/s, readings/s, latency percentiles and HTTP statuses.",
+    .flags = sim_flags,
+    .run = run_sim,
+    .uses = CU_DB | CU_SIM,
+};

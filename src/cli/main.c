@@ -57,8 +57,14 @@ static void usage(FILE *out)
     fprintf(out, "usage: iot-ingest COMMAND [flags]   (iot-ingest COMMAND --help for more)\n\n"
                  "Commands:\n");
     list_commands(out, NULL);
+    for (size_t i = 0; i < cli_nbuiltins; i++) {
+        const struct cli_builtin *b = &cli_builtins[i];
+        char name[64];
+        snprintf(name, sizeof name, "%s%s%s", b->name, b->args ? " " : "", b->args ? b->args : "");
+        fprintf(out, "  %-18s %s\n", name, b->summary);
+    }
     fprintf(out, "\nEvery setting is an environment variable or a flag; see "
-                 "iot-ingest serve --help.\n");
+                 "iot-ingest help settings.\n");
 }
 
 /* `iot-ingest db`, `iot-ingest db --help`: the subcommands of one group. */
@@ -115,16 +121,38 @@ static int group_without_command(int argc, char **argv)
     return EXIT_USAGE;
 }
 
+/* `iot-ingest help [settings | GROUP | COMMAND]`, like git help. */
+static int help(int argc, char **argv)
+{
+    int used = 0;
+    const struct cli_cmd *cmd = argc > 0 ? find(argc, argv, &used) : NULL;
+    if (argc == 0) {
+        usage(stdout);
+    } else if (argc == 1 && strcmp(argv[0], "settings") == 0) {
+        cli_print_settings();
+    } else if (cmd && used == argc) {
+        cli_print_help(cmd);
+    } else if (argc == 1 && is_group(argv[0])) {
+        group_usage(stdout, argv[0]);
+    } else {
+        fprintf(stderr, "iot-ingest help: no command \"%.64s%s%.64s\" (see iot-ingest --help)\n",
+                argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    if (is_help(argv[1])) {
         usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "help") == 0) return help(argc - 2, argv + 2);
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("iot-ingest %s\n", IOT_VERSION);
         return 0;

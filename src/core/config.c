@@ -14,6 +14,7 @@ struct setting {
     size_t offset;
     const char *def_str;
     double def_num, min, max;
+    unsigned uses;
     const char *help;
 };
 
@@ -23,7 +24,7 @@ struct setting {
 #define DEF_NUM_INT(d) (double)(d)
 #define DEF_NUM_DBL(d) (double)(d)
 #define DEF_NUM_STR(d) 0
-#define X(type, field, env, def, min, max, help)                                                   \
+#define X(type, field, env, def, min, max, uses, help)                                             \
     {CONFIG_##type,                                                                                \
      env,                                                                                          \
      offsetof(struct config, field),                                                               \
@@ -31,6 +32,7 @@ struct setting {
      DEF_NUM_##type(def),                                                                          \
      min,                                                                                          \
      max,                                                                                          \
+     uses,                                                                                         \
      help},
 static const struct setting settings[] = {CONFIG_SETTINGS(X)};
 #undef X
@@ -207,21 +209,24 @@ int config_rows(const struct config_row **out)
             snprintf(default_text[i], sizeof default_text[i], "%.0f", s->def_num);
         else
             snprintf(default_text[i], sizeof default_text[i], "%.15g", s->def_num);
-        rows[i] = (struct config_row){s->type, s->env, default_text[i], s->min, s->max, s->help};
+        rows[i] =
+            (struct config_row){s->type, s->env, default_text[i], s->min, s->max, s->uses, s->help};
     }
     *out = rows;
     return (int)NSETTINGS;
 }
 
-void config_print_help(FILE *out)
+int config_print_help(FILE *out, unsigned uses)
 {
     const struct config_row *r;
-    int n = config_rows(&r);
-    fprintf(out, "Settings (environment variable, or the flag, which wins):\n");
+    int n = config_rows(&r), shown = 0;
     for (int i = 0; i < n; i++) {
+        if (!(r[i].uses & uses)) continue;
         char flag[80];
         config_flag_name(r[i].env, flag, sizeof flag);
         fprintf(out, "  %-28s %-26s %s (default: %s)\n", flag, r[i].env, r[i].help,
                 r[i].def[0] ? r[i].def : "empty");
+        shown++;
     }
+    return shown;
 }

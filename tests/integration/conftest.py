@@ -81,9 +81,9 @@ _STATIC_SETTING_VARS = {
 
 
 def _binary_setting_vars():
-    """Every setting the binary knows, read from its generated --help."""
+    """Every setting the binary knows, read from its generated `help settings`."""
     try:
-        out = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True,
+        out = subprocess.run([BIN, "help", "settings"], capture_output=True, text=True,
                              timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return set()

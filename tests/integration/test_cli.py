@@ -100,6 +100,54 @@ def test_serve_help_lists_settings(tmp_path):
         assert flag in text, f"serve --help does not mention {flag}"
 
 
+SETTING_LINE = re.compile(r"^\s+--[a-z0-9-]+\s+([A-Z][A-Z0-9_]+)\s", re.M)
+
+
+def _settings_of(help_text):
+    """The settings a command's --help lists (after its "Settings it reads" heading)."""
+    head, _, tail = help_text.partition("\nSettings it reads")
+    assert tail, f"no settings section in:\n{help_text}"
+    return SETTING_LINE.findall(tail)
+
+
+def _help_text(*args):
+    p = Cli("/nonexistent/h.db").run(*args)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_command_help_shows_its_own_flags_and_settings_only():
+    """`device add --help` was 69 lines, 3 of them its own: now its flags, the settings it
+    reads, and a pointer to `help settings` for the rest."""
+    every = SETTING_LINE.findall(_help_text("help", "settings"))
+    assert len(every) > 40 and len(set(every)) == len(every), every
+    text = _help_text("device", "add", "--help")
+    assert len(text.splitlines()) < 30, text
+    for want in ("--uuid", "--name", "--key", "DATABASE_URL", "iot-ingest help settings",
+                 f"all {len(every)} settings"):
+        assert want in text, f"device add --help lacks {want!r}:\n{text}"
+    assert set(_settings_of(text)) <= {"DATABASE_URL", "DB_SYNC", "DB_BUSY_TIMEOUT_MS",
+                                               "SQLITE_CACHE_MB", "LOG_LEVEL", "LOG_FORMAT"}
+    baseline = set(_settings_of(_help_text("job", "baseline", "--help")))
+    assert {"BASELINE_WINDOW", "ANOMALY_Z", "DATABASE_URL"} <= baseline, baseline
+    assert "RATE_LIMIT_IP_RPS" not in baseline and "AI_EXPLAINER_URL" not in baseline
+    assert {"INGEST_PORT", "API_KEY"} <= set(_settings_of(_help_text("sim", "--help")))
+    # `help COMMAND` is the command's --help
+    assert _help_text("help", "device", "add") == text
+
+
+def test_every_setting_is_read_by_some_command():
+    """The union of the commands' --help settings is every setting: none is hidden."""
+    every = set(SETTING_LINE.findall(_help_text("help", "settings")))
+    top = _help_text("--help")
+    cmds = re.findall(r"^  ([a-z]+(?: [a-z]+)?)\s{2,}", top, re.M)
+    shown = set()
+    for c in cmds:
+        if not c.startswith("help"):
+            shown |= set(_settings_of(_help_text(*c.split(), "--help")))
+    assert shown == every, f"read by no command: {sorted(every - shown)}"
+
+
 @pytest.mark.parametrize("args,expected", [
     # Everything else on these lines is valid (DEV and SEN exist), so only the
     # bad flag or value can make them fail, and the error line must name it.
