@@ -2,11 +2,26 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+static const struct cli_cmd *current; /* the command cli_parse parsed, for messages */
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "iot-ingest%s%s: ", current ? " " : "", current ? current->name : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
 
 const struct cli_builtin cli_builtins[] = {
     {"help", "[COMMAND]", "Lists the commands, or prints one command's --help."},
@@ -46,6 +61,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
     char *rest[CLI_MAX_ARGS];
     int nrest = 0;
     char err[IOT_ERRBUF];
+    current = cmd;
     if (argc > CLI_MAX_ARGS) {
         fprintf(stderr, "iot-ingest: too many arguments\n");
         return -1;
@@ -111,9 +127,30 @@ int cli_open_store(const struct config *cfg, struct store **out)
     return cli_open_store_bg(cfg, 0, out);
 }
 
+/*
+ * 1 if url names a SQLite file that does not exist (store_open would create
+ * it); the path is parsed as store_open does. Anything else (PostgreSQL,
+ * :memory:, a path stat cannot judge) is left to store_open.
+ */
+static int sqlite_file_missing(const char *url, const char **path)
+{
+    if (strncmp(url, "sqlite:", 7) != 0) return 0;
+    *path = url + 7;
+    if (strncmp(*path, "//", 2) == 0) *path += 2; /* sqlite:///abs/path */
+    struct stat st;
+    return **path && strcmp(*path, ":memory:") != 0 && stat(*path, &st) != 0 && errno == ENOENT;
+}
+
 int cli_open_store_bg(const struct config *cfg, int writer, struct store **out)
 {
     char err[IOT_ERRBUF];
+    const char *path;
+    if ((!current || !current->creates_db) && sqlite_file_missing(cfg->database_url, &path)) {
+        cli_error("no database at %s (DATABASE_URL=%s); create it with `iot-ingest db init`", path,
+                  cfg->database_url);
+        *out = NULL;
+        return IOT_ENOTFOUND;
+    }
     struct store_open_opts o = {
         .sync_full = strcmp(cfg->db_sync, "full") == 0,
         .busy_timeout_ms = cfg->db_busy_timeout_ms,
@@ -122,7 +159,7 @@ int cli_open_store_bg(const struct config *cfg, int writer, struct store **out)
         .ingest_writer = writer,
     };
     int rc = store_open(cfg->database_url, &o, out, err, sizeof err);
-    if (rc) fprintf(stderr, "iot-ingest: %s\n", err);
+    if (rc) cli_error("%s", err);
     return rc;
 }
 

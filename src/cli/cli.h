@@ -26,7 +26,8 @@ struct cli_cmd {
     struct cli_flag *flags; /* terminated by a zero row */
     int npos;               /* positional arguments required */
     int (*run)(struct config *cfg, const char **pos);
-    unsigned uses; /* enum config_use: the settings it reads, listed by its --help */
+    unsigned uses;  /* enum config_use: the settings it reads, listed by its --help */
+    int creates_db; /* may create a missing SQLite file (db init and the daemons) */
 };
 
 /*
@@ -50,7 +51,17 @@ void cli_print_help(const struct cli_cmd *cmd);
 /* `iot-ingest help settings`: every setting, on stdout. */
 void cli_print_settings(void);
 
-/* Opens DATABASE_URL with the settings' options; one-line error on stderr. */
+/*
+ * Prints "iot-ingest COMMAND: <message>" and a newline on stderr, COMMAND
+ * being the one cli_parse last parsed ("iot-ingest: " before any).
+ */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Opens DATABASE_URL with the settings' options; one-line error on stderr.
+ * A SQLite file that does not exist is IOT_ENOTFOUND ("create it with db
+ * init"), unless the command parsed last has creates_db.
+ */
 int cli_open_store(const struct config *cfg, struct store **out);
 /*
  * The same; writer: this is the gateway's ingest writer connection (the

@@ -224,4 +224,5 @@ const struct cli_cmd cmd_consume = {
     .flags = consume_flags,
     .run = run_consume,
     .uses = CU_DB | CU_CONSUME,
+    .creates_db = 1,
 };

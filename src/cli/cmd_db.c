@@ -102,6 +102,7 @@ const struct cli_cmd cmd_db_init = {
     .summary = "Creates the schema in DATABASE_URL, or upgrades it in place; idempotent.",
     .run = run_db_init,
     .uses = CU_DB,
+    .creates_db = 1,
 };
 const struct cli_cmd cmd_db_demo = {
     .name = "db demo",

@@ -188,4 +188,5 @@ const struct cli_cmd cmd_jobs = {
                "NO_DATA_EVERY_S until SIGTERM/SIGINT; finishes the run in progress, exits 0.",
     .run = cmd_all,
     .uses = CU_DB | CU_BASELINE | CU_EXPLAIN | CU_SILENCE | CU_SCHED,
+    .creates_db = 1,
 };

@@ -150,7 +150,9 @@ static void man_page(FILE *out, const struct cli_cmd *const *cmds, size_t n)
           "predictions, ask an external service to explain anomalies, and detect silent\n"
           "sensors.\n"
           ".PP\n"
-          "Every command that opens the database creates or upgrades its schema first.\n"
+          "Every command that opens the database creates or upgrades its schema first;\n"
+          "only \\fBdb init\\fR, \\fBserve\\fR, \\fBjobs\\fR and \\fBconsume\\fR create a SQLite\n"
+          "file that does not exist (the others exit 1 and say to run \\fBdb init\\fR).\n"
           "Provisioning commands print one JSON object on one line on standard output.\n"
           "\\fBiot\\-ingest \\fIcommand\\fB \\-\\-help\\fR describes one command.\n",
           out);

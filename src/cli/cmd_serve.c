@@ -108,4 +108,5 @@ const struct cli_cmd cmd_serve = {
                "Creates or upgrades the schema first.",
     .run = run_serve,
     .uses = CU_DB | CU_SERVE,
+    .creates_db = 1,
 };

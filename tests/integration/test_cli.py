@@ -387,3 +387,28 @@ def test_provisioning_timestamps_are_ms(fresh):
                             "WHERE device_uuid=?", (d,))[0]
     assert typ == "integer", f"devices.created_at should be INTEGER ms, is {typ}"
     assert before - 2000 <= created <= after + 2000, (before, created, after)
+
+
+@pytest.mark.parametrize("args", [
+    ["device", "add", "--uuid", "d1", "--name", "n"],
+    ["device", "disable", "d1"],
+    ["sensor", "add", "--device", "d1", "--uuid", "s1", "--name", "n"],
+    ["sensor", "disable", "s1"],
+    ["threshold", "set", "--sensor", "s1", "--severity", "warning", "--max", "1"],
+    ["threshold", "clear", "--sensor", "s1", "--severity", "warning"],
+    ["db", "demo"],
+    ["job", "baseline"],
+    ["job", "explain"],
+    ["sim", "--emit", "bodies.tsv", "--devices", "1", "--sensors", "1"],
+], ids=lambda a: "-".join(a[:2]))
+def test_only_db_init_creates_a_database(tmp_path, args):
+    """A provisioning command (or a one-off job, or sim) run in the wrong folder used to
+    create an empty iot-ingest.db there silently; now it names the path and db init."""
+    path = tmp_path / "missing.db"
+    p = Cli(path).run(*[str(tmp_path / a) if a == "bodies.tsv" else a for a in args])
+    line = one_line_error(p)
+    assert p.returncode == 1, p
+    assert line.startswith(f"iot-ingest {' '.join(args[:2]) if args[0] != 'sim' else 'sim'}: "), line
+    assert str(path) in line and "iot-ingest db init" in line, line
+    assert not path.exists() and not (tmp_path / "bodies.tsv").exists()
+    assert Cli(path).run("db", "init").returncode == 0 and path.exists()
