@@ -188,6 +188,23 @@ int cli_block_stop_signals(sigset_t *set)
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
+int cli_check_uuid(const char *flag, const char *v, size_t max)
+{
+    size_t n = strlen(v), ok = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789._:-");
+    if (n == 0 || n > max) {
+        cli_error("%s must be 1 to %zu bytes, got %zu", flag, max, n);
+        return -1;
+    }
+    if (ok < n) {
+        cli_error("%s may hold only A-Z a-z 0-9 . _ : - (it goes into URLs unescaped), "
+                  "got \"%.64s\"",
+                  flag, v);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse_double(const char *flag, const char *s, double *out)
 {
     char *end;

@@ -87,6 +87,13 @@ int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, 
  */
 int cli_block_stop_signals(sigset_t *set);
 
+/*
+ * Checks a new uuid (or uuid prefix) given by flag: 1 to max bytes of
+ * A-Z a-z 0-9 . _ : - only, so that it can stand in a URL path unescaped
+ * (GET /ingest/devices/{uuid}/status). -1 and a cli_error line if not.
+ */
+int cli_check_uuid(const char *flag, const char *v, size_t max);
+
 /* Parses a double flag value; -1 and a message on stderr if it is not a finite number. */
 int cli_parse_double(const char *flag, const char *s, double *out);
 

@@ -21,7 +21,7 @@ static int check_len(const char *what, const char *v, size_t max)
 {
     size_t n = strlen(v);
     if (n == 0 || n > max) {
-        fprintf(stderr, "iot-ingest: %s must be 1 to %zu characters\n", what, max);
+        cli_error("%s must be 1 to %zu bytes, got %zu", what, max, n);
         return -1;
     }
     return 0;
@@ -45,11 +45,11 @@ static int run_device_add(struct config *cfg, const char **pos)
     (void)pos;
     char generated[SECRET_KEY_HEX_LEN + 1];
     const char *key = f_key;
-    if (check_len("--uuid", f_uuid, STORE_UUID_MAX) || check_len("--name", f_name, STORE_NAME_MAX))
+    if (cli_check_uuid("--uuid", f_uuid, STORE_UUID_MAX) ||
+        check_len("--name", f_name, STORE_NAME_MAX))
         return EXIT_USAGE;
     if (key && (strlen(key) < MIN_KEY_LEN || strlen(key) > MAX_KEY_LEN)) {
-        fprintf(stderr, "iot-ingest: --key must be %d to %d characters\n", MIN_KEY_LEN,
-                MAX_KEY_LEN);
+        cli_error("--key must be %d to %d bytes", MIN_KEY_LEN, MAX_KEY_LEN);
         return EXIT_USAGE;
     }
     if (!key) {
@@ -98,7 +98,7 @@ static int run_sensor_disable(struct config *cfg, const char **pos)
 static int run_sensor_add(struct config *cfg, const char **pos)
 {
     (void)pos;
-    if (check_len("--uuid", f_uuid, STORE_UUID_MAX) ||
+    if (cli_check_uuid("--uuid", f_uuid, STORE_UUID_MAX) ||
         check_len("--name", f_name, STORE_NAME_MAX) ||
         (f_type && check_len("--type", f_type, STORE_NAME_MAX)) ||
         (f_unit && check_len("--unit", f_unit, STORE_NAME_MAX)))
@@ -188,16 +188,16 @@ static int run_threshold_clear(struct config *cfg, const char **pos)
 }
 
 static struct cli_flag device_add_flags[] = {
-    {"--uuid", &f_uuid, 1, "device uuid (1-64 characters)"},
-    {"--name", &f_name, 1, "display name"},
-    {"--key", &f_key, 0, "device key (16-256 characters); random 192-bit key when absent"},
+    {"--uuid", &f_uuid, 1, "device uuid: 1-64 bytes of A-Z a-z 0-9 . _ : -"},
+    {"--name", &f_name, 1, "display name (1-128 bytes)"},
+    {"--key", &f_key, 0, "device key (16-256 bytes); random 192-bit key when absent"},
     {0, 0, 0, 0}};
 static struct cli_flag sensor_add_flags[] = {
     {"--device", &f_device, 1, "uuid of the device the sensor belongs to"},
-    {"--uuid", &f_uuid, 1, "sensor uuid (1-64 characters)"},
-    {"--name", &f_name, 1, "display name"},
-    {"--type", &f_type, 0, "sensor type, e.g. temperature"},
-    {"--unit", &f_unit, 0, "unit, e.g. C"},
+    {"--uuid", &f_uuid, 1, "sensor uuid: 1-64 bytes of A-Z a-z 0-9 . _ : -"},
+    {"--name", &f_name, 1, "display name (1-128 bytes)"},
+    {"--type", &f_type, 0, "sensor type, e.g. temperature (1-128 bytes)"},
+    {"--unit", &f_unit, 0, "unit, e.g. C (1-128 bytes)"},
     {0, 0, 0, 0}};
 static struct cli_flag threshold_set_flags[] = {
     {"--sensor", &f_sensor, 1, "sensor uuid"},

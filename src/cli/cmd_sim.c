@@ -240,12 +240,7 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
     }
     if (!f_seed) r->seed = (uint64_t)clock_now_ms() * 1000003u ^ (uint64_t)getpid();
     if (f_prefix) {
-        size_t n = strlen(f_prefix);
-        if (n == 0 || n > SIM_PREFIX_MAX) {
-            fprintf(stderr, "iot-ingest sim: --prefix must be 1 to %d characters\n",
-                    SIM_PREFIX_MAX);
-            return -1;
-        }
+        if (cli_check_uuid("--prefix", f_prefix, SIM_PREFIX_MAX)) return -1;
         r->prefix = f_prefix;
     } else {
         /* A fresh prefix per run: device keys cannot be recovered, so never reuse devices. */
@@ -520,7 +515,9 @@ static struct cli_flag sim_flags[] = {
      "per reading, odds of starting an excursion into the warning/critical range (default "
      "0.0005)"},
     {"--seed", &f_seed, 0, "random seed for the signals (default: from the clock; printed)"},
-    {"--prefix", &f_prefix, 0, "uuid prefix of provisioned devices (default sim-<random hex>)"},
+    {"--prefix", &f_prefix, 0,
+     "uuid prefix of provisioned devices, 1-40 bytes of A-Z a-z 0-9 . _ : - (default "
+     "sim-<random hex>)"},
     {"--thresholds", &f_thresholds, 0, "1: provision warning/critical thresholds (default 1)"},
     {"--timestamps", &f_timestamps, 0,
      "1: readings carry their time (default 1; 0 with --emit): 0 lets the gateway stamp them"},

@@ -412,3 +412,41 @@ def test_only_db_init_creates_a_database(tmp_path, args):
     assert str(path) in line and "iot-ingest db init" in line, line
     assert not path.exists() and not (tmp_path / "bodies.tsv").exists()
     assert Cli(path).run("db", "init").returncode == 0 and path.exists()
+
+
+@pytest.mark.parametrize("uuid", ["a b/c", "dev/1", "dév", "x?y", "a%20b", "", "u" * 65])
+def test_new_uuids_must_fit_a_url_path(fresh, uuid):
+    """"a b/c" could post but never reach its status URL: new uuids are refused outside
+    [A-Za-z0-9._:-] and beyond 64 bytes, for devices and sensors alike."""
+    c, db = fresh
+    before = db.counts()
+    line = one_line_error(c.run("device", "add", "--uuid", uuid, "--name", "n"))
+    assert line.startswith("iot-ingest device add: --uuid "), line
+    assert ("A-Z a-z 0-9 . _ : -" in line) or ("1 to 64 bytes" in line), line
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "n")
+    before = db.counts()
+    line = one_line_error(c.run("sensor", "add", "--device", dev, "--uuid", uuid, "--name", "n"))
+    assert line.startswith("iot-ingest sensor add: --uuid "), line
+    assert db.counts() == before
+
+
+def test_uuid_and_name_limits_count_bytes(fresh):
+    c, db = fresh
+    ok = "A-z.0_9:x-" + "u" * 54
+    assert len(ok) == 64
+    c.json("device", "add", "--uuid", ok, "--name", "é" * 64)  # 128 bytes
+    line = one_line_error(c.run("device", "add", "--uuid", uid("d-"), "--name", "é" * 65))
+    assert "--name must be 1 to 128 bytes, got 130" in line, line
+    c.json("device", "add", "--uuid", uid("d-"), "--name", "n", "--key", "ü" * 8)  # 16 bytes
+    line = one_line_error(c.run("device", "add", "--uuid", uid("d-"), "--name", "n",
+                                "--key", "ü" * 7 + "x"))  # 15 bytes
+    assert "--key must be 16 to 256 bytes" in line, line
+    assert db.scalar("SELECT count(*) FROM devices") == 2
+
+
+def test_sim_prefix_must_fit_a_uuid(fresh):
+    c, _ = fresh
+    p = c.run("sim", "--prefix", "a b", "--emit", "/dev/null")
+    line = one_line_error(p)
+    assert p.returncode == 2 and line.startswith("iot-ingest sim: --prefix may hold only"), line
