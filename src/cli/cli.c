@@ -63,7 +63,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
     char err[IOT_ERRBUF];
     current = cmd;
     if (argc > CLI_MAX_ARGS) {
-        fprintf(stderr, "iot-ingest: too many arguments\n");
+        cli_error("too many arguments");
         return -1;
     }
     for (int i = 0; i < argc; i++)
@@ -73,7 +73,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
         }
     if (config_load(cfg, argc, argv, rest, &nrest, err, sizeof err) ||
         config_validate(cfg, err, sizeof err)) {
-        fprintf(stderr, "iot-ingest %s: %s\n", cmd->name, err);
+        cli_error("%s", err);
         return -1;
     }
     enum log_level lvl;
@@ -90,8 +90,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
             while (f && f->name && !(strlen(f->name) == len && strncmp(f->name, a, len) == 0))
                 f++;
             if (!f || !f->name) {
-                fprintf(stderr, "iot-ingest %s: unknown flag %.*s (see --help)\n", cmd->name,
-                        (int)len, a);
+                cli_error("unknown flag %.*s (see --help)", (int)len, a);
                 return -1;
             }
             if (eq)
@@ -99,24 +98,24 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
             else if (i + 1 < nrest)
                 *f->value = rest[++i];
             else {
-                fprintf(stderr, "iot-ingest %s: flag %s needs a value\n", cmd->name, f->name);
+                cli_error("flag %s needs a value", f->name);
                 return -1;
             }
             continue;
         }
         if (npos >= cmd->npos) {
-            fprintf(stderr, "iot-ingest %s: unexpected argument \"%.64s\"\n", cmd->name, a);
+            cli_error("unexpected argument \"%.64s\"", a);
             return -1;
         }
         pos[npos++] = a;
     }
     if (npos < cmd->npos) {
-        fprintf(stderr, "iot-ingest %s: missing %s (see --help)\n", cmd->name, cmd->args);
+        cli_error("missing %s (see --help)", cmd->args);
         return -1;
     }
     for (const struct cli_flag *f = cmd->flags; f && f->name; f++)
         if (f->required && !*f->value) {
-            fprintf(stderr, "iot-ingest %s: %s is required\n", cmd->name, f->name);
+            cli_error("%s is required", f->name);
             return -1;
         }
     return 0;
@@ -163,12 +162,12 @@ int cli_open_store_bg(const struct config *cfg, int writer, struct store **out)
     return rc;
 }
 
-int cli_open_ready(const struct config *cfg, const char *prefix, struct store **out)
+int cli_open_ready(const struct config *cfg, int report, struct store **out)
 {
-    return cli_open_ready_bg(cfg, 0, prefix, out);
+    return cli_open_ready_bg(cfg, 0, report, out);
 }
 
-int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, struct store **out)
+int cli_open_ready_bg(const struct config *cfg, int writer, int report, struct store **out)
 {
     int rc = cli_open_store_bg(cfg, writer, out);
     if (rc) {
@@ -176,7 +175,7 @@ int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, 
         return rc;
     }
     rc = store_schema_init(*out);
-    if (rc && prefix) fprintf(stderr, "%s: %s\n", prefix, store_errmsg(*out));
+    if (rc && report) cli_error("%s", store_errmsg(*out));
     return rc;
 }
 
@@ -210,7 +209,7 @@ int cli_parse_double(const char *flag, const char *s, double *out)
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end || !isfinite(v)) {
-        fprintf(stderr, "iot-ingest: %s must be a number, got \"%.64s\"\n", flag, s);
+        cli_error("%s must be a number, got \"%.64s\"", flag, s);
         return -1;
     }
     *out = v;

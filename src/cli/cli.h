@@ -71,14 +71,14 @@ int cli_open_store_bg(const struct config *cfg, int writer, struct store **out);
 
 /*
  * cli_open_store, then creates or upgrades the schema. If that fails, prints
- * "<prefix>: <store_errmsg>" on stderr (nothing when prefix is NULL: the
- * caller reports it) and returns the error with *out still open, for the
- * caller to report on and close. Returns 0, or the error; *out is NULL when
- * the store could not even be opened (cli_open_store printed why).
+ * store_errmsg with cli_error when report is set (else the caller reports
+ * it) and returns the error with *out still open, for the caller to report
+ * on and close. Returns 0, or the error; *out is NULL when the store could
+ * not even be opened (cli_open_store printed why).
  */
-int cli_open_ready(const struct config *cfg, const char *prefix, struct store **out);
+int cli_open_ready(const struct config *cfg, int report, struct store **out);
 /* The same; writer as for cli_open_store_bg. */
-int cli_open_ready_bg(const struct config *cfg, int writer, const char *prefix, struct store **out);
+int cli_open_ready_bg(const struct config *cfg, int writer, int report, struct store **out);
 
 /*
  * Fills set with SIGTERM and SIGINT and blocks them in the calling thread,

@@ -124,8 +124,8 @@ static int run_consume(struct config *cfg, const char **pos)
     int status = 1, rc, sig = 0;
 
     if (strncmp(cfg->broker_url, "nats://", 7) != 0) {
-        fprintf(stderr, "iot-ingest consume: BROKER_URL must be a nats:// URL (the engine the "
-                        "gateway publishes to)\n");
+        cli_error("BROKER_URL must be a nats:// URL (the engine the "
+                  "gateway publishes to)");
         return EXIT_USAGE;
     }
     if (flag_name) {
@@ -140,11 +140,11 @@ static int run_consume(struct config *cfg, const char **pos)
     /* Before any thread starts (libnats makes several): they all inherit the mask. */
     sigset_t sigs;
     if (cli_block_stop_signals(&sigs) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
-        fprintf(stderr, "iot-ingest consume: cannot set up signal handling\n");
+        cli_error("cannot set up signal handling");
         return 1;
     }
 
-    if (cli_open_ready(cfg, "iot-ingest consume", &s)) goto out;
+    if (cli_open_ready(cfg, 1, &s)) goto out;
     struct online_opts oo = {cfg->online_alpha,
                              cfg->anomaly_z,
                              cfg->online_predict_every,
@@ -152,8 +152,7 @@ static int run_consume(struct config *cfg, const char **pos)
                              0,
                              name};
     if ((rc = online_model_id(s, &oo, clock_now_ms(), &oo.model_id))) {
-        fprintf(stderr, "iot-ingest consume: cannot record the online model: %s: %s\n",
-                iot_strerror(rc), store_errmsg(s));
+        cli_error("cannot record the online model: %s: %s", iot_strerror(rc), store_errmsg(s));
         goto out;
     }
     struct nats_consumer_opts co;
@@ -164,7 +163,7 @@ static int run_consume(struct config *cfg, const char **pos)
     co.max_ack_pending = MAX_ACK_PENDING;
     co.name = name;
     if ((rc = nats_consumer_open(cfg->broker_url, &co, &c, err, sizeof err))) {
-        fprintf(stderr, "iot-ingest consume: %s\n", err);
+        cli_error("%s", err);
         status = rc == IOT_EINVAL ? EXIT_USAGE : 1;
         goto out;
     }

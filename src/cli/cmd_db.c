@@ -12,10 +12,9 @@ static int run_db_init(struct config *cfg, const char **pos)
 {
     (void)pos;
     struct store *s;
-    int v = 0, rc = cli_open_ready(cfg, "iot-ingest db init", &s);
+    int v = 0, rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
-    if (!rc && (rc = store_schema_version(s, &v)))
-        fprintf(stderr, "iot-ingest db init: %s\n", store_errmsg(s));
+    if (!rc && (rc = store_schema_version(s, &v))) cli_error("%s", store_errmsg(s));
     if (!rc)
         cli_print_json(json_pack("{s:s, s:i}", "backend", store_backend(s), "schema_version", v));
     store_close(s);
@@ -71,7 +70,7 @@ static int run_db_demo(struct config *cfg, const char **pos)
 {
     (void)pos;
     struct store *s;
-    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    int rc = cli_open_ready(cfg, 0, &s); /* a schema failure is reported below */
     if (!s) return 1;
     int64_t now = clock_now_ms();
     json_t *devices = json_array();
@@ -88,7 +87,7 @@ static int run_db_demo(struct config *cfg, const char **pos)
             devices, json_pack("{s:s, s:s}", "device_uuid", d->uuid, "device_key", d->key));
     }
     if (rc) {
-        fprintf(stderr, "iot-ingest db demo: %s: %s\n", iot_strerror(rc), store_errmsg(s));
+        cli_error("%s: %s", iot_strerror(rc), store_errmsg(s));
         json_decref(devices);
     } else {
         cli_print_json(json_pack("{s:o}", "demo_devices", devices));

@@ -41,7 +41,7 @@ static int run_job(const struct config *cfg, const char *job,
     char line[512];
     struct store *s;
     int64_t started = clock_mono_ms();
-    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    int rc = cli_open_ready(cfg, 0, &s); /* a schema failure is reported below */
     if (!s) return 1;
     if (!rc) rc = body(s, cfg, line, sizeof line);
     if (rc)

@@ -226,7 +226,9 @@ int cli_man(int argc, char **argv, const struct cli_cmd *const *cmds, size_t ncm
     } else if (argc == 1 && strcmp(argv[0], "env") == 0) {
         env_example(stdout);
     } else {
-        fprintf(stderr, "usage: iot-ingest man [env]\n");
+        fprintf(stderr,
+                "iot-ingest man: unexpected argument \"%.64s\" (usage: iot-ingest man [env])\n",
+                argv[0]);
         return EXIT_USAGE;
     }
     return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;

@@ -31,11 +31,11 @@ static int check_len(const char *what, const char *v, size_t max)
 static int finish(struct store *s, int rc, const char *what, const char *id)
 {
     if (rc == IOT_EEXIST)
-        fprintf(stderr, "iot-ingest: %s %s already exists\n", what, id);
+        cli_error("%s %s already exists", what, id);
     else if (rc == IOT_ENOTFOUND)
-        fprintf(stderr, "iot-ingest: no %s %s\n", what, id);
+        cli_error("no %s %s", what, id);
     else if (rc)
-        fprintf(stderr, "iot-ingest: %s: %s\n", iot_strerror(rc), store_errmsg(s));
+        cli_error("%s: %s", iot_strerror(rc), store_errmsg(s));
     store_close(s);
     return rc ? 1 : 0;
 }
@@ -54,7 +54,7 @@ static int run_device_add(struct config *cfg, const char **pos)
     }
     if (!key) {
         if (secret_generate(generated)) {
-            fprintf(stderr, "iot-ingest: no randomness available\n");
+            cli_error("no randomness available");
             return 1;
         }
         key = generated;
@@ -62,7 +62,7 @@ static int run_device_add(struct config *cfg, const char **pos)
     unsigned char h[SECRET_HASH_LEN];
     if (secret_hash(key, strlen(key), h)) return 1;
     struct store *s;
-    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    int rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
     int64_t id = 0;
     if (!rc) rc = store_device_add(s, f_uuid, f_name, h, clock_now_ms(), &id);
@@ -75,7 +75,7 @@ static int run_device_add(struct config *cfg, const char **pos)
 static int set_active(struct config *cfg, const char *uuid, int sensor)
 {
     struct store *s;
-    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    int rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
     if (!rc)
         rc = sensor ? store_sensor_set_active(s, uuid, 0) : store_device_set_active(s, uuid, 0);
@@ -104,9 +104,18 @@ static int run_sensor_add(struct config *cfg, const char **pos)
         (f_unit && check_len("--unit", f_unit, STORE_NAME_MAX)))
         return EXIT_USAGE;
     struct store *s;
-    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    int rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
     int64_t id = 0, device_id = 0;
+    struct store_device dev;
+    if (!rc && (rc = store_device_get(s, f_device, &dev)) == IOT_ENOTFOUND)
+        return finish(s, rc, "device", f_device);
+    if (!rc && !dev.is_active) {
+        /* No command enables a device again: a sensor there could never report. */
+        cli_error("device %s is disabled (its packets are refused); no sensor added", f_device);
+        store_close(s);
+        return 1;
+    }
     if (!rc) {
         rc = store_sensor_add(s, f_device, f_uuid, f_name, f_type, f_unit, clock_now_ms(), &id,
                               &device_id);
@@ -125,7 +134,7 @@ static int parse_severity(enum severity *out)
     else if (strcmp(f_severity, "critical") == 0)
         *out = SEV_CRITICAL;
     else {
-        fprintf(stderr, "iot-ingest: --severity must be warning or critical\n");
+        cli_error("--severity must be warning or critical");
         return -1;
     }
     return 0;
@@ -147,19 +156,19 @@ static int run_threshold_set(struct config *cfg, const char **pos)
         (f_delta && (t.has_delta = 1, cli_parse_double("--delta-max", f_delta, &t.delta_max))))
         return EXIT_USAGE;
     if (!f_min && !f_max && !f_delta) {
-        fprintf(stderr, "iot-ingest: give at least one of --min, --max, --delta-max\n");
+        cli_error("give at least one of --min, --max, --delta-max");
         return EXIT_USAGE;
     }
     if (t.has_min && t.has_max && t.min > t.max) {
-        fprintf(stderr, "iot-ingest: --min must not be greater than --max\n");
+        cli_error("--min must not be greater than --max");
         return EXIT_USAGE;
     }
     if (t.has_delta && t.delta_max < 0) {
-        fprintf(stderr, "iot-ingest: --delta-max must not be negative\n");
+        cli_error("--delta-max must not be negative");
         return EXIT_USAGE;
     }
     struct store *s;
-    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    int rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
     int64_t id = 0;
     if (!rc) rc = store_threshold_set(s, f_sensor, sev, &t, clock_now_ms(), &id);
@@ -178,7 +187,7 @@ static int run_threshold_clear(struct config *cfg, const char **pos)
     enum severity sev;
     if (parse_severity(&sev)) return EXIT_USAGE;
     struct store *s;
-    int rc = cli_open_ready(cfg, "iot-ingest", &s);
+    int rc = cli_open_ready(cfg, 1, &s);
     if (!s) return 1;
     if (!rc) rc = store_threshold_clear(s, f_sensor, sev);
     if (!rc)

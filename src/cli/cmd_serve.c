@@ -14,13 +14,59 @@
 #include "store/store_maintainer.h"
 #include "store/store_shared.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PACKET_WINDOW_MS  (24LL * 3600 * 1000)
 #define DRAIN_TIMEOUT_MS  15000
 #define MAINTAIN_EVERY_MS 200
+
+/*
+ * INGEST_HOST may be a name ("localhost", a name in /etc/hosts): it is
+ * resolved once here, IPv4 first as curl and most clients try it, and
+ * cfg->ingest_host becomes the numeric address the HTTP server binds (a name
+ * of another host then fails at bind, "not permitted"). 0, or -1 after a
+ * one-line message.
+ */
+static int resolve_ingest_host(struct config *cfg)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, cfg->ingest_host, buf) == 1 ||
+        inet_pton(AF_INET6, cfg->ingest_host, buf) == 1)
+        return 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(cfg->ingest_host, NULL, &hints, &res);
+    if (rc) {
+        cli_error("INGEST_HOST \"%.64s\" is neither an IP address nor a name that resolves: %s",
+                  cfg->ingest_host, gai_strerror(rc));
+        return -1;
+    }
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    char text[INET6_ADDRSTRLEN] = "";
+    const void *in = pick->ai_family == AF_INET
+                         ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                         : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+    inet_ntop(pick->ai_family, in, text, sizeof text);
+    freeaddrinfo(res);
+    char *copy = strdup(text);
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    LOG(LOG_INFO, "ingest_host_resolved", "name=%s address=%s", cfg->ingest_host, copy);
+    free(cfg->ingest_host);
+    cfg->ingest_host = copy;
+    return 0;
+}
 
 static int run_serve(struct config *cfg, const char **pos)
 {
@@ -41,11 +87,11 @@ static int run_serve(struct config *cfg, const char **pos)
     cli_block_stop_signals(&sigs);
     signal(SIGPIPE, SIG_IGN);
 
-    if (cli_open_ready_bg(cfg, 1, "iot-ingest serve", &wdb)) goto out;
+    if (resolve_ingest_host(cfg) || cli_open_ready_bg(cfg, 1, 1, &wdb)) goto out;
     struct store *mdb = NULL;
     if (cli_open_store(cfg, &mdb)) goto out; /* it printed why */
     if (store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint, err, sizeof err)) {
-        fprintf(stderr, "iot-ingest serve: cannot start the store maintainer: %s\n", err);
+        cli_error("cannot start the store maintainer: %s", err);
         goto out;
     }
     if (cli_open_store(cfg, &rdb)) goto out;
@@ -53,7 +99,7 @@ static int run_serve(struct config *cfg, const char **pos)
     rdb = NULL;
     shared_ready = 1;
     if (broker_create(cfg, &broker, err, sizeof err)) {
-        fprintf(stderr, "iot-ingest serve: %s\n", err);
+        cli_error("%s", err);
         goto out;
     }
     if ((rc = router_create((size_t)cfg->state_cache_max, cfg->alert_clear_after, &router)))
@@ -70,7 +116,7 @@ static int run_serve(struct config *cfg, const char **pos)
         goto fail_rc;
     struct http_deps deps = {cfg, writer, resolver, &shared, broker};
     if (http_server_start(&deps, &http, err, sizeof err)) {
-        fprintf(stderr, "iot-ingest serve: %s\n", err);
+        cli_error("%s", err);
         goto out;
     }
     char shown[256];
@@ -86,7 +132,7 @@ static int run_serve(struct config *cfg, const char **pos)
     status = 0;
     goto out;
 fail_rc:
-    fprintf(stderr, "iot-ingest serve: %s\n", iot_strerror(rc));
+    cli_error("%s", iot_strerror(rc));
 out:
     writer_stop(writer);
     http_server_stop(http);

@@ -71,8 +71,8 @@ static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (end == s || *end || errno || *s == '-' || v < min || v > max) {
-        fprintf(stderr, "iot-ingest sim: %s must be an integer from %llu to %llu, got \"%.64s\"\n",
-                flag, (unsigned long long)min, (unsigned long long)max, s);
+        cli_error("%s must be an integer from %llu to %llu, got \"%.64s\"", flag,
+                  (unsigned long long)min, (unsigned long long)max, s);
         return -1;
     }
     *out = v;
@@ -83,8 +83,7 @@ static int parse_num(const char *flag, const char *s, double min, double max, do
 {
     if (cli_parse_double(flag, s, out)) return -1;
     if (*out < min || *out > max) {
-        fprintf(stderr, "iot-ingest sim: %s must be from %g to %g, got \"%.64s\"\n", flag, min, max,
-                s);
+        cli_error("%s must be from %g to %g, got \"%.64s\"", flag, min, max, s);
         return -1;
     }
     return 0;
@@ -97,7 +96,7 @@ static int parse_bool(const char *flag, const char *s, int *out)
     else if (!strcmp(s, "0") || !strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off"))
         *out = 0;
     else {
-        fprintf(stderr, "iot-ingest sim: %s takes 1 or 0 (yes/no), got \"%.64s\"\n", flag, s);
+        cli_error("%s takes 1 or 0 (yes/no), got \"%.64s\"", flag, s);
         return -1;
     }
     return 0;
@@ -108,7 +107,7 @@ static int read_file(const char *path, char **out)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        fprintf(stderr, "iot-ingest sim: cannot open %s: %s\n", path, strerror(errno));
+        cli_error("cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     struct sim_buf b = {0};
@@ -121,7 +120,7 @@ static int read_file(const char *path, char **out)
     fclose(fp);
     if (!rc) rc = sim_buf_put(&b, "", 0);
     if (rc) {
-        fprintf(stderr, "iot-ingest sim: cannot read %s: %s\n", path, iot_strerror(rc));
+        cli_error("cannot read %s: %s", path, iot_strerror(rc));
         sim_buf_free(&b);
         return -1;
     }
@@ -135,26 +134,26 @@ static int parse_uuids(struct sim_run *r, const char *arg)
     if (arg[0] == '@') {
         if (read_file(arg + 1, &r->uuid_text)) return -1;
     } else if (!(r->uuid_text = strdup(arg))) {
-        fprintf(stderr, "iot-ingest sim: out of memory\n");
+        cli_error("out of memory");
         return -1;
     }
     size_t cap = 16;
     r->uuids = malloc(cap * sizeof *r->uuids);
     if (!r->uuids) {
-        fprintf(stderr, "iot-ingest sim: out of memory\n");
+        cli_error("out of memory");
         return -1;
     }
     char *save = NULL;
     for (char *t = strtok_r(r->uuid_text, ",\r\n \t", &save); t;
          t = strtok_r(NULL, ",\r\n \t", &save)) {
         if (r->nuuids == MAX_DEVICES) {
-            fprintf(stderr, "iot-ingest sim: more than %d device uuids\n", MAX_DEVICES);
+            cli_error("more than %d device uuids", MAX_DEVICES);
             return -1;
         }
         if (r->nuuids == cap) {
             char **p = realloc(r->uuids, 2 * cap * sizeof *p);
             if (!p) {
-                fprintf(stderr, "iot-ingest sim: out of memory\n");
+                cli_error("out of memory");
                 return -1;
             }
             r->uuids = p;
@@ -163,7 +162,7 @@ static int parse_uuids(struct sim_run *r, const char *arg)
         r->uuids[r->nuuids++] = t;
     }
     if (r->nuuids == 0) {
-        fprintf(stderr, "iot-ingest sim: --device-uuids names no device\n");
+        cli_error("--device-uuids names no device");
         return -1;
     }
     return 0;
@@ -177,7 +176,7 @@ static int make_urls(struct sim_run *r, const struct config *cfg)
     if (f_url) {
         if (strlen(f_url) >= sizeof url - 32 ||
             (strncmp(f_url, "http://", 7) != 0 && strncmp(f_url, "https://", 8) != 0)) {
-            fprintf(stderr, "iot-ingest sim: --url must be an http:// or https:// URL\n");
+            cli_error("--url must be an http:// or https:// URL");
             return -1;
         }
         snprintf(url, sizeof url, "%s", f_url);
@@ -234,8 +233,7 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
         (f_progress && parse_bool("--progress", f_progress, &r->progress)))
         return -1;
     if (r->devices * r->sensors > MAX_FLEET_SENSORS) {
-        fprintf(stderr, "iot-ingest sim: --devices x --sensors must be at most %d\n",
-                MAX_FLEET_SENSORS);
+        cli_error("--devices x --sensors must be at most %d", MAX_FLEET_SENSORS);
         return -1;
     }
     if (!f_seed) r->seed = (uint64_t)clock_now_ms() * 1000003u ^ (uint64_t)getpid();
@@ -246,7 +244,7 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
         /* A fresh prefix per run: device keys cannot be recovered, so never reuse devices. */
         char key[SECRET_KEY_HEX_LEN + 1];
         if (secret_generate(key)) {
-            fprintf(stderr, "iot-ingest sim: no randomness available\n");
+            cli_error("no randomness available");
             return -1;
         }
         snprintf(r->prefix_buf, sizeof r->prefix_buf, "sim-%.8s", key);
@@ -257,8 +255,7 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
     r->duration = duration;
     if (f_device_uuids && parse_uuids(r, f_device_uuids)) return -1;
     if (r->nuuids && !cfg->api_key[0]) {
-        fprintf(stderr,
-                "iot-ingest sim: --device-uuids needs the API key (API_KEY or --api-key)\n");
+        cli_error("--device-uuids needs the API key (API_KEY or --api-key)");
         return -1;
     }
     if (make_urls(r, cfg)) return -1;
@@ -336,7 +333,7 @@ static void print_summary(const struct sim_run *r, const struct sim_source *src,
         if (o)
             cli_print_json(o);
         else
-            fprintf(stderr, "iot-ingest sim: out of memory for the summary\n");
+            cli_error("out of memory for the summary");
         return;
     }
     printf("sim: %zu devices, %zu sensors, %.3g readings/packet, %llu connections, rate %s, "
@@ -372,7 +369,7 @@ static void print_summary(const struct sim_run *r, const struct sim_source *src,
            (unsigned long long)src->st.readings, (unsigned long long)src->st.late,
            (unsigned long long)src->st.spikes, (unsigned long long)src->st.warnings,
            (unsigned long long)src->st.criticals, (unsigned long long)t->bytes_sent);
-    if (fflush(stdout) != 0) fprintf(stderr, "iot-ingest sim: cannot write the summary\n");
+    if (fflush(stdout) != 0) cli_error("cannot write the summary");
 }
 
 /* --emit: writes the bodies to a file instead of sending them. */
@@ -380,13 +377,13 @@ static int emit_bodies(const struct sim_run *r, struct sim_source *src, const ch
 {
     FILE *fp = fopen(r->emit, "w");
     if (!fp) {
-        fprintf(stderr, "iot-ingest sim: cannot create %s: %s\n", r->emit, strerror(errno));
+        cli_error("cannot create %s: %s", r->emit, strerror(errno));
         return 1;
     }
     int rc = sim_source_emit(src, fp, r->emit_packets, api_key);
     if (fclose(fp) != 0 && !rc) rc = IOT_EIO;
     if (rc) {
-        fprintf(stderr, "iot-ingest sim: writing %s: %s\n", r->emit, iot_strerror(rc));
+        cli_error("writing %s: %s", r->emit, iot_strerror(rc));
         return 1;
     }
     fprintf(stderr, "sim: wrote %llu packets (%llu readings) to %s\n",
@@ -402,7 +399,7 @@ static int provision(const struct sim_run *r, const struct config *cfg, struct s
     struct sim_fleet *f = NULL;
     char err[IOT_ERRBUF] = "";
     int64_t t0 = clock_mono_us();
-    int rc = cli_open_ready(cfg, NULL, &s); /* a schema failure is reported below */
+    int rc = cli_open_ready(cfg, 0, &s); /* a schema failure is reported below */
     if (!s) return 1;
     if (rc) snprintf(err, sizeof err, "schema: %s", store_errmsg(s));
     if (!rc && (rc = sim_fleet_create(r->devices, r->sensors, &f)))
@@ -410,7 +407,7 @@ static int provision(const struct sim_run *r, const struct config *cfg, struct s
     if (!rc) rc = sim_fleet_provision(f, s, r->prefix, r->thresholds, rng, err, sizeof err);
     store_close(s);
     if (rc) {
-        fprintf(stderr, "iot-ingest sim: %s\n", err);
+        cli_error("%s", err);
         sim_fleet_destroy(f);
         return 1;
     }
@@ -430,7 +427,7 @@ static int run_sim(struct config *cfg, const char **pos)
         return EXIT_USAGE;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "iot-ingest sim: libcurl could not start\n");
+        cli_error("libcurl could not start");
         run_fini(&r);
         return 1;
     }
@@ -444,7 +441,7 @@ static int run_sim(struct config *cfg, const char **pos)
                                     r.nuuids, f_sensors ? r.sensors : 0, (long)r.timeout_ms,
                                     &src.rng, &src.fleet, err, sizeof err);
         if (rc) {
-            fprintf(stderr, "iot-ingest sim: %s\n", err);
+            cli_error("%s", err);
             goto out;
         }
     } else if (provision(&r, cfg, &src.rng, &src.fleet)) {
@@ -458,14 +455,14 @@ static int run_sim(struct config *cfg, const char **pos)
         goto out;
     }
     if (sim_source_headers(&src, cfg->api_key) || !(t = malloc(sizeof *t))) {
-        fprintf(stderr, "iot-ingest sim: out of memory\n");
+        cli_error("out of memory");
         goto out;
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     (void)sigemptyset(&sa.sa_mask); /* cannot fail for a valid set */
     if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) {
-        fprintf(stderr, "iot-ingest sim: cannot install signal handlers\n");
+        cli_error("cannot install signal handlers");
         goto out;
     }
     struct loadgen_opts lo = {
@@ -481,13 +478,12 @@ static int run_sim(struct config *cfg, const char **pos)
     };
     int rc = loadgen_run(&lo, t);
     if (rc && t->sent == 0) {
-        fprintf(stderr, "iot-ingest sim: load loop failed: %s\n", iot_strerror(rc));
+        cli_error("load loop failed: %s", iot_strerror(rc));
         goto out;
     }
-    if (rc) fprintf(stderr, "iot-ingest sim: stopped early: %s\n", iot_strerror(rc));
+    if (rc) cli_error("stopped early: %s", iot_strerror(rc));
     print_summary(&r, &src, t, src.fleet->ndev, nsensors);
-    if (t->answered == 0)
-        fprintf(stderr, "iot-ingest sim: the gateway at %s never answered\n", r.post_url);
+    if (t->answered == 0) cli_error("the gateway at %s never answered", r.post_url);
     ret = t->answered > 0 ? 0 : 1;
 out:
     free(t);

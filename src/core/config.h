@@ -37,7 +37,7 @@ enum config_use {
     X(STR, api_key, "API_KEY", "", 0, 0, CU_SERVE | CU_SIM,                                        \
       "Global API key (X-API-Key); empty disables it and the legacy endpoints")                    \
     X(STR, ingest_host, "INGEST_HOST", "127.0.0.1", 0, 0, CU_SERVE | CU_SIM,                       \
-      "Address to listen on")                                                                      \
+      "Address to listen on (a name such as localhost is resolved, IPv4 first)")                   \
     X(INT, ingest_port, "INGEST_PORT", 8000, 0, 65535, CU_SERVE | CU_SIM,                          \
       "TCP port to listen on (0 = any free port)")                                                 \
     X(INT, max_body_bytes, "MAX_BODY_BYTES", 1048576, 256, 67108864, CU_SERVE,                     \

@@ -56,9 +56,11 @@ static const char *const stmt_sql[ST_DEV_COUNT] = {
                       " $4::text, 1, $5::timestamptz FROM devices d WHERE d.device_uuid = $6::text"
                       " RETURNING id, device_id",
     [ST_SENSOR_SET_ACTIVE] = "UPDATE sensors SET is_active = $2 WHERE sensor_uuid = $1",
+    /* One row when the sensor exists (cleared or not), none when it does not. */
     [ST_THRESHOLD_CLEAR] =
-        "UPDATE alert_thresholds SET is_active = 0 WHERE is_active = 1 AND severity = $2"
-        " AND sensor_id = (SELECT id FROM sensors WHERE sensor_uuid = $1)",
+        "WITH s AS (SELECT id FROM sensors WHERE sensor_uuid = $1),"
+        " u AS (UPDATE alert_thresholds SET is_active = 0 WHERE is_active = 1 AND severity = $2"
+        " AND sensor_id = (SELECT id FROM s)) SELECT id FROM s",
     [ST_THRESHOLD_INSERT] =
         "INSERT INTO alert_thresholds(sensor_id, severity, min_value, max_value, delta_max,"
         " is_active, created_at) SELECT s.id, $2::text, $3::float8, $4::float8, $5::float8, 1,"
@@ -238,6 +240,8 @@ int pg_threshold_clear(struct store *base, const char *sensor_uuid, enum severit
 {
     const char *p[2] = {sensor_uuid, severity_name(sev)};
     struct pg_cmd c = cmd(ST_THRESHOLD_CLEAR, 2, p);
+    c.want_rows = 1; /* the sensor's row: none for an unknown sensor */
+    c.mismatch = IOT_ENOTFOUND;
     return pg_roundtrip((struct pg_store *)base, &c, 1, NULL, 0);
 }
 

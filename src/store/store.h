@@ -217,6 +217,7 @@ struct store_ops {
     int (*sensor_set_active)(struct store *s, const char *uuid, int active);
     int (*threshold_set)(struct store *s, const char *sensor_uuid, enum severity sev,
                          const struct store_threshold *t, int64_t now, int64_t *id);
+    /* IOT_ENOTFOUND for an unknown sensor; 0 also when it had no active threshold of sev. */
     int (*threshold_clear)(struct store *s, const char *sensor_uuid, enum severity sev);
 
     /* Transactions and savepoints (the writer nests one savepoint per packet). */

@@ -27,6 +27,7 @@ enum stmt_id {
     ST_SENSOR_SET_ACTIVE,
     ST_THRESHOLD_CLEAR,
     ST_THRESHOLD_INSERT,
+    ST_SENSOR_EXISTS,
     ST_PACKET_GET,
     ST_PACKET_PUT,
     ST_PACKETS_PURGE,
@@ -75,6 +76,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO alert_thresholds(sensor_id, severity, min_value, max_value, delta_max,"
         " is_active, created_at) SELECT s.id, ?2, ?3, ?4, ?5, 1, ?6 FROM sensors s"
         " WHERE s.sensor_uuid = ?1 RETURNING id",
+    [ST_SENSOR_EXISTS] = "SELECT 1 FROM sensors WHERE sensor_uuid = ?1",
     [ST_PACKET_GET] = "SELECT response FROM ingest_packets WHERE device_id = ?1 AND packet_id = ?2"
                       " AND created_at >= ?3",
     [ST_PACKET_PUT] = "INSERT INTO ingest_packets(device_id, packet_id, created_at, response)"
@@ -463,7 +465,14 @@ static int sq_threshold_clear(struct store *base, const char *sensor_uuid, enum 
     if (rc) return rc;
     sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, severity_name(sev), -1, SQLITE_STATIC);
-    return sqlite_exec_done(s, st);
+    if ((rc = sqlite_exec_done(s, st)) || sqlite3_changes(s->db) > 0) return rc;
+    /* Nothing cleared: an unknown sensor is IOT_ENOTFOUND, a sensor without one is fine. */
+    if ((rc = stmt(s, ST_SENSOR_EXISTS, &st))) return rc;
+    sqlite3_bind_text(st, 1, sensor_uuid, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    rc = src == SQLITE_ROW ? 0 : src == SQLITE_DONE ? IOT_ENOTFOUND : sqlite_fail(s, src);
+    sqlite3_reset(st);
+    return rc;
 }
 
 /* Replaces the active threshold of (sensor, severity) in one transaction. */

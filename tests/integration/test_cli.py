@@ -450,3 +450,82 @@ def test_sim_prefix_must_fit_a_uuid(fresh):
     p = c.run("sim", "--prefix", "a b", "--emit", "/dev/null")
     line = one_line_error(p)
     assert p.returncode == 2 and line.startswith("iot-ingest sim: --prefix may hold only"), line
+
+
+def test_every_error_has_the_command_prefix(fresh):
+    """One prefix, `iot-ingest COMMAND: `, for every message (some said just `iot-ingest:`)."""
+    c, _ = fresh
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "n")
+    sen = uid("sen-")
+    c.json("sensor", "add", "--device", dev, "--uuid", sen, "--name", "n")
+    cases = [
+        (["device", "add", "--uuid", dev, "--name", "again"], "already exists"),
+        (["device", "add", "--uuid", uid("d-"), "--name", "n", "--key", "short"], "--key"),
+        (["device", "disable", uid("nodev-")], "no device"),
+        (["sensor", "add", "--device", uid("nodev-"), "--uuid", uid("s-"), "--name", "n"],
+         "no device"),
+        (["sensor", "disable", uid("nosen-")], "no sensor"),
+        (["threshold", "set", "--sensor", sen, "--severity", "warning", "--min", "x"], "--min"),
+        (["threshold", "set", "--sensor", sen, "--severity", "warning"], "at least one"),
+        (["threshold", "set", "--sensor", sen, "--severity", "warning", "--min", "2", "--max",
+          "1"], "--min"),
+        (["threshold", "set", "--sensor", sen, "--severity", "warn", "--max", "1"], "--severity"),
+        (["threshold", "clear", "--sensor", uid("nosen-"), "--severity", "warning"], "no sensor"),
+        (["sim", "--rate", "fast"], "--rate"),
+        (["serve", "--database-url", "mysql://x"], "DATABASE_URL"),
+        (["device", "add", "--uuid", "u", "--name", "n", "--database-url", "sqlite:"],
+         "DATABASE_URL"),
+    ]
+    for args, what in cases:
+        line = one_line_error(c.run(*args, timeout=30))
+        name = " ".join(args[:1] if args[0] in ("sim", "serve") else args[:2])
+        assert line.startswith(f"iot-ingest {name}: ") and what in line, (args, line)
+
+
+def test_threshold_clear_unknown_sensor_exits_1(fresh):
+    c, db = fresh
+    before = db.counts()
+    p = c.run("threshold", "clear", "--sensor", "no-such-sensor", "--severity", "critical")
+    line = one_line_error(p)
+    assert p.returncode == 1 and line == "iot-ingest threshold clear: no sensor no-such-sensor"
+    assert p.stdout == "" and db.counts() == before
+    # a known sensor without an active threshold: still 0 (clearing is idempotent)
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "n")
+    sen = uid("sen-")
+    c.json("sensor", "add", "--device", dev, "--uuid", sen, "--name", "n")
+    out = c.json("threshold", "clear", "--sensor", sen, "--severity", "critical")
+    assert out == {"sensor_uuid": sen, "severity": "critical", "is_active": False}
+
+
+def test_sensor_add_on_a_disabled_device_says_so(fresh):
+    c, db = fresh
+    dev = uid("dev-")
+    c.json("device", "add", "--uuid", dev, "--name", "n")
+    c.json("device", "disable", dev)
+    before = db.counts()
+    p = c.run("sensor", "add", "--device", dev, "--uuid", uid("sen-"), "--name", "n")
+    line = one_line_error(p)
+    assert p.returncode == 1 and p.stdout == ""
+    assert line == f"iot-ingest sensor add: device {dev} is disabled (its packets are " \
+                   "refused); no sensor added", line
+    assert db.counts() == before
+
+
+def test_ingest_host_may_be_a_name(tmp_path):
+    """INGEST_HOST=localhost (what people type) listens on the loopback address."""
+    c = Cli(tmp_path / "lh.db")
+    c.init()
+    g = Gateway(tmp_path / "lh.db", tmp_path, env={"INGEST_HOST": "localhost"}, name="lh")
+    g.start()
+    try:
+        assert g.get("/health").status == 200
+        assert "event=ingest_host_resolved name=localhost address=127.0.0.1" in g.log_text()
+    finally:
+        assert g.stop() == 0
+    p = c.run("serve", env={"INGEST_HOST": "no-such-host.invalid", "INGEST_PORT": "0"},
+              timeout=60)
+    line = one_line_error(p)
+    assert p.returncode == 1 and line.startswith(
+        'iot-ingest serve: INGEST_HOST "no-such-host.invalid" is neither an IP address'), line

@@ -410,6 +410,7 @@ Test(store_sqlite, threshold_replacement_keeps_one_active)
     /* clear deactivates; clear again is harmless */
     cr_expect_eq(store_threshold_clear(st, "s-1", SEV_WARNING), 0);
     cr_expect_eq(store_threshold_clear(st, "s-1", SEV_WARNING), 0);
+    cr_expect_eq(store_threshold_clear(st, "nope", SEV_WARNING), IOT_ENOTFOUND);
     cr_assert_eq(store_sensor_get(st, sid, &s), 0);
     cr_expect_eq(s.thr[SEV_WARNING].id, 0);
     cr_expect_eq(s.thr[SEV_CRITICAL].id, tc);
