@@ -21,6 +21,11 @@ CC = cc
 endif
 PKGS     = libmicrohttpd jansson yajl sqlite3 libcrypto zlib libcurl libpq libnats
 VERSION  = 0.1.0
+# The date of this source, which dates the man page (.TH): SOURCE_DATE_EPOCH
+# when set (reproducible-builds.org), else the commit date of HEAD, else (a
+# tarball) CHANGELOG.md's mtime. The same source always gives the same page.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date -r CHANGELOG.md +%s)
+VERSION_DATE := $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%d 2>/dev/null)
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) \
               -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Isrc \
@@ -67,6 +72,17 @@ $(eval $(call variant,build-tsan,$(TSAN_FLAGS)))
 OPT_LEVELS = O0 O1 O3 Os
 $(foreach o,$(OPT_LEVELS),$(eval $(call variant,build-opt/$(o),-$(o) -g0)))
 $(eval $(call variant,build-scan,))
+
+# Only cmd_man.c reads the date: it is rebuilt when build/.version-date changes
+# (rewritten only when the date differs, as git does with GIT-VERSION-FILE).
+MAN_OBJ = $(addsuffix /obj/src/cli/cmd_man.o,build build-asan build-tsan build-scan build-fuzz \
+            $(addprefix build-opt/,$(OPT_LEVELS)))
+$(MAN_OBJ): CFLAGS_BASE += -DIOT_VERSION_DATE=\"$(VERSION_DATE)\"
+$(MAN_OBJ): build/.version-date
+build/.version-date: FORCE
+	@mkdir -p build && echo '$(VERSION_DATE)' | cmp -s - $@ || echo '$(VERSION_DATE)' >$@
+.PHONY: FORCE
+FORCE:
 
 UNIT_BIN      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BIN_ASAN = $(patsubst tests/unit/%.c,build-asan/tests/%,$(UNIT_SRC))

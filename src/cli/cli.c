@@ -26,6 +26,9 @@ void cli_error(const char *fmt, ...)
 const struct cli_builtin cli_builtins[] = {
     {"help", "[COMMAND]", "Lists the commands, or prints one command's --help."},
     {"help settings", NULL, "Lists every setting: environment variable, flag, default."},
+    {"man", "[env]",
+     "Prints the manual page in roff (read it: iot-ingest man | man -l -).\n"
+     "With env: an environment file with every setting. make install installs both."},
 };
 const size_t cli_nbuiltins = sizeof cli_builtins / sizeof cli_builtins[0];
 

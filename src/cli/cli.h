@@ -39,7 +39,7 @@ struct cli_cmd {
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *cfg,
               const char **pos);
 
-/* Commands main() handles itself (help), listed by --help and the man page. */
+/* Commands main() handles itself (help, man), listed by --help and the man page. */
 struct cli_builtin {
     const char *name, *args, *summary;
 };
@@ -108,7 +108,7 @@ extern const struct cli_cmd cmd_consume;
 extern const struct cli_cmd cmd_sim;
 
 /*
- * Hidden `iot-ingest man [env]` (cmd_man.c): the roff manual page, or the
+ * `iot-ingest man [env]` (cmd_man.c): the roff manual page, or the
  * commented environment file, generated from cmds and the settings table.
  * Returns the exit code.
  */

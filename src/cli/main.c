@@ -61,7 +61,7 @@ static void usage(FILE *out)
         const struct cli_builtin *b = &cli_builtins[i];
         char name[64];
         snprintf(name, sizeof name, "%s%s%s", b->name, b->args ? " " : "", b->args ? b->args : "");
-        fprintf(out, "  %-18s %s\n", name, b->summary);
+        fprintf(out, "  %-18s %.*s\n", name, (int)strcspn(b->summary, "\n"), b->summary);
     }
     fprintf(out, "\nEvery setting is an environment variable or a flag; see "
                  "iot-ingest help settings.\n");

@@ -132,7 +132,9 @@ def test_man_page_names_every_setting_and_command(staged):
         assert f"\\fB{env}\\fR, \\fB{flag}\\fR" in page, f"{env} missing from the man page"
     for name in commands():
         assert f"\\fB{name.replace('-', chr(92) + '-')}\\fR" in page, f"command {name!r} missing"
-    assert "\\fBman\\fR" not in page, "the hidden man command is documented"
+    assert "\\fBman\\fR \\fI[env]\\fR" in page, "the man command is not documented"
+    m = re.search(r'^\.TH IOT\\-INGEST 1 "(\d{4}-\d\d-\d\d)" ', page, re.M)
+    assert m, "the .TH line carries no date"
 
 
 def test_man_page_renders_cleanly(staged, tmp_path):
