@@ -1,11 +1,20 @@
 #!/bin/sh
-# make run: creates iot-ingest.db with the demo fleet (idempotent), prints a
-# first packet to send, and serves on 127.0.0.1:8000 until Ctrl-C.
+# make run: checks that INGEST_PORT (8000) is free, creates iot-ingest.db with
+# the demo fleet (idempotent), prints a first packet to send, and serves on
+# 127.0.0.1:8000 until Ctrl-C.
 set -eu
 bin=${1:-build/iot-ingest}
 export DATABASE_URL=${DATABASE_URL:-sqlite:iot-ingest.db}
 export INGEST_HOST=${INGEST_HOST:-127.0.0.1}
 export INGEST_PORT=${INGEST_PORT:-8000}
+# Before anything is printed or created: is the port free? (ss is in iproute2,
+# on every Debian; without it, serve still fails with its own one line.)
+if [ "$INGEST_PORT" != 0 ] && command -v ss >/dev/null 2>&1 &&
+    [ -n "$(ss -Hltn "sport = :$INGEST_PORT" 2>/dev/null)" ]; then
+    echo "make run: port $INGEST_PORT is already in use (another iot-ingest?);" \
+        "pick another: INGEST_PORT=8001 make run" >&2
+    exit 1
+fi
 "$bin" db init >/dev/null
 "$bin" db demo >/dev/null
 cat <<MSG

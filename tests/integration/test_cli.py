@@ -529,3 +529,28 @@ def test_ingest_host_may_be_a_name(tmp_path):
     line = one_line_error(p)
     assert p.returncode == 1 and line.startswith(
         'iot-ingest serve: INGEST_HOST "no-such-host.invalid" is neither an IP address'), line
+
+
+def test_make_run_checks_the_port_first(tmp_path):
+    """`make run` (scripts/demo.sh) with its port taken printed the banner and the curl,
+    then failed: now it says so first, with the INGEST_PORT=8001 hint, and creates nothing."""
+    import shutil
+    import socket
+    import subprocess
+    from conftest import ROOT, BIN, base_env
+    if not shutil.which("ss"):
+        pytest.skip("ss (iproute2) is not installed")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        port = blocker.getsockname()[1]
+        env = base_env(tmp_path / "demo.db", {"INGEST_PORT": port})
+        p = subprocess.run(["sh", str(ROOT / "scripts" / "demo.sh"), BIN], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    finally:
+        blocker.close()
+    assert p.returncode == 1 and p.stdout == "", p
+    assert p.stderr.strip() == (f"make run: port {port} is already in use (another iot-ingest?); "
+                                "pick another: INGEST_PORT=8001 make run"), p.stderr
+    assert not (tmp_path / "demo.db").exists()
