@@ -142,9 +142,24 @@ void auth_failed(struct request *rq)
     rq->auth_retry_s = retry;
 }
 
+/*
+ * The 401 detail names the header that was sent and is wrong (whether the
+ * device exists is never said to a caller without the API key).
+ */
+static const char *auth__denied_detail(struct request *rq)
+{
+    int dk = rq_header(rq, "X-Device-Key") != NULL, ak = rq_header(rq, "X-API-Key") != NULL;
+    if (ak && auth_api_key(rq)) return "the X-API-Key is valid, but no such device exists";
+    if (ak) return dk ? "invalid X-Device-Key and X-API-Key" : "invalid X-API-Key";
+    return dk ? "missing or invalid device key (X-Device-Key)"
+              : "missing device key: send X-Device-Key (or X-API-Key)";
+}
+
 int auth_reply_denied(struct request *rq, const char *detail)
 {
-    if (!rq->auth_retry_s) return reply_error(rq, 401, "unauthorized", "%s", detail);
+    if (!rq->auth_retry_s)
+        return reply_error(rq, 401, "unauthorized", "%s",
+                           detail ? detail : auth__denied_detail(rq));
     atomic_fetch_add_explicit(&rq->srv->metrics.rate_limited_auth, 1, memory_order_relaxed);
     return reply_retry(rq, 429, rq->auth_retry_s, "rate_limited_auth",
                        "too many failed authentications from this address; retry later");

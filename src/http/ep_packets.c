@@ -94,7 +94,7 @@ int ep_packets(struct request *rq)
     }
     switch (auth_device(rq, dref ? &dref->dev : NULL)) {
     case AUTH_DENIED:
-        ret = auth_reply_denied(rq, "missing or invalid device key");
+        ret = auth_reply_denied(rq, NULL);
         goto out;
     case AUTH_INACTIVE:
         ret = reply_error(rq, 403, "device_inactive", "this device is disabled");

@@ -42,7 +42,7 @@ int ep_status(struct request *rq)
     }
     switch (auth_device(rq, dref ? &dref->dev : NULL)) {
     case AUTH_DENIED:
-        ret = auth_reply_denied(rq, "missing or invalid device key");
+        ret = auth_reply_denied(rq, NULL);
         goto out;
     case AUTH_INACTIVE:
         if (!auth_api_key(rq)) {

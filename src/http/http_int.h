@@ -105,7 +105,8 @@ struct request {
     int (*finish)(struct request *rq); /* builds the reply after the writer is done */
     atomic_int job_done;
     int suspended;
-    int status; /* final status, for metrics */
+    int status;       /* final status, for metrics */
+    const char *code; /* the error answer's "code" (a literal), for the access log */
 };
 
 static inline const char *rq_header(struct request *rq, const char *name)
@@ -166,7 +167,11 @@ int auth_locked_out(struct request *rq, int *ret);
  * it also empties those pairs and sets rq->auth_retry_s.
  */
 void auth_failed(struct request *rq);
-/* A failed authentication's answer: 401 unauthorized, or 429 past the address budget. */
+/*
+ * A failed authentication's answer: 401 unauthorized with detail (NULL: one
+ * that names the device-route header that was wrong), or 429 past the
+ * address budget.
+ */
 int auth_reply_denied(struct request *rq, const char *detail);
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);

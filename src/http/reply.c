@@ -82,12 +82,14 @@ int reply_error(struct request *rq, unsigned status, const char *code, const cha
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     utf8_sanitize(detail);
+    rq->code = code;
     return json_reply(rq, status, error_body(code, detail), 0);
 }
 
 int reply_retry(struct request *rq, unsigned status, int retry_after_s, const char *code,
                 const char *detail)
 {
+    rq->code = code;
     return json_reply(rq, status, error_body(code, detail), retry_after_s > 0 ? retry_after_s : 1);
 }
 
@@ -110,6 +112,7 @@ int reply_no_valid(struct request *rq, json_t *answer, const char *what)
     snprintf(detail, sizeof detail, "no reading in the %s is valid", what);
     json_object_set_new(answer, "detail", json_string(detail));
     json_object_set_new(answer, "code", json_string("no_valid_readings"));
+    rq->code = "no_valid_readings";
     return reply_json(rq, 422, answer);
 }
 

@@ -297,11 +297,11 @@ void request_free(struct request *rq, int aborted)
     if (level >= log_min_level) {
         char dev[4 * STORE_UUID_MAX + 8], method[80];
         LOG(level, "request",
-            "request_id=%s method=%s route=%s status=%d duration_ms=%.3f ip=%s device=%s%s",
+            "request_id=%s method=%s route=%s status=%d%s%s duration_ms=%.3f ip=%s device=%s%s",
             rq->request_id[0] ? rq->request_id : "-",
             log_quote(rq->method ? rq->method : "-", method, sizeof method), route_names[rq->route],
-            rq->status, (double)us / 1000.0, rq->client_ip,
-            log_quote(rq->device_uuid[0] ? rq->device_uuid : "-", dev, sizeof dev),
+            rq->status, rq->code ? " code=" : "", rq->code ? rq->code : "", (double)us / 1000.0,
+            rq->client_ip, log_quote(rq->device_uuid[0] ? rq->device_uuid : "-", dev, sizeof dev),
             aborted ? " aborted=1" : "");
     }
     json_decref(rq->answer);

@@ -554,3 +554,41 @@ def test_make_run_checks_the_port_first(tmp_path):
     assert p.stderr.strip() == (f"make run: port {port} is already in use (another iot-ingest?); "
                                 "pick another: INGEST_PORT=8001 make run"), p.stderr
     assert not (tmp_path / "demo.db").exists()
+
+
+def test_401_names_the_wrong_header_and_the_access_log_names_the_code(tmp_path):
+    """A wrong X-API-Key was answered "missing or invalid device key"; and the access log
+    line of a 4xx said status=401 but not which error it was."""
+    from conftest import API_KEY, provision_device, wait_until
+    c = Cli(tmp_path / "a.db")
+    c.init()
+    dev = provision_device(c, 1)
+    g = Gateway(tmp_path / "a.db", tmp_path, name="auth401")
+    g.start()
+    try:
+        pkt = {"device_uuid": dev.uuid, "readings": [{"sensor_uuid": dev.sensors[0].uuid,
+                                                      "value": 1}]}
+        cases = [
+            ({"api_key": "wrong-api-key-0123456789"}, "invalid X-API-Key"),
+            ({"key": "f" * 32}, "missing or invalid device key (X-Device-Key)"),
+            ({"key": "f" * 32, "api_key": "wrong"}, "invalid X-Device-Key and X-API-Key"),
+            ({}, "missing device key: send X-Device-Key (or X-API-Key)"),
+        ]
+        for kw, detail in cases:
+            r = g.post_packet(pkt, **kw)
+            assert r.status == 401 and r.json() == {"detail": detail, "code": "unauthorized"}, r
+        r = g.post_packet({**pkt, "device_uuid": uid("nodev-")}, api_key=API_KEY)
+        assert r.status == 401 and "X-API-Key is valid" in r.json()["detail"], r
+        # without the API key an unknown device reads like a wrong key (nothing leaks)
+        r = g.post_packet({**pkt, "device_uuid": uid("nodev-")}, key="f" * 32)
+        assert r.json()["detail"] == "missing or invalid device key (X-Device-Key)", r
+        r = g.status(dev.uuid, api_key="wrong-api-key-0123456789")
+        assert r.status == 401 and r.json()["detail"] == "invalid X-API-Key", r
+        assert g.post_packet({"readings": []}, key=dev.key).status == 400
+        log = wait_until(lambda: ("status=400 code=invalid_request" in g.log_text()) and
+                         g.log_text(), 10, what="the 400's access line")
+        assert re.search(r"event=request .* status=401 code=unauthorized duration_ms=", log), log
+    finally:
+        assert g.stop() == 0
+    ok = [ln for ln in g.log_text().splitlines() if "event=request" in ln and "status=2" in ln]
+    assert all("code=" not in ln for ln in ok), ok
