@@ -100,6 +100,14 @@ int cli_parse_double(const char *flag, const char *s, double *out);
 /* Prints a JSON object (jansson) on one line on stdout; steals obj. */
 int cli_print_json(void *obj);
 
+struct sim_rng;
+struct sim_fleet;
+/*
+ * The fleet of `db demo` (cmd_db.c) for `sim --demo`: its uuids and public
+ * keys, signals seeded from r. The caller owns *out (sim_fleet_destroy).
+ */
+int cli_demo_fleet(struct sim_rng *r, struct sim_fleet **out);
+
 /* Subcommands. */
 extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
     cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear, cmd_job_baseline,

@@ -3,6 +3,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/secret.h"
+#include "sim/fleet.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -46,6 +47,25 @@ static const struct demo_device {
       {"demo-device-2-hum", "Humidity", "humidity", "%", 20, 70, 5, 90, 25},
       {"demo-device-2-door", "Door", "contact", "open", 0, 0, 0, 1, 1}}},
 };
+
+int cli_demo_fleet(struct sim_rng *r, struct sim_fleet **out)
+{
+    enum {
+        NDEV = sizeof demo / sizeof demo[0],
+        NSEN = sizeof demo[0].sensors / sizeof(struct demo_sensor)
+    };
+    int rc = sim_fleet_create(NDEV, NSEN, out);
+    for (size_t i = 0; !rc && i < NDEV; i++) {
+        struct sim_device *d = &(*out)->dev[i];
+        snprintf(d->uuid, sizeof d->uuid, "%s", demo[i].uuid);
+        snprintf(d->key, sizeof d->key, "%s", demo[i].key);
+        for (size_t k = 0; k < NSEN; k++) {
+            snprintf(d->sensors[k].uuid, sizeof d->sensors[k].uuid, "%s", demo[i].sensors[k].uuid);
+            sim_signal_init(&d->sensors[k].sig, sim_profile_at(k), r);
+        }
+    }
+    return rc;
+}
 
 static int add_demo_sensor(struct store *s, const char *device_uuid, const struct demo_sensor *d,
                            int64_t now)

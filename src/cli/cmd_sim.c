@@ -41,13 +41,14 @@
 
 static const char *f_devices, *f_sensors, *f_rpp, *f_connections, *f_rate, *f_duration, *f_url,
     *f_gzip, *f_late, *f_spike, *f_excursion, *f_seed, *f_prefix, *f_thresholds, *f_timestamps,
-    *f_packet_ids, *f_device_uuids, *f_timeout, *f_emit, *f_emit_packets, *f_json, *f_progress;
+    *f_packet_ids, *f_device_uuids, *f_timeout, *f_emit, *f_emit_packets, *f_json, *f_progress,
+    *f_demo;
 
 /* Everything one run needs, built from the flags. */
 struct sim_run {
     uint64_t devices, sensors, connections, timeout_ms, seed, emit_packets;
     double rate, duration;
-    int gzip, thresholds, json, progress;
+    int gzip, thresholds, json, progress, demo;
     const char *prefix, *emit;
     char prefix_buf[SIM_PREFIX_MAX + 1];
     char post_url[1024], base_url[1024];
@@ -230,8 +231,14 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
         (f_emit_packets &&
          parse_u64("--emit-packets", f_emit_packets, 1, 100000000, &r->emit_packets)) ||
         (f_json && parse_bool("--json", f_json, &r->json)) ||
-        (f_progress && parse_bool("--progress", f_progress, &r->progress)))
+        (f_progress && parse_bool("--progress", f_progress, &r->progress)) ||
+        (f_demo && parse_bool("--demo", f_demo, &r->demo)))
         return -1;
+    if (r->demo && (f_devices || f_sensors || f_prefix || f_thresholds || f_device_uuids)) {
+        cli_error("--demo drives the fleet of db demo: it takes no --devices, --sensors, "
+                  "--prefix, --thresholds or --device-uuids");
+        return -1;
+    }
     if (r->devices * r->sensors > MAX_FLEET_SENSORS) {
         cli_error("--devices x --sensors must be at most %d", MAX_FLEET_SENSORS);
         return -1;
@@ -287,6 +294,12 @@ static void on_tick(void *ud, const struct loadgen_tick *t)
             (double)t->i_p99_us / 1000.0, (double)t->i_max_us / 1000.0, t->in_flight);
 }
 
+/* "1 device", "2 devices": the word for n. */
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
 static double ms(uint64_t us)
 {
     return (double)us / 1000.0;
@@ -317,29 +330,33 @@ static void print_summary(const struct sim_run *r, const struct sim_source *src,
         json_t *o = json_pack(
             "{s:s, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, "
             "s:f, s:f, s:f, s:f, s:f, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:s}",
-            "url", r->post_url, "prefix", r->nuuids ? "" : r->prefix, "devices", (json_int_t)ndev,
-            "sensors", (json_int_t)nsensors, "readings_per_packet", rpp, "connections",
-            (json_int_t)r->connections, "target_rate", r->rate, "elapsed_s", el, "sent",
-            (json_int_t)t->sent, "answered", (json_int_t)t->answered, "ok", (json_int_t)t->ok,
-            "errors", (json_int_t)t->errors, "unfinished", (json_int_t)t->unfinished, "behind",
-            (json_int_t)t->behind, "accepted_readings", (json_int_t)t->accepted, "packets_per_s",
-            (double)t->ok / el, "readings_per_s", (double)t->accepted / el, "p50_ms",
-            ms(lat_hist_percentile(h, 50)), "p90_ms", ms(lat_hist_percentile(h, 90)), "p99_ms",
-            ms(lat_hist_percentile(h, 99)), "max_ms", ms(h->max_us), "status", status,
-            "transport_errors", errors, "generated", "packets", (json_int_t)src->st.packets,
-            "readings", (json_int_t)src->st.readings, "late", (json_int_t)src->st.late, "spikes",
-            (json_int_t)src->st.spikes, "warning_range", (json_int_t)src->st.warnings,
-            "critical_range", (json_int_t)src->st.criticals, "seed", seed);
+            "url", r->post_url, "prefix",
+            r->nuuids ? ""
+            : r->demo ? "demo-device"
+                      : r->prefix,
+            "devices", (json_int_t)ndev, "sensors", (json_int_t)nsensors, "readings_per_packet",
+            rpp, "connections", (json_int_t)r->connections, "target_rate", r->rate, "elapsed_s", el,
+            "sent", (json_int_t)t->sent, "answered", (json_int_t)t->answered, "ok",
+            (json_int_t)t->ok, "errors", (json_int_t)t->errors, "unfinished",
+            (json_int_t)t->unfinished, "behind", (json_int_t)t->behind, "accepted_readings",
+            (json_int_t)t->accepted, "packets_per_s", (double)t->ok / el, "readings_per_s",
+            (double)t->accepted / el, "p50_ms", ms(lat_hist_percentile(h, 50)), "p90_ms",
+            ms(lat_hist_percentile(h, 90)), "p99_ms", ms(lat_hist_percentile(h, 99)), "max_ms",
+            ms(h->max_us), "status", status, "transport_errors", errors, "generated", "packets",
+            (json_int_t)src->st.packets, "readings", (json_int_t)src->st.readings, "late",
+            (json_int_t)src->st.late, "spikes", (json_int_t)src->st.spikes, "warning_range",
+            (json_int_t)src->st.warnings, "critical_range", (json_int_t)src->st.criticals, "seed",
+            seed);
         if (o)
             cli_print_json(o);
         else
             cli_error("out of memory for the summary");
         return;
     }
-    printf("sim: %zu devices, %zu sensors, %.3g readings/packet, %llu connections, rate %s, "
-           "gzip %s, seed %llu, %s\n",
-           ndev, nsensors, rpp, (unsigned long long)r->connections,
-           r->rate > 0 ? "limited" : "unlimited", r->gzip ? "on" : "off",
+    printf("sim: %zu %s, %zu %s, %.3g readings/packet, %llu %s, %s, gzip %s, seed %llu, %s\n", ndev,
+           plural(ndev, "device", "devices"), nsensors, plural(nsensors, "sensor", "sensors"), rpp,
+           (unsigned long long)r->connections, plural(r->connections, "connection", "connections"),
+           r->rate > 0 ? "paced" : "unpaced (as fast as possible)", r->gzip ? "on" : "off",
            (unsigned long long)r->seed, r->post_url);
     if (r->rate > 0) printf("sim: target %.1f packets/s\n", r->rate);
     printf("sim: packets sent=%llu answered=%llu 2xx=%llu transport_errors=%llu unfinished=%llu "
@@ -391,6 +408,35 @@ static int emit_bodies(const struct sim_run *r, struct sim_source *src, const ch
     return 0;
 }
 
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p, (void)ud;
+    return size * n;
+}
+
+/*
+ * GET /health before anything is provisioned, so that a run against a
+ * gateway that is not there leaves no devices behind. Any HTTP answer will
+ * do (503 while its database is down is still a gateway). 0, or -1 after a
+ * one-line message.
+ */
+static int gateway_answers(const struct sim_run *r)
+{
+    char url[sizeof r->base_url + 8];
+    snprintf(url, sizeof url, "%s/health", r->base_url);
+    CURL *c = curl_easy_init();
+    CURLcode cc = c ? curl_easy_setopt(c, CURLOPT_URL, url) : CURLE_OUT_OF_MEMORY;
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (cc == CURLE_OK) cc = curl_easy_perform(c);
+    if (c) curl_easy_cleanup(c);
+    if (cc == CURLE_OK) return 0;
+    cli_error("the gateway at %s did not answer %s (%s); nothing provisioned, nothing sent",
+              r->base_url, "/health", curl_easy_strerror(cc));
+    return -1;
+}
+
 /* Provisions the fleet through DATABASE_URL. */
 static int provision(const struct sim_run *r, const struct config *cfg, struct sim_rng *rng,
                      struct sim_fleet **out)
@@ -411,8 +457,9 @@ static int provision(const struct sim_run *r, const struct config *cfg, struct s
         sim_fleet_destroy(f);
         return 1;
     }
-    fprintf(stderr, "sim: provisioned %llu devices x %llu sensors (%s-d000001 ..)%s in %.2f s\n",
-            (unsigned long long)r->devices, (unsigned long long)r->sensors, r->prefix,
+    fprintf(stderr, "sim: provisioned %llu %s x %llu %s (%s-d000001 ..)%s in %.2f s\n",
+            (unsigned long long)r->devices, plural(r->devices, "device", "devices"),
+            (unsigned long long)r->sensors, plural(r->sensors, "sensor", "sensors"), r->prefix,
             r->thresholds ? " with thresholds" : "", (double)(clock_mono_us() - t0) / 1e6);
     *out = f;
     return 0;
@@ -435,7 +482,13 @@ static int run_sim(struct config *cfg, const char **pos)
     sim_rng_seed(&src.rng, r.seed);
     struct loadgen_totals *t = NULL;
     int ret = 1;
-    if (r.nuuids) {
+    if (!r.emit && gateway_answers(&r)) goto out;
+    if (r.demo) {
+        if (cli_demo_fleet(&src.rng, &src.fleet)) {
+            cli_error("out of memory");
+            goto out;
+        }
+    } else if (r.nuuids) {
         char err[IOT_ERRBUF] = "";
         int rc = sim_fleet_from_api(r.base_url, cfg->api_key, (const char *const *)r.uuids,
                                     r.nuuids, f_sensors ? r.sensors : 0, (long)r.timeout_ms,
@@ -526,6 +579,9 @@ static struct cli_flag sim_flags[] = {
     {"--emit-packets", &f_emit_packets, 0, "packets written by --emit (default 1000)"},
     {"--json", &f_json, 0, "1: print the summary as one JSON line (default 0)"},
     {"--progress", &f_progress, 0, "1: a progress line on stderr each second (default 1)"},
+    {"--demo", &f_demo, 0,
+     "1: drive the fleet of db demo (demo-device-1, -2) with its public keys; provisions "
+     "nothing"},
     {0, 0, 0, 0},
 };
 
@@ -533,7 +589,8 @@ const struct cli_cmd cmd_sim = {
     .name = "sim",
     .summary =
         "Device simulator and load generator: provisions N devices x M sensors in DATABASE_URL\n"
-        "(or drives existing devices with --device-uuids and the API key), then POSTs realistic\n"
+        "(or drives existing devices with --device-uuids and the API key, or the db demo fleet\n"
+        "with --demo) once the gateway answered /health, then POSTs realistic\n"
         "packets to /ingest/packets at --rate over --connections keep-alive connections for\n"
         "--duration seconds; prints packets/s, readings/s, latency percentiles and HTTP statuses.",
     .flags = sim_flags,

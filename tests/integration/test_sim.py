@@ -98,3 +98,53 @@ def test_sim_emit_writes_replayable_bodies_for_wrk(cli, gw, db, tmp_path):
     assert len(rows) == 3 * 2 * 4, rows  # 3 bodies, each stored twice, 4 readings each
     late = [u for u, is_late in rows if is_late]
     assert not late, f"replayed readings stored as late: {late}"
+
+
+def test_sim_provisions_nothing_when_the_gateway_does_not_answer(cli, db):
+    """It used to add sim-<hex> devices for good even when nothing listened."""
+    import socket
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prefix = uid("gone-")[:30]
+    before = db.counts()
+    p = cli.run("sim", "--url", f"http://127.0.0.1:{port}", "--prefix", prefix,
+                "--duration", "1", timeout=60)
+    assert p.returncode == 1 and p.stdout == "", p
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"iot-ingest sim: the gateway at http://127.0.0.1:{port} did not answer /health"), p.stderr
+    assert "nothing provisioned" in lines[0]
+    assert db.counts() == before
+
+
+def test_sim_demo_drives_the_db_demo_fleet(cli, gw, db):
+    assert cli.run("db", "demo").returncode == 0
+    before = db.scalar("SELECT count(*) FROM devices")
+    p = sim(cli, gw, "--demo", "1", "--duration", "1", "--rate", "20", "--progress", "0",
+            "--json", "1")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["devices"] == 2 and s["sensors"] == 6 and s["prefix"] == "demo-device", s
+    assert s["ok"] > 0 and s["status"] == {"200": s["ok"]}, s
+    assert db.scalar("SELECT count(*) FROM devices") == before  # nothing provisioned
+    stored = db.scalar("SELECT count(*) FROM sensor_readings r JOIN sensors s ON s.id = "
+                       "r.sensor_id WHERE s.sensor_uuid LIKE 'demo-device-%'")
+    assert stored == s["accepted_readings"] > 0, (stored, s)
+    p = sim(cli, gw, "--demo", "1", "--devices", "3")
+    assert p.returncode == 2 and "--demo drives the fleet of db demo" in p.stderr, p.stderr
+
+
+def test_sim_banner_words(cli, gw):
+    """"1 devices" and "rate limited" (meaning paced) read as errors."""
+    p = sim(cli, gw, "--devices", "1", "--sensors", "1", "--connections", "1", "--duration",
+            "0.5", "--rate", "10", "--progress", "0", "--prefix", uid("w-")[:30])
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("sim: 1 device, 1 sensor, 1 readings/packet, 1 connection, paced,"), first
+    assert "provisioned 1 device x 1 sensor " in p.stderr, p.stderr
+    assert "limited" not in p.stdout
+    p = sim(cli, gw, "--devices", "2", "--sensors", "2", "--duration", "0.5", "--rate", "0",
+            "--progress", "0", "--prefix", uid("w-")[:30])
+    assert p.returncode == 0 and "sim: 2 devices, 4 sensors," in p.stdout, p.stdout
+    assert "unpaced (as fast as possible)" in p.stdout
