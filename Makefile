@@ -170,7 +170,8 @@ install: build/iot-ingest
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" \
 	    sh packaging/install.sh build/iot-ingest
 
-# The pinned OpenAPI linter (tests/openapi/package-lock.json) into build/openapi.
+# The pinned OpenAPI tools (tests/openapi/package-lock.json: @redocly/cli, the linter,
+# and @stoplight/prism-cli, the validating proxy of test_prism.py) into build/openapi.
 openapi-deps:
 	@sh tests/openapi/install.sh
 

@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -192,14 +193,13 @@ int cli_block_stop_signals(sigset_t *set)
 
 int cli_check_uuid(const char *flag, const char *v, size_t max)
 {
-    size_t n = strlen(v), ok = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                         "0123456789._:-");
+    size_t n = strlen(v), ok = ident_span(v, n);
     if (n == 0 || n > max) {
         cli_error("%s must be 1 to %zu bytes, got %zu", flag, max, n);
         return -1;
     }
     if (ok < n) {
-        cli_error("%s may hold only A-Z a-z 0-9 . _ : - (it goes into URLs unescaped), "
+        cli_error("%s may hold only " IDENT_ALPHABET_TEXT " (it goes into URLs unescaped), "
                   "got \"%.64s\"",
                   flag, v);
         return -1;

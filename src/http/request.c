@@ -8,6 +8,7 @@
  */
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "http/body_decode.h"
 #include "http/http_int.h"
@@ -118,12 +119,7 @@ static void set_request_id(struct request *rq)
 {
     const char *v = rq_header(rq, "X-Request-Id");
     size_t n = v ? strlen(v) : 0;
-    int ok = n >= 1 && n <= REQUEST_ID_MAX;
-    for (size_t i = 0; ok && i < n; i++) {
-        char c = v[i];
-        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == '_' || c == ':' || c == '-';
-    }
+    int ok = v && ident_valid(v, n, REQUEST_ID_MAX);
     if (ok) {
         memcpy(rq->request_id, v, n + 1);
         return;

@@ -28,6 +28,7 @@
  */
 #include "ingest/packet_decode.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/timefmt.h"
 
 #include <math.h>
@@ -163,7 +164,7 @@ enum field { F_NONE, F_DEVICE, F_PACKET_ID, F_PACKET_TS, F_READINGS, F_UUID, F_I
 
 enum vkind { V_STRING, V_NUMBER, V_BOOL, V_NULL, V_OBJECT, V_ARRAY };
 
-enum dev_state { DEV_MISSING, DEV_NOT_STRING, DEV_BAD_LENGTH, DEV_OK };
+enum dev_state { DEV_MISSING, DEV_NOT_STRING, DEV_BAD_TEXT, DEV_OK };
 enum list_state { LIST_MISSING, LIST_NOT_ARRAY, LIST_ARRAY };
 
 struct frame {
@@ -441,9 +442,9 @@ static enum role root_field(struct dec *d, const struct value *v)
     struct decoded_packet *o = d->out;
     switch (d->field) {
     case F_DEVICE:
-        d->dev = v->kind != V_STRING                      ? DEV_NOT_STRING
-                 : v->len == 0 || v->len > STORE_UUID_MAX ? DEV_BAD_LENGTH
-                                                          : DEV_OK;
+        d->dev = v->kind != V_STRING                          ? DEV_NOT_STRING
+                 : !ident_valid(v->s, v->len, STORE_UUID_MAX) ? DEV_BAD_TEXT
+                                                              : DEV_OK;
         if (d->dev == DEV_OK) {
             memcpy(o->device_uuid, v->s, v->len);
             o->device_uuid[v->len] = 0;
@@ -706,8 +707,9 @@ static int judge(const struct dec *d, const char *field, char *detail, size_t dl
     if (d->mode == MODE_PACKET) {
         if (d->dev == DEV_MISSING) return SHAPE("device_uuid is missing");
         if (d->dev == DEV_NOT_STRING) return SHAPE("device_uuid must be a string");
-        if (d->dev == DEV_BAD_LENGTH)
-            return SHAPE("device_uuid must be 1 to %d bytes", STORE_UUID_MAX);
+        if (d->dev == DEV_BAD_TEXT)
+            return SHAPE("device_uuid must be 1 to %d characters of " IDENT_ALPHABET_TEXT,
+                         STORE_UUID_MAX);
         if (d->packet_id_bad)
             return SHAPE("packet_id must be a string of 1 to %d characters", STORE_PACKET_ID_MAX);
     }

@@ -23,6 +23,7 @@
  *   the NUL for "empty"), so it accepts `{"a":7\0}`, which is not JSON.
  */
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/timefmt.h"
 #include "ingest/packet_decode.h"
 
@@ -82,7 +83,9 @@ static int reference_check(json_t *root, const struct decoded_packet *out, struc
     if (!d) return REF_BAD("device_uuid is missing");
     if (!json_is_string(d)) return REF_BAD("device_uuid must be a string");
     size_t dl = json_string_length(d);
-    if (dl == 0 || dl > STORE_UUID_MAX) return REF_BAD("device_uuid must be 1 to %d bytes", 64);
+    if (dl == 0 || dl > STORE_UUID_MAX || strlen(json_string_value(d)) != dl ||
+        strspn(json_string_value(d), IDENT_ALPHABET) != dl)
+        return REF_BAD("device_uuid must be 1 to %d characters of " IDENT_ALPHABET_TEXT, 64);
     json_t *pid = json_object_get(root, "packet_id");
     if (pid) {
         size_t pl = json_is_string(pid) ? json_string_length(pid) : 0;

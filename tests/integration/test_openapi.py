@@ -44,6 +44,9 @@ UNREACHABLE = {
 }
 
 XFF = "X-Forwarded-For"
+# Over MAX_BODY_BYTES (65536) in content, not in whitespace: test_prism.py sends
+# the same requests through a proxy that parses and re-serializes JSON bodies.
+BIG = dumps({"pad": "x" * 70_000})
 
 
 def redocly_env():
@@ -250,6 +253,15 @@ def scenario_main(gw, cli, obs):
     obs.add("POST", P, gw.post_packet(body, key=dev.key), body, "duplicate")
     partial = dev.packet([(0, 22.0), {"sensor_uuid": "nope", "value": 1}, {"value": 2}])
     obs.add("POST", P, gw.post_packet(partial, api_key=API_KEY), None, "partial, API key")
+    # Each reading is checked on its own: the description must take all of these.
+    odd = dev.packet([(0, 22.5), {"sensor_uuid": "s" * 65, "value": 1},
+                      {"sensor_uuid": dev.sensors[1].uuid, "value": "7"},
+                      {"sensor_uuid": dev.sensors[1].uuid, "value": 1, "ts": "1795798800"},
+                      {"sensor_uuid": 5, "value": None, "ts": True}])
+    obs.add("POST", P, gw.post_packet(odd, key=dev.key, headers=[("X-Request-Id", "bad id!")]),
+            None, "partial, odd readings, a request id to replace")
+    obs.add("POST", P, gw.post_packet({"device_uuid": "\u00e9" * 64, "readings": [{}]},
+                                      key=dev.key), None, "device_uuid outside the alphabet")
     obs.add("POST", P, gw.post_packet(raw=gz(dumps(dev.packet([(0, 23.0)]))), key=dev.key,
                                       headers=[("Content-Encoding", "gzip")]), None, "gzip")
     obs.add("POST", P, gw.post_packet(raw=b'{"device_uuid":', key=dev.key), None, "bad json")
@@ -257,7 +269,7 @@ def scenario_main(gw, cli, obs):
             None, "empty readings")
     obs.add("POST", P, gw.post_packet(dev.packet([(0, 1.0)]), key="x" * 32), None, "wrong key")
     obs.add("POST", P, gw.post_packet(off.packet([(0, 1.0)]), key=off.key), None, "disabled")
-    obs.add("POST", P, gw.post_packet(raw=b"{" + b" " * 70_000 + b"}", key=dev.key), None, "big")
+    obs.add("POST", P, gw.post_packet(raw=BIG, key=dev.key), None, "big")
     obs.add("POST", P, gw.post_packet(dev.packet([(0, 1.0)]), key=dev.key,
                                       content_type="text/plain"), None, "415")
     obs.add("POST", P, gw.post_packet(dev.packet([(0, 1.0)]), key=dev.key,
@@ -268,8 +280,9 @@ def scenario_main(gw, cli, obs):
     single = {"sensor_id": dev.sensors[0].id, "value": 30.5, "timestamp": iso_ms(t + 1000)}
     obs.add("POST", R, gw.post(R, single, headers=api()), single, "201")
     obs.add("POST", R, gw.post(R, raw=b"[1,2", headers=api()), None, "400")
+    obs.add("POST", R, gw.post(R, [1, 2], headers=api()), None, "400 not an object")
     obs.add("POST", R, gw.post(R, single), None, "401 no key")
-    obs.add("POST", R, gw.post(R, raw=b"{" + b" " * 70_000 + b"}", headers=api()), None, "413")
+    obs.add("POST", R, gw.post(R, raw=BIG, headers=api()), None, "413")
     obs.add("POST", R, gw.post(R, single, headers=api(), content_type="text/csv"), None, "415")
     obs.add("POST", R, gw.post(R, {"sensor_id": 10 ** 9, "value": 1}, headers=api()), None,
             "422")
@@ -277,12 +290,16 @@ def scenario_main(gw, cli, obs):
     bulk = {"readings": [{"sensor_id": dev.sensors[1].id, "value": 1.5, "timestamp": t / 1000},
                          {"sensor_id": dev.sensors[1].id, "value": "x"}]}
     obs.add("POST", B, gw.post(B, bulk, headers=api()), None, "200 partial")
+    odd_bulk = {"readings": [{"sensor_id": dev.sensors[1].id, "value": 2.5},
+                             {"sensor_id": 0, "value": 1}, {"sensor_id": "3", "value": 1},
+                             {"sensor_id": dev.sensors[1].id, "value": 1, "timestamp": "17"}]}
+    obs.add("POST", B, gw.post(B, odd_bulk, headers=api()), None, "200 partial, odd readings")
     ok_bulk = {"readings": bulk["readings"][:1]}
     obs.add("POST", B, gw.post(B, ok_bulk, headers=api()), ok_bulk, "200")
     obs.add("POST", B, gw.post(B, {"readings": {}}, headers=api()), None, "400")
     obs.add("POST", B, gw.post(B, bulk, headers=[("X-API-Key", "wrong-api-key-123456")]), None,
             "401")
-    obs.add("POST", B, gw.post(B, raw=b"{" + b" " * 70_000 + b"}", headers=api()), None, "413")
+    obs.add("POST", B, gw.post(B, raw=BIG, headers=api()), None, "413")
     obs.add("POST", B, gw.post(B, bulk, headers=api(), content_type=""), None, "415 empty CT")
     obs.add("POST", B, gw.post(B, {"readings": [{"sensor_id": 0, "value": 1}]}, headers=api()),
             None, "422")
