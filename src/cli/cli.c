@@ -42,7 +42,8 @@ void cli_print_help(const struct cli_cmd *cmd)
     if (cmd->flags && cmd->flags[0].name) {
         printf("\nFlags:\n");
         for (const struct cli_flag *f = cmd->flags; f->name; f++)
-            printf("  %-28s %s%s\n", f->name, f->help, f->required ? " (required)" : "");
+            printf("  %-28s %s%s\n", f->name, f->help,
+                   f->kind == CLI_FLAG_REQUIRED ? " (required)" : "");
     }
     printf("\nSettings it reads (" SETTINGS_HEAD "):\n");
     config_print_help(stdout, cmd->uses);
@@ -97,7 +98,13 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
                 cli_error("unknown flag %.*s (see --help)", (int)len, a);
                 return -1;
             }
-            if (eq)
+            if (f->kind == CLI_FLAG_SWITCH) {
+                if (eq) {
+                    cli_error("flag %s takes no value", f->name);
+                    return -1;
+                }
+                *f->value = "1";
+            } else if (eq)
                 *f->value = eq + 1;
             else if (i + 1 < nrest)
                 *f->value = rest[++i];
@@ -118,7 +125,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct config *c
         return -1;
     }
     for (const struct cli_flag *f = cmd->flags; f && f->name; f++)
-        if (f->required && !*f->value) {
+        if (f->kind == CLI_FLAG_REQUIRED && !*f->value) {
             cli_error("%s is required", f->name);
             return -1;
         }

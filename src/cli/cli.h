@@ -11,11 +11,18 @@
 #define CLI_MAX_ARGS 64
 #define EXIT_USAGE   2
 
-/* A subcommand-specific flag: --name VALUE, stored as a borrowed pointer into argv. */
+/* What a subcommand-specific flag takes (struct cli_flag.kind). */
+enum cli_flag_kind {
+    CLI_FLAG_OPTIONAL = 0, /* --name VALUE, may be absent */
+    CLI_FLAG_REQUIRED = 1, /* --name VALUE, must be given */
+    CLI_FLAG_SWITCH = 2,   /* --name alone, no value: *value becomes "1" */
+};
+
+/* A subcommand-specific flag, its value stored as a borrowed pointer into argv. */
 struct cli_flag {
     const char *name;
     const char **value;
-    int required;
+    int kind; /* enum cli_flag_kind */
     const char *help;
 };
 
@@ -110,8 +117,8 @@ int cli_demo_fleet(struct sim_rng *r, struct sim_fleet **out);
 
 /* Subcommands. */
 extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
-    cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear, cmd_job_baseline,
-    cmd_job_explain, cmd_job_silence, cmd_jobs;
+    cmd_device_delete, cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear,
+    cmd_job_baseline, cmd_job_explain, cmd_job_silence, cmd_jobs;
 extern const struct cli_cmd cmd_consume;
 extern const struct cli_cmd cmd_sim;
 

@@ -86,9 +86,9 @@ static void man_commands(FILE *out, const struct cli_cmd *const *cmds, size_t n)
         for (const struct cli_flag *f = c->flags; f && f->name; f++) {
             fputs(".RS\n.TP\n\\fB", out);
             roff_text(out, f->name, strlen(f->name), 1);
-            fputs("\\fR \\fIvalue\\fR\n", out);
+            fputs(f->kind == CLI_FLAG_SWITCH ? "\\fR\n" : "\\fR \\fIvalue\\fR\n", out);
             roff_para(out, f->help);
-            if (f->required) fputs("(required)\n", out);
+            if (f->kind == CLI_FLAG_REQUIRED) fputs("(required)\n", out);
             fputs(".RE\n", out);
         }
     }

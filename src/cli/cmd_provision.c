@@ -1,5 +1,5 @@
 /*
- * Provisioning: device add|disable, sensor add|disable, threshold set|clear.
+ * Provisioning: device add|disable|delete, sensor add|disable, threshold set|clear.
  * Each prints one JSON object on one line on stdout (SPEC §8).
  */
 #include "cli/cli.h"
@@ -15,7 +15,7 @@
 #define MAX_KEY_LEN 256
 
 static const char *f_uuid, *f_name, *f_key, *f_device, *f_type, *f_unit, *f_sensor, *f_severity,
-    *f_min, *f_max, *f_delta;
+    *f_min, *f_max, *f_delta, *f_yes;
 
 static int check_len(const char *what, const char *v, size_t max)
 {
@@ -88,6 +88,31 @@ static int set_active(struct config *cfg, const char *uuid, int sensor)
 static int run_device_disable(struct config *cfg, const char **pos)
 {
     return set_active(cfg, pos[0], 0);
+}
+
+/*
+ * Deletes for good, so it asks for --yes, as git clean asks for -f: no
+ * prompt (a script behaves the same with or without a terminal), and the
+ * exact uuid, never a pattern. Without --yes nothing is opened or changed.
+ */
+static int run_device_delete(struct config *cfg, const char **pos)
+{
+    if (!f_yes) {
+        cli_error("this deletes device %.64s with its sensors, readings, alerts and everything "
+                  "else stored under them, for good; add --yes to do it",
+                  pos[0]);
+        return EXIT_USAGE;
+    }
+    struct store *s;
+    int rc = cli_open_ready(cfg, 1, &s);
+    if (!s) return 1;
+    struct store_device_deleted d;
+    if (!rc) rc = store_device_delete(s, pos[0], &d);
+    if (!rc)
+        cli_print_json(json_pack("{s:I, s:s, s:b, s:I, s:I}", "device_id", (json_int_t)d.device_id,
+                                 "device_uuid", pos[0], "deleted", 1, "sensors",
+                                 (json_int_t)d.sensors, "readings", (json_int_t)d.readings));
+    return finish(s, rc, "device", pos[0]);
 }
 
 static int run_sensor_disable(struct config *cfg, const char **pos)
@@ -201,6 +226,9 @@ static struct cli_flag device_add_flags[] = {
     {"--name", &f_name, 1, "display name (1-128 bytes)"},
     {"--key", &f_key, 0, "device key (16-256 bytes); random 192-bit key when absent"},
     {0, 0, 0, 0}};
+static struct cli_flag device_delete_flags[] = {
+    {"--yes", &f_yes, CLI_FLAG_SWITCH, "confirms: delete for good (refused without it)"},
+    {0, 0, 0, 0}};
 static struct cli_flag sensor_add_flags[] = {
     {"--device", &f_device, 1, "uuid of the device the sensor belongs to"},
     {"--uuid", &f_uuid, 1, "sensor uuid: 1-64 bytes of A-Z a-z 0-9 . _ : -"},
@@ -234,6 +262,21 @@ const struct cli_cmd cmd_device_disable = {
     .summary = "Sets is_active = 0; the gateway refuses the device within SENSOR_CACHE_TTL_S.",
     .npos = 1,
     .run = run_device_disable,
+    .uses = CU_DB,
+};
+const struct cli_cmd cmd_device_delete = {
+    .name = "device delete",
+    .args = "UUID",
+    .summary =
+        "Deletes the device and everything stored under it in one transaction: its sensors,\n"
+        "their readings, state, thresholds, alerts and notifications, predictions, ML events\n"
+        "and online model state, and its packet ids; prints {\"device_id\",\"device_uuid\",\n"
+        "\"deleted\",\"sensors\",\"readings\"}. Refused without --yes (exit 2, nothing touched).\n"
+        "A running gateway fails the device's packets (500, nothing stored) until it forgets\n"
+        "the device, within SENSOR_CACHE_TTL_S; then they are refused as unknown (401).",
+    .flags = device_delete_flags,
+    .npos = 1,
+    .run = run_device_delete,
     .uses = CU_DB,
 };
 const struct cli_cmd cmd_sensor_add = {

@@ -9,6 +9,8 @@
  * (src/sim/loadgen.c) for a duration, printing a progress line each second
  * on stderr and a summary on stdout. With --emit it writes packet bodies
  * and keys to a file instead of sending them (the benchmark's wrk bodies).
+ * With --cleanup it deletes the devices it provisioned when the run ends,
+ * also after SIGINT or SIGTERM (which end the sending early).
  *
  * Exit: 0 the run completed and the gateway answered at least once; 1 it
  * could not run (provisioning failed, gateway never answered, out of
@@ -42,13 +44,13 @@
 static const char *f_devices, *f_sensors, *f_rpp, *f_connections, *f_rate, *f_duration, *f_url,
     *f_gzip, *f_late, *f_spike, *f_excursion, *f_seed, *f_prefix, *f_thresholds, *f_timestamps,
     *f_packet_ids, *f_device_uuids, *f_timeout, *f_emit, *f_emit_packets, *f_json, *f_progress,
-    *f_demo;
+    *f_demo, *f_cleanup;
 
 /* Everything one run needs, built from the flags. */
 struct sim_run {
     uint64_t devices, sensors, connections, timeout_ms, seed, emit_packets;
     double rate, duration;
-    int gzip, thresholds, json, progress, demo;
+    int gzip, thresholds, json, progress, demo, cleanup;
     const char *prefix, *emit;
     char prefix_buf[SIM_PREFIX_MAX + 1];
     char post_url[1024], base_url[1024];
@@ -64,6 +66,19 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+/* SIGINT and SIGTERM set stop_flag from now on (the load loop stops early). 0, or -1. */
+static int stop_on_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    (void)sigemptyset(&sa.sa_mask); /* cannot fail for a valid set */
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) {
+        cli_error("cannot install signal handlers");
+        return -1;
+    }
+    return 0;
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -239,6 +254,14 @@ static int parse_flags(struct sim_run *r, const struct config *cfg)
                   "--prefix, --thresholds or --device-uuids");
         return -1;
     }
+    r->cleanup = f_cleanup != NULL;
+    if (r->cleanup && f_emit) {
+        cli_error("--cleanup would delete the devices the --emit file's packets are for");
+        return -1;
+    }
+    if (r->cleanup && (r->demo || f_device_uuids))
+        fprintf(stderr, "sim: --cleanup: nothing to clean up, %s provisions nothing\n",
+                r->demo ? "--demo" : "--device-uuids");
     if (r->devices * r->sensors > MAX_FLEET_SENSORS) {
         cli_error("--devices x --sensors must be at most %d", MAX_FLEET_SENSORS);
         return -1;
@@ -437,7 +460,40 @@ static int gateway_answers(const struct sim_run *r)
     return -1;
 }
 
-/* Provisions the fleet through DATABASE_URL. */
+/*
+ * --cleanup: deletes the devices this run provisioned (f->dev[0 ..
+ * f->provisioned)) with everything stored under them, each in its own
+ * transaction (store_device_delete). One already gone is not an error.
+ * 0, or -1 after a one-line message naming what is left.
+ */
+static int cleanup(const struct config *cfg, const struct sim_fleet *f)
+{
+    struct store *s = NULL;
+    struct store_device_deleted d;
+    int64_t t0 = clock_mono_us(), readings = 0;
+    size_t i = 0;
+    int rc = cli_open_store(cfg, &s);
+    for (; !rc && i < f->provisioned; i++) {
+        rc = store_device_delete(s, f->dev[i].uuid, &d);
+        if (rc == IOT_ENOTFOUND) rc = 0;
+        readings += rc ? 0 : d.readings;
+    }
+    if (rc && s)
+        cli_error("--cleanup: deleting %s: %s: %s; %zu of %zu provisioned %s left", f->dev[i].uuid,
+                  iot_strerror(rc), store_errmsg(s), f->provisioned - i, f->provisioned,
+                  plural(f->provisioned, "device", "devices"));
+    else if (rc)
+        cli_error("--cleanup: the %zu provisioned %s are left", f->provisioned,
+                  plural(f->provisioned, "device", "devices"));
+    else
+        fprintf(stderr, "sim: cleaned up %zu %s (%lld readings) in %.2f s\n", f->provisioned,
+                plural(f->provisioned, "device", "devices"), (long long)readings,
+                (double)(clock_mono_us() - t0) / 1e6);
+    store_close(s);
+    return rc ? -1 : 0;
+}
+
+/* Provisions the fleet through DATABASE_URL; with --cleanup, a failure deletes what it made. */
 static int provision(const struct sim_run *r, const struct config *cfg, struct sim_rng *rng,
                      struct sim_fleet **out)
 {
@@ -454,6 +510,7 @@ static int provision(const struct sim_run *r, const struct config *cfg, struct s
     store_close(s);
     if (rc) {
         cli_error("%s", err);
+        if (r->cleanup && f && f->provisioned) (void)cleanup(cfg, f);
         sim_fleet_destroy(f);
         return 1;
     }
@@ -483,6 +540,8 @@ static int run_sim(struct config *cfg, const char **pos)
     struct loadgen_totals *t = NULL;
     int ret = 1;
     if (!r.emit && gateway_answers(&r)) goto out;
+    /* With --cleanup a stop signal during provisioning must not leave devices behind. */
+    if (r.cleanup && stop_on_signals()) goto out;
     if (r.demo) {
         if (cli_demo_fleet(&src.rng, &src.fleet)) {
             cli_error("out of memory");
@@ -511,13 +570,7 @@ static int run_sim(struct config *cfg, const char **pos)
         cli_error("out of memory");
         goto out;
     }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    (void)sigemptyset(&sa.sa_mask); /* cannot fail for a valid set */
-    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) {
-        cli_error("cannot install signal handlers");
-        goto out;
-    }
+    if (!r.cleanup && stop_on_signals()) goto out;
     struct loadgen_opts lo = {
         .url = r.post_url,
         .connections = (unsigned)r.connections,
@@ -539,6 +592,7 @@ static int run_sim(struct config *cfg, const char **pos)
     if (t->answered == 0) cli_error("the gateway at %s never answered", r.post_url);
     ret = t->answered > 0 ? 0 : 1;
 out:
+    if (r.cleanup && src.fleet && src.fleet->provisioned && cleanup(cfg, src.fleet)) ret = 1;
     free(t);
     sim_source_fini(&src);
     sim_fleet_destroy(src.fleet);
@@ -582,6 +636,9 @@ static struct cli_flag sim_flags[] = {
     {"--demo", &f_demo, 0,
      "1: drive the fleet of db demo (demo-device-1, -2) with its public keys; provisions "
      "nothing"},
+    {"--cleanup", &f_cleanup, CLI_FLAG_SWITCH,
+     "delete the devices this run provisioned, with all their rows, when it ends (also "
+     "after Ctrl-C or SIGTERM)"},
     {0, 0, 0, 0},
 };
 
@@ -592,7 +649,9 @@ const struct cli_cmd cmd_sim = {
         "(or drives existing devices with --device-uuids and the API key, or the db demo fleet\n"
         "with --demo) once the gateway answered /health, then POSTs realistic\n"
         "packets to /ingest/packets at --rate over --connections keep-alive connections for\n"
-        "--duration seconds; prints packets/s, readings/s, latency percentiles and HTTP statuses.",
+        "--duration seconds; prints packets/s, readings/s, latency percentiles and HTTP statuses.\n"
+        "With --cleanup it deletes the devices it provisioned when the run ends (also after\n"
+        "Ctrl-C or SIGTERM), as `device delete` would.",
     .flags = sim_flags,
     .run = run_sim,
     .uses = CU_DB | CU_SIM,

@@ -108,7 +108,8 @@ int sim_fleet_provision(struct sim_fleet *f, struct store *s, const char *prefix
             }
             sim_signal_init(&sn->sig, sim_profile_at(k), r);
         }
-        int rc = add_device(s, d, i, now);
+        int rc = add_device(s, d, i, now); /* one transaction: all or nothing */
+        if (!rc) f->provisioned = i + 1;
         for (size_t k = 0; !rc && thresholds && k < d->nsensors; k++)
             rc = add_thresholds(s, &d->sensors[k], now);
         if (rc == IOT_EEXIST) {

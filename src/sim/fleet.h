@@ -39,6 +39,7 @@ struct sim_device {
 struct sim_fleet {
     struct sim_device *dev;
     size_t ndev;
+    size_t provisioned; /* dev[0..provisioned) were created by sim_fleet_provision */
 };
 
 /*
@@ -55,7 +56,8 @@ void sim_fleet_destroy(struct sim_fleet *f);
  * thresholds, each sensor's warning and critical thresholds from its
  * profile. Signals are initialised from r. IOT_EEXIST if a device of that
  * prefix already exists (keys cannot be recovered: choose another prefix).
- * Other store errors as returned; a one-line reason in err.
+ * Other store errors as returned; a one-line reason in err. Also on failure,
+ * f->provisioned counts the devices it created (the first ones of f->dev).
  */
 int sim_fleet_provision(struct sim_fleet *f, struct store *s, const char *prefix, int thresholds,
                         struct sim_rng *r, char *err, size_t errlen);

@@ -274,3 +274,58 @@ int pg_threshold_set(struct store *base, const char *sensor_uuid, enum severity 
         PQclear(r[i]);
     return 0;
 }
+
+/* ---- deleting a device ------------------------------------------------------------- */
+
+#define PG_DEL_DEVICE "(SELECT id FROM devices WHERE device_uuid = $1)"
+#define PG_DEL_LOCKS  3
+
+/*
+ * Row locks first, in the order the writer takes them (sensor_state rows by
+ * sensor id, then the sensors, which its inserts reference, then the
+ * device): a gateway storing a packet of this device either commits first,
+ * and its rows are deleted with the rest, or waits for this transaction and
+ * then fails on the foreign keys. Never a deadlock between the two.
+ */
+static const char *const del_locks[PG_DEL_LOCKS] = {
+    "SELECT sensor_id FROM sensor_state WHERE sensor_id IN " STORE_SQL_SENSORS_OF(
+        PG_DEL_DEVICE) " ORDER BY sensor_id FOR UPDATE",
+    "SELECT id FROM sensors WHERE device_id = " PG_DEL_DEVICE " ORDER BY id FOR UPDATE",
+    "SELECT id FROM devices WHERE device_uuid = $1 FOR UPDATE",
+};
+static const char *const del_sql[STORE_DEL_COUNT] = {
+#define DEL_SQL(name, sql) [name] = sql,
+    STORE_SQL_DEVICE_DELETE(DEL_SQL, PG_DEL_DEVICE)
+#undef DEL_SQL
+};
+
+/*
+ * BEGIN, the locks, the deletes of store_sql.h and COMMIT in one round trip;
+ * every statement names the device by uuid, so nothing waits for an answer
+ * in between. An unknown device deletes nothing and is IOT_ENOTFOUND.
+ */
+int pg_device_delete(struct store *base, const char *uuid, struct store_device_deleted *out)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    enum { FIRST_DEL = 1 + PG_DEL_LOCKS, N = FIRST_DEL + STORE_DEL_COUNT + 1 };
+    struct pg_cmd c[N];
+    PGresult *r[N];
+    *out = (struct store_device_deleted){0};
+    if (s->in_tx) return pg_fail(s, IOT_EINVAL, "device_delete runs its own transaction");
+    c[0] = pg_raw("BEGIN");
+    for (int i = 0; i < PG_DEL_LOCKS; i++)
+        c[1 + i] = (struct pg_cmd){-1, del_locks[i], 1, &uuid, 0, 0};
+    for (int i = 0; i < STORE_DEL_COUNT; i++)
+        c[FIRST_DEL + i] = (struct pg_cmd){-1, del_sql[i], 1, &uuid, 0, 0};
+    c[FIRST_DEL + STORE_DEL_DEVICE].want_rows = 1; /* none: unknown, and nothing was deleted */
+    c[FIRST_DEL + STORE_DEL_DEVICE].mismatch = IOT_ENOTFOUND;
+    c[N - 1] = pg_raw("COMMIT");
+    int rc = pg_roundtrip(s, c, N, r, 0);
+    if (rc) return rc;
+    out->device_id = pg_i64(r[PG_DEL_LOCKS], 0, 0);
+    out->sensors = atoll(PQcmdTuples(r[FIRST_DEL + STORE_DEL_SENSORS]));
+    out->readings = atoll(PQcmdTuples(r[FIRST_DEL + STORE_DEL_READINGS]));
+    for (int i = 0; i < N; i++)
+        PQclear(r[i]);
+    return 0;
+}

@@ -201,6 +201,7 @@ int pg_device_status(struct store *s, int64_t device_id, store_status_cb cb, voi
 int pg_device_add(struct store *s, const char *uuid, const char *name,
                   const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id);
 int pg_device_set_active(struct store *s, const char *uuid, int active);
+int pg_device_delete(struct store *s, const char *uuid, struct store_device_deleted *out);
 int pg_sensor_add(struct store *s, const char *device_uuid, const char *uuid, const char *name,
                   const char *type, const char *unit, int64_t now, int64_t *id, int64_t *device_id);
 int pg_sensor_set_active(struct store *s, const char *uuid, int active);

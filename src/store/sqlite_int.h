@@ -21,6 +21,7 @@ struct sqlite_store {
     sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS];                      /* sqlite_chain.c */
     sqlite3_stmt *batch_st[SQLITE_BATCH_TABLES][SQLITE_BATCH_SIZES]; /* sqlite_batch.c */
     sqlite3_stmt *batch_next_id;                                     /* sqlite_batch.c */
+    int writer; /* the gateway's ingest writer: no foreign-key checks, no triggers */
     char err[256];
 };
 
@@ -42,6 +43,9 @@ void sqlite_bind_opt_double(sqlite3_stmt *st, int i, int has, double v);
 int sqlite_readings_insert(struct store *s, struct store_reading *rows, size_t n);
 int sqlite_states_put(struct store *s, const struct store_sensor_state *const *st, size_t n);
 void sqlite_batch_close(struct sqlite_store *s);
+
+/* Deletes a device with everything under it (sqlite_delete.c). */
+int sqlite_device_delete(struct store *s, const char *uuid, struct store_device_deleted *out);
 
 /* Job operations (sqlite_jobs.c). */
 int sqlite_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,

@@ -189,6 +189,16 @@ struct store_open_opts {
     int ingest_writer;         /* the gateway's one writer, which links every reading itself */
 };
 
+/*
+ * What device_delete removed: the device, its sensors with their readings,
+ * sensor state, thresholds, alerts and their notifications, predictions, ML
+ * events and online model state, and the device's packet ids. Row counts.
+ */
+struct store_device_deleted {
+    int64_t device_id;
+    int64_t sensors, readings;
+};
+
 struct store;
 
 struct store_ops {
@@ -211,6 +221,12 @@ struct store_ops {
     int (*device_add)(struct store *s, const char *uuid, const char *name,
                       const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id);
     int (*device_set_active)(struct store *s, const char *uuid, int active);
+    /*
+     * Deletes the device and everything stored under it (see struct
+     * store_device_deleted) in one transaction of its own: not to be called
+     * inside one. IOT_ENOTFOUND for an unknown device (nothing changed).
+     */
+    int (*device_delete)(struct store *s, const char *uuid, struct store_device_deleted *out);
     int (*sensor_add)(struct store *s, const char *device_uuid, const char *uuid, const char *name,
                       const char *type, const char *unit, int64_t now, int64_t *id,
                       int64_t *device_id);
@@ -389,6 +405,11 @@ static inline int store_device_add(struct store *s, const char *uuid, const char
 static inline int store_device_set_active(struct store *s, const char *uuid, int active)
 {
     return s->ops->device_set_active(s, uuid, active);
+}
+static inline int store_device_delete(struct store *s, const char *uuid,
+                                      struct store_device_deleted *out)
+{
+    return s->ops->device_delete(s, uuid, out);
 }
 static inline int store_sensor_add(struct store *s, const char *device_uuid, const char *uuid,
                                    const char *name, const char *type, const char *unit,

@@ -43,6 +43,7 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_DEVICE_STATUS] = "device_status",
     [STORE_FAULT_DEVICE_ADD] = "device_add",
     [STORE_FAULT_DEVICE_SET_ACTIVE] = "device_set_active",
+    [STORE_FAULT_DEVICE_DELETE] = "device_delete",
     [STORE_FAULT_SENSOR_ADD] = "sensor_add",
     [STORE_FAULT_SENSOR_SET_ACTIVE] = "sensor_set_active",
     [STORE_FAULT_THRESHOLD_SET] = "threshold_set",
@@ -302,6 +303,13 @@ static int sf_device_set_active(struct store *base, const char *uuid, int active
     struct store *in;
     int rc = enter(base, STORE_FAULT_DEVICE_SET_ACTIVE, &in);
     return rc ? rc : store_device_set_active(in, uuid, active);
+}
+
+static int sf_device_delete(struct store *base, const char *uuid, struct store_device_deleted *out)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_DEVICE_DELETE, &in);
+    return rc ? rc : store_device_delete(in, uuid, out);
 }
 
 static int sf_sensor_add(struct store *base, const char *device_uuid, const char *uuid,
@@ -628,6 +636,7 @@ static const struct store_ops fault_ops = {
     .device_status = sf_device_status,
     .device_add = sf_device_add,
     .device_set_active = sf_device_set_active,
+    .device_delete = sf_device_delete,
     .sensor_add = sf_sensor_add,
     .sensor_set_active = sf_sensor_set_active,
     .threshold_set = sf_threshold_set,

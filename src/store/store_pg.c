@@ -547,6 +547,7 @@ static const struct store_ops pg_ops = {
     .device_status = pg_device_status,
     .device_add = pg_device_add,
     .device_set_active = pg_device_set_active,
+    .device_delete = pg_device_delete,
     .sensor_add = pg_sensor_add,
     .sensor_set_active = pg_sensor_set_active,
     .threshold_set = pg_threshold_set,

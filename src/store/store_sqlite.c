@@ -28,6 +28,7 @@ enum stmt_id {
     ST_THRESHOLD_CLEAR,
     ST_THRESHOLD_INSERT,
     ST_SENSOR_EXISTS,
+    ST_SENSOR_ID_EXISTS,
     ST_PACKET_GET,
     ST_PACKET_PUT,
     ST_PACKETS_PURGE,
@@ -77,6 +78,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " is_active, created_at) SELECT s.id, ?2, ?3, ?4, ?5, 1, ?6 FROM sensors s"
         " WHERE s.sensor_uuid = ?1 RETURNING id",
     [ST_SENSOR_EXISTS] = "SELECT 1 FROM sensors WHERE sensor_uuid = ?1",
+    [ST_SENSOR_ID_EXISTS] = "SELECT 1 FROM sensors WHERE id = ?1",
     [ST_PACKET_GET] = "SELECT response FROM ingest_packets WHERE device_id = ?1 AND packet_id = ?2"
                       " AND created_at >= ?3",
     [ST_PACKET_PUT] = "INSERT INTO ingest_packets(device_id, packet_id, created_at, response)"
@@ -669,13 +671,39 @@ static int sq_state_put(struct store *base, const struct store_sensor_state *x)
     return sqlite_exec_done(s, st);
 }
 
-/* SQLite has no round trips to save: the batch forms loop over the single ones. */
+/* IOT_ENOTFOUND if sensor `id` is not in the database (deleted). */
+static int sensor_present(struct sqlite_store *s, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(s, ST_SENSOR_ID_EXISTS, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int src = sqlite3_step(st);
+    rc = src == SQLITE_ROW ? 0 : src == SQLITE_DONE ? IOT_ENOTFOUND : sqlite_fail(s, src);
+    sqlite3_reset(st);
+    if (rc == IOT_ENOTFOUND)
+        snprintf(s->err, sizeof s->err, "sensor %lld was deleted", (long long)id);
+    return rc;
+}
+
+/*
+ * SQLite has no round trips to save: the batch forms loop over the single
+ * ones. On the ingest writer's connection, which checks no foreign keys, a
+ * sensor that is gone (device delete) is IOT_ENOTFOUND: the writer loads a
+ * sensor's state before it stores anything for it, and again after every
+ * commit of another connection (store_change_epoch), so a gateway whose
+ * resolver still holds a deleted device fails its packets instead of
+ * storing rows of a sensor that no longer exists. Other connections check
+ * foreign keys, and their inserts fail on such a sensor by themselves.
+ */
 static int sq_states_load(struct store *base, const int64_t *ids, size_t n,
                           struct store_sensor_snapshot *out)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
     int rc = 0;
     for (size_t i = 0; !rc && i < n; i++) {
-        rc = sq_state_get(base, ids[i], &out[i].st);
+        if (s->writer) rc = sensor_present(s, ids[i]);
+        if (!rc) rc = sq_state_get(base, ids[i], &out[i].st);
         if (!rc) rc = base->ops->alerts_active(base, ids[i], out[i].alerts, out[i].present);
     }
     return rc;
@@ -789,6 +817,7 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
     struct sqlite_store *s = calloc(1, sizeof *s);
     if (!s) return IOT_ENOMEM;
     s->base.ops = &sqlite_ops;
+    s->writer = opts->ingest_writer;
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -824,9 +853,11 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
      * the sub-journal per reading, docs/BENCHMARKS.md).
      * Foreign keys are not checked on its connection either (the PRAGMA below
      * turns them on for every other): every id it writes was read from this
-     * database by the resolver or the state load, and nothing deletes
-     * devices, sensors or thresholds (they are only disabled), so the check,
-     * one parent lookup per row, could never fail.
+     * database by the resolver or the state load, so the check, one parent
+     * lookup per row, could fail only for a device deleted since (device
+     * delete), and sq_states_load checks instead that a sensor still exists
+     * whenever the writer loads its state, which it does before it stores
+     * anything for it and again after any commit of another connection.
      */
     if (opts->ingest_writer &&
         (rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL)) != SQLITE_OK) {
@@ -859,6 +890,7 @@ static const struct store_ops sqlite_ops = {
     .device_status = sq_device_status,
     .device_add = sq_device_add,
     .device_set_active = sq_device_set_active,
+    .device_delete = sqlite_device_delete,
     .sensor_add = sq_sensor_add,
     .sensor_set_active = sq_sensor_set_active,
     .threshold_set = sq_threshold_set,

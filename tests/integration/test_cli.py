@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from conftest import Cli, Db, Gateway, sha256_hex, uid, now_ms
+from conftest import (Cli, Db, Gateway, iso_ms, provision_device, sha256_hex, uid, now_ms,
+                      wait_until)
 
 SUBCOMMANDS = [
     [],
@@ -13,6 +14,7 @@ SUBCOMMANDS = [
     ["db", "init"],
     ["device", "add"],
     ["device", "disable"],
+    ["device", "delete"],
     ["sensor", "add"],
     ["sensor", "disable"],
     ["threshold", "set"],
@@ -67,7 +69,7 @@ def test_help_exits_zero(tmp_path, sub):
     assert len((p.stdout + p.stderr).strip()) > 20, "help text is empty"
 
 
-GROUPS = {"db": ["db init", "db demo"], "device": ["device add", "device disable"],
+GROUPS = {"db": ["db init", "db demo"], "device": ["device add", "device disable", "device delete"],
           "sensor": ["sensor add", "sensor disable"],
           "threshold": ["threshold set", "threshold clear"],
           "job": ["job baseline", "job explain", "job silence"]}
@@ -592,3 +594,75 @@ def test_401_names_the_wrong_header_and_the_access_log_names_the_code(tmp_path):
         assert g.stop() == 0
     ok = [ln for ln in g.log_text().splitlines() if "event=request" in ln and "status=2" in ln]
     assert all("code=" not in ln for ln in ok), ok
+
+
+# Every table that references a device (by device_id) or a sensor (by sensor_id).
+BY_DEVICE = ["sensors", "alerts", "ml_events", "ingest_packets"]
+BY_SENSOR = ["sensor_readings", "sensor_state", "alert_thresholds", "alerts", "predictions",
+             "ml_events", "online_state", "consumer_applied"]
+
+
+def rows_under(db, dev):
+    """Row counts of everything stored under dev (a conftest Device), table by table."""
+    sids = ",".join(str(s.id) for s in dev.sensors)
+    out = {f"{t}.device_id": db.scalar(f"SELECT count(*) FROM {t} WHERE device_id = ?", (dev.id,))
+           for t in BY_DEVICE}
+    out.update({f"{t}.sensor_id": db.scalar(f"SELECT count(*) FROM {t} WHERE sensor_id IN ({sids})")
+                for t in BY_SENSOR})
+    out["alert_notifications"] = db.scalar(
+        "SELECT count(*) FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id"
+        " WHERE a.device_id = ?", (dev.id,))
+    out["devices"] = db.scalar("SELECT count(*) FROM devices WHERE id = ?", (dev.id,))
+    return out
+
+
+def test_device_delete_needs_yes_and_removes_everything_under_the_device(gateway_factory):
+    """`device delete UUID --yes`: one JSON line, every row of the device and its sensors gone,
+    the other device untouched; without --yes (like git clean without -f) nothing happens."""
+    def provision(c):
+        devs = (provision_device(c, 2), provision_device(c, 1))
+        for d in devs:
+            c.json("threshold", "set", "--sensor", d.sensors[0].uuid, "--severity", "warning",
+                   "--max", "10")
+        return devs
+
+    g, (gone, kept) = gateway_factory(env={"SENSOR_CACHE_TTL_S": "1"}, provision=provision)
+    db, c = g.db, g.cli
+    t = now_ms() - 60000
+    for d in (gone, kept):
+        for i, v in enumerate((5, 50, 6)):  # normal, an alert, normal again
+            r = g.post_packet(d.packet([(k, v, iso_ms(t + i * 1000)) for k in range(len(d.sensors))],
+                                       packet_id=uid("p-")), key=d.key)
+            assert r.status == 200, r
+    before_gone, before_kept = rows_under(db, gone), rows_under(db, kept)
+    assert before_gone["sensor_readings.sensor_id"] == 6 and before_gone["alerts.device_id"] == 1
+    assert before_gone["alert_notifications"] >= 1 and before_gone["ingest_packets.device_id"] == 3
+
+    p = c.run("device", "delete", gone.uuid)
+    line = one_line_error(p)
+    assert p.returncode == 2 and p.stdout == "" and "--yes" in line, line
+    assert line.startswith(f"iot-ingest device delete: this deletes device {gone.uuid} "), line
+    assert rows_under(db, gone) == before_gone
+    p = c.run("device", "delete", gone.uuid, "--yes=1")
+    assert p.returncode == 2 and "takes no value" in one_line_error(p)
+
+    out = c.json("device", "delete", gone.uuid, "--yes")
+    assert out == {"device_id": gone.id, "device_uuid": gone.uuid, "deleted": True, "sensors": 2,
+                   "readings": 6}
+    assert all(n == 0 for n in rows_under(db, gone).values()), rows_under(db, gone)
+    assert rows_under(db, kept) == before_kept
+
+    # The gateway may still hold the device for SENSOR_CACHE_TTL_S: its packets fail then
+    # (nothing is stored for sensors that are gone), and are refused as unknown after it.
+    late = gone.packet([(0, 1.0)])
+    r = g.post_packet(late, key=gone.key)
+    assert r.status in (401, 500), r
+    wait_until(lambda: g.post_packet(late, key=gone.key).status == 401, timeout=15,
+               what="the gateway forgets the deleted device")
+    assert all(n == 0 for n in rows_under(db, gone).values()), rows_under(db, gone)
+    r = g.post_packet(kept.packet([(0, 7.0)]), key=kept.key)
+    assert r.status == 200, r
+
+    p = c.run("device", "delete", gone.uuid, "--yes")
+    assert p.returncode == 1 and p.stdout == ""
+    assert one_line_error(p) == f"iot-ingest device delete: no device {gone.uuid}"

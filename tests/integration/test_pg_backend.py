@@ -561,6 +561,54 @@ def test_baseline_job_on_postgresql(pgdb, gateways):
     assert db.scalar("SELECT count(*) FROM ml_events") == 1
 
 
+def test_device_delete_on_postgresql(pgdb, gateways):
+    """`device delete --yes` on PostgreSQL: readings, state, thresholds, alerts, notifications,
+    predictions, ML events and packet ids of the device go in one transaction (the foreign
+    keys would refuse any leftover); the other device keeps every row; a gateway that still
+    holds the device stores nothing more for it (the foreign keys refuse it)."""
+    url, cli, db = pgdb
+    gone, kept = provision_device(cli, n_sensors=2), provision_device(cli, n_sensors=1)
+    for d in (gone, kept):
+        cli.json("threshold", "set", "--sensor", d.sensors[0].uuid, "--severity", "critical",
+                 "--max", "100")
+    g = gateways(url)
+    end = now_ms() - 60_000
+    for d in (gone, kept):
+        post_series(g, d, 0, [150.0] * 10, end)  # an alert, and a baseline ML event
+        post_ok(g, d, [(0, 1.0)], packet_id="p-1")
+    assert run_job(url, "baseline")["events_opened"] == 2
+
+    def rows(dev):
+        ids = [s.id for s in dev.sensors]
+        out = {t: db.scalar(f"SELECT count(*) FROM {t} WHERE sensor_id = ANY(%s)", (ids,))
+               for t in ("sensor_readings", "sensor_state", "alert_thresholds", "alerts",
+                         "predictions", "ml_events")}
+        out.update({f"{t}.device": db.scalar(f"SELECT count(*) FROM {t} WHERE device_id = %s",
+                                             (dev.id,))
+                    for t in ("sensors", "alerts", "ml_events", "ingest_packets")})
+        out["alert_notifications"] = db.scalar(
+            "SELECT count(*) FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id"
+            " WHERE a.device_id = %s", (dev.id,))
+        out["devices"] = db.scalar("SELECT count(*) FROM devices WHERE id = %s", (dev.id,))
+        return out
+
+    before_gone, before_kept = rows(gone), rows(kept)
+    assert all(n > 0 for n in before_gone.values()), before_gone
+    out = cli.json("device", "delete", gone.uuid, "--yes")
+    assert out == {"device_id": gone.id, "device_uuid": gone.uuid, "deleted": True,
+                   "sensors": 2, "readings": 11}
+    assert all(n == 0 for n in rows(gone).values()), rows(gone)
+    assert rows(kept) == before_kept
+    assert db.scalar("SELECT count(*) FROM ml_models") == 1
+
+    r = g.post_packet(gone.packet([(0, 5.0)]), key=gone.key)  # the gateway's cache: 60 s
+    assert r.status in (401, 500), r
+    assert all(n == 0 for n in rows(gone).values()), rows(gone)
+    post_ok(g, kept, [(0, 5.0)])
+    p = cli.run("device", "delete", gone.uuid, "--yes")
+    assert p.returncode == 1 and f"no device {gone.uuid}" in p.stderr, p.stderr
+
+
 def test_explain_job_stores_the_answer_verbatim(pgdb, gateways):
     url, cli, db = pgdb
     dev = provision_device(cli, n_sensors=1)

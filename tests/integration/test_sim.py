@@ -2,13 +2,16 @@
 `iot-ingest sim` against a real gateway: it provisions a small fleet in the
 gateway's database, sends for 2 s, exits 0, prints its summary, and every
 reading it counts as accepted is in the database. Also: driving existing
-devices with the API key (gzip, JSON summary), and usage errors.
+devices with the API key (gzip, JSON summary), --cleanup (also after SIGINT),
+and usage errors.
 """
 
 import json
 import re
+import signal
+import subprocess
 
-from conftest import API_KEY, uid
+from conftest import API_KEY, BIN, base_env, uid, wait_until
 
 
 def sim(cli, gw, *args, env=None):
@@ -148,3 +151,62 @@ def test_sim_banner_words(cli, gw):
             "--progress", "0", "--prefix", uid("w-")[:30])
     assert p.returncode == 0 and "sim: 2 devices, 4 sensors," in p.stdout, p.stdout
     assert "unpaced (as fast as possible)" in p.stdout
+
+
+def test_sim_cleanup_deletes_what_the_run_provisioned(cli, gw, db):
+    """--cleanup: the run's sim-<hex> devices, sensors, thresholds, readings and alerts are
+    gone afterwards; every table holds as many rows as before."""
+    before = db.counts()
+    p = sim(cli, gw, "--devices", "2", "--sensors", "2", "--duration", "1", "--rate", "40",
+            "--progress", "0", "--cleanup")
+    assert p.returncode == 0, p.stderr
+    prefix = re.search(r"\((sim-[0-9a-f]{8})-d000001 \.\.\)", p.stderr).group(1)
+    assert re.search(r"sim: cleaned up 2 devices \(\d+ readings\)", p.stderr), p.stderr
+    accepted = int(re.search(r"2xx=(\d+)", p.stdout).group(1))
+    assert accepted > 0, p.stdout
+    assert db.scalar("SELECT count(*) FROM devices WHERE device_uuid LIKE ?",
+                     (prefix + "-%",)) == 0
+    assert db.scalar("SELECT count(*) FROM sensors WHERE sensor_uuid LIKE ?",
+                     (prefix + "-%",)) == 0
+    assert db.counts() == before
+
+
+def test_sim_cleanup_after_sigint(cli, gw, db):
+    """Ctrl-C ends the sending early; the devices are deleted all the same, exit 0."""
+    prefix = uid("sigc-")[:30]
+    before = db.counts()
+    proc = subprocess.Popen([BIN, "sim", "--url", f"http://127.0.0.1:{gw.port}", "--devices", "2",
+                             "--sensors", "1", "--duration", "600", "--rate", "50",
+                             "--progress", "0", "--prefix", prefix, "--cleanup"],
+                            env=base_env(cli.db_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: db.scalar(
+            "SELECT count(*) FROM sensor_readings r JOIN sensors s ON s.id = r.sensor_id"
+            " WHERE s.sensor_uuid LIKE ?", (prefix + "-%",)), timeout=30,
+            what="the sim's first stored readings")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "sim: cleaned up 2 devices" in err, err
+    assert "packets sent=" in out, out
+    assert db.scalar("SELECT count(*) FROM devices WHERE device_uuid LIKE ?",
+                     (prefix + "-%",)) == 0
+    assert db.counts() == before
+
+
+def test_sim_cleanup_usage(cli, gw, db):
+    p = cli.run("sim", "--emit", "/dev/null", "--cleanup")
+    assert p.returncode == 2 and "--emit" in p.stderr, p.stderr
+    p = sim(cli, gw, "--cleanup=1")
+    assert p.returncode == 2 and "takes no value" in p.stderr, p.stderr
+    assert cli.run("db", "demo").returncode == 0
+    before = db.scalar("SELECT count(*) FROM devices")
+    p = sim(cli, gw, "--demo", "1", "--duration", "0.5", "--progress", "0", "--cleanup")
+    assert p.returncode == 0, p.stderr
+    assert "sim: --cleanup: nothing to clean up, --demo provisions nothing" in p.stderr
+    assert db.scalar("SELECT count(*) FROM devices") == before

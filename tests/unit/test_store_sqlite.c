@@ -718,6 +718,186 @@ Test(store_sqlite, device_status)
     cr_expect_eq(row.active_alerts, 0);
 }
 
+/* ---- device delete --------------------------------------------------------------- */
+
+/*
+ * Everything the gateway and the jobs store for one sensor: a threshold,
+ * linked readings (as the writer links them) with the state naming the
+ * newest, an alert with a notification, a prediction with an ML event, the
+ * online model with an applied broker message, and a packet id of its device.
+ */
+static void fill_sensor(int64_t dev, const char *uuid, int64_t sid, int64_t model, int k)
+{
+    int64_t tid = 0;
+    struct store_threshold w = band(0, 10);
+    cr_assert_eq(store_threshold_set(st, uuid, SEV_WARNING, &w, T0, &tid), 0);
+    cr_assert_eq(store_tx_begin(st), 0);
+    struct store_sensor_state x;
+    cr_assert_eq(store_state_get(st, sid, &x), 0);
+    struct store_reading r = {sid, 1.0 + k,           T0 + k, T0 + k, CLASS_NORMAL,
+                              0,   x.last_reading_id, 0,      0};
+    cr_assert_eq(store_readings_insert(st, &r, 1), 0);
+    x.has_last = 1;
+    x.last_ts = r.ts;
+    x.last_value = r.value;
+    x.last_reading_id = r.id;
+    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    if (k > 0) return; /* the rest once per sensor */
+
+    struct store_alert a = {.sensor_id = sid,
+                            .device_id = dev,
+                            .threshold_id = tid,
+                            .active = 1,
+                            .hit_count = 1,
+                            .triggered_at = T0,
+                            .last_seen_at = T0};
+    cr_assert_eq(store_alert_insert(st, &a), 0);
+    cr_assert_eq(store_notification_insert(st, a.id, EVENT_TRIGGERED, SEV_WARNING, T0), 0);
+    struct store_prediction p = {0, sid, model, 1.5, 0.9, 0.99, 60, T0 + HOUR, T0, 1};
+    cr_assert_eq(store_prediction_insert(st, &p), 0);
+    struct store_ml_event e = {0, sid, dev, p.id, "anomaly", "warning", "t", "m", NULL, T0};
+    cr_assert_eq(store_ml_event_insert(st, &e), 0);
+    struct store_online_state o = {sid, 1.0, 0.5, 3, T0, T0};
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_online_apply(st, "S@1", (uint64_t)sid, "c1", &o, NULL), 0);
+    cr_assert_eq(store_tx_commit(st), 0);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pkt-%s", uuid);
+    cr_assert_eq(store_packet_put(st, dev, pid, "{}", T0, T0 - DAY), 0);
+}
+
+/* Rows of table whose column col is in the set `ids` (an SQL list, "(1,2)"). */
+static int64_t rows_of(const char *table, const char *col, const char *ids)
+{
+    return q_int("SELECT count(*) FROM %s WHERE %s IN %s", table, col, ids);
+}
+
+/* The sensor's newest n readings by plain SQL equal what the reading chain gives. */
+static void expect_chain_matches_sql(int64_t sid, size_t n)
+{
+    struct store_reading got[8];
+    size_t k = 0;
+    cr_assert_leq(n, 8);
+    cr_assert_eq(store_recent_readings(st, sid, n, got, &k), 0, "%s", store_errmsg(st));
+    cr_expect_eq(k, (size_t)q_int("SELECT min(count(*), %d) FROM sensor_readings"
+                                  " WHERE sensor_id = %lld",
+                                  (int)n, (long long)sid));
+    for (size_t i = 0; i < k; i++)
+        cr_expect_eq(got[i].id,
+                     q_int("SELECT id FROM sensor_readings WHERE sensor_id = %lld"
+                           " ORDER BY ts DESC, id DESC LIMIT 1 OFFSET %d",
+                           (long long)sid, (int)i),
+                     "sensor %lld, reading %zu", (long long)sid, i);
+}
+
+Test(store_sqlite, device_delete_removes_everything_under_the_device)
+{
+    open_all();
+    int64_t a = add_device(st, "dev-a"), b = add_device(st, "dev-b");
+    int64_t a1 = add_sensor(st, "dev-a", "a-1"), b1 = add_sensor(st, "dev-b", "b-1");
+    int64_t a2 = add_sensor(st, "dev-a", "a-2"), model = 0;
+    cr_assert_eq(store_model_ensure(st, "m", "baseline", "1", NULL, T0, &model), 0);
+    /* interleaved, so the deleted readings sit between the kept ones, and last */
+    for (int k = 0; k < 3; k++) {
+        fill_sensor(b, "b-1", b1, model, k);
+        fill_sensor(a, "a-1", a1, model, k);
+        fill_sensor(a, "a-2", a2, model, k);
+    }
+    char sa[64], sb[64], da[32], db[32];
+    snprintf(sa, sizeof sa, "(%lld,%lld)", (long long)a1, (long long)a2);
+    snprintf(sb, sizeof sb, "(%lld)", (long long)b1);
+    snprintf(da, sizeof da, "(%lld)", (long long)a);
+    snprintf(db, sizeof db, "(%lld)", (long long)b);
+    static const char *const by_sensor[] = {
+        "sensor_readings", "sensor_state", "alert_thresholds", "alerts",
+        "predictions",     "ml_events",    "online_state",     "consumer_applied"};
+    static const char *const by_device[] = {"alerts", "ml_events", "ingest_packets", "sensors"};
+    enum { NS = sizeof by_sensor / sizeof *by_sensor, ND = sizeof by_device / sizeof *by_device };
+    int64_t kept_s[NS], kept_d[ND];
+    for (int i = 0; i < NS; i++) {
+        cr_assert_gt(rows_of(by_sensor[i], "sensor_id", sa), 0, "%s", by_sensor[i]);
+        kept_s[i] = rows_of(by_sensor[i], "sensor_id", sb);
+        cr_assert_gt(kept_s[i], 0, "%s", by_sensor[i]);
+    }
+    for (int i = 0; i < ND; i++)
+        kept_d[i] = rows_of(by_device[i], "device_id", db);
+    int64_t notes_b = q_int("SELECT count(*) FROM alert_notifications n JOIN alerts a"
+                            " ON a.id = n.alert_id WHERE a.device_id = %lld",
+                            (long long)b);
+
+    struct store_device_deleted del;
+    cr_assert_eq(store_device_delete(st, "dev-a", &del), 0, "%s", store_errmsg(st));
+    cr_expect_eq(del.device_id, a);
+    cr_expect_eq(del.sensors, 2);
+    cr_expect_eq(del.readings, 6);
+
+    for (int i = 0; i < NS; i++) {
+        cr_expect_eq(rows_of(by_sensor[i], "sensor_id", sa), 0, "%s", by_sensor[i]);
+        cr_expect_eq(rows_of(by_sensor[i], "sensor_id", sb), kept_s[i], "%s", by_sensor[i]);
+    }
+    for (int i = 0; i < ND; i++) {
+        cr_expect_eq(rows_of(by_device[i], "device_id", da), 0, "%s", by_device[i]);
+        cr_expect_eq(rows_of(by_device[i], "device_id", db), kept_d[i], "%s", by_device[i]);
+    }
+    cr_expect_eq(rows_of("devices", "id", da), 0);
+    cr_expect_eq(rows_of("devices", "id", db), 1);
+    cr_expect_eq(q_int("SELECT count(*) FROM alert_notifications"), notes_b);
+    cr_expect_eq(q_int("SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM ml_models"), 1, "models are shared: kept");
+
+    /* the kept sensor's chain: intact, also with reading ids given out again */
+    expect_chain_matches_sql(b1, 8);
+    expect_chain_matches_sql(b1, 2);
+    for (int k = 3; k < 6; k++)
+        fill_sensor(b, "b-1", b1, model, k);
+    expect_chain_matches_sql(b1, 8);
+    expect_chain_matches_sql(b1, 4);
+    int64_t c1 = add_sensor(st, "dev-b", "b-2"); /* may reuse a deleted sensor's id */
+    struct store_sensor_state fresh;
+    cr_assert_eq(store_state_get(st, c1, &fresh), 0);
+    cr_expect_eq(fresh.has_last, 0, "a new sensor inherits nothing");
+    cr_expect_eq(q_int("SELECT count(*) FROM online_state WHERE sensor_id = %lld", (long long)c1),
+                 0);
+
+    /* gone is gone; foreign keys are checked again on this connection */
+    cr_expect_eq(store_device_delete(st, "dev-a", &del), IOT_ENOTFOUND);
+    cr_expect_eq(store_device_delete(st, "nope", &del), IOT_ENOTFOUND);
+    struct store_sensor_state orphan = {a1 == c1 ? a2 : a1, 1, T0, 1, CLASS_NORMAL, 0, 0};
+    cr_expect_eq(store_state_put(st, &orphan), IOT_EDB, "foreign keys are on again");
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_expect_eq(store_device_delete(st, "dev-b", &del), IOT_EINVAL, "not inside a transaction");
+    cr_assert_eq(store_tx_rollback(st), 0);
+    cr_expect_eq(rows_of("devices", "id", db), 1);
+}
+
+/*
+ * The ingest writer's connection checks no foreign keys: loading the state
+ * of a deleted sensor fails there, so a gateway whose resolver still holds
+ * the device stores nothing for it.
+ */
+Test(store_sqlite, writer_refuses_a_deleted_sensor)
+{
+    open_all();
+    add_device(st, "dev-a");
+    add_device(st, "dev-b");
+    int64_t ids[2] = {add_sensor(st, "dev-a", "a-1"), add_sensor(st, "dev-b", "b-1")};
+    struct store_open_opts wo = OPTS;
+    wo.ingest_writer = 1;
+    struct store *w = open_store(&wo);
+    struct store_sensor_snapshot snap[2];
+    cr_assert_eq(store_tx_begin(w), 0);
+    cr_expect_eq(store_states_load(w, ids, 2, snap), 0);
+    cr_assert_eq(store_tx_commit(w), 0);
+    struct store_device_deleted del;
+    cr_assert_eq(store_device_delete(st, "dev-a", &del), 0);
+    cr_assert_eq(store_tx_begin(w), 0);
+    cr_expect_eq(store_states_load(w, ids, 2, snap), IOT_ENOTFOUND);
+    cr_expect_eq(store_states_load(w, ids + 1, 1, snap), 0);
+    cr_assert_eq(store_tx_rollback(w), 0);
+    store_close(w);
+}
+
 /* ---- the ops tables are complete ------------------------------------------------- */
 
 /*
