@@ -45,6 +45,14 @@ static int finish_packet(struct request *rq)
         return reply_no_valid(rq, a, "packet");
     }
     case WRITE_FAILED:
+        /*
+         * The device or a sensor of the packet was deleted (`device delete`)
+         * while this gateway still held it: the answer it gets once the
+         * cache has let it go, now.
+         */
+        if (job->err == IOT_ENOTFOUND)
+            return reply_error(rq, 401, "unauthorized", "this device no longer exists");
+        break;
     case WRITE_PENDING:
         break;
     }

@@ -172,8 +172,9 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
 
 int pg_sqlstate_code(const char *st)
 {
-    if (!st || !*st) return IOT_EUNAVAIL;            /* no SQLSTATE: the connection failed */
-    if (strcmp(st, "23505") == 0) return IOT_EEXIST; /* only a duplicate key "already exists" */
+    if (!st || !*st) return IOT_EUNAVAIL;               /* no SQLSTATE: the connection failed */
+    if (strcmp(st, "23505") == 0) return IOT_EEXIST;    /* only a duplicate key "already exists" */
+    if (strcmp(st, "23503") == 0) return IOT_ENOTFOUND; /* the row referred to is gone (deleted) */
     if (strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "55P03") == 0 ||
         strcmp(st, "57014") == 0)
         return IOT_EBUSY; /* deadlock victim, serialization, lock_timeout, statement_timeout */
