@@ -144,7 +144,7 @@ static int sensors_of(struct pg_store *s, enum dev_stmt id, int64_t key, struct 
         }
     }
     PQclear(r);
-    *out = arr;
+    *out = store_sensors_fit(arr, len); /* rows counted threshold rows too */
     *n = len;
     return 0;
 }

@@ -4,6 +4,7 @@
 #include "store/pg_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const class_names[] = {"normal", "warning", "spike", "alert", "invalid"};
@@ -65,6 +66,16 @@ int store_open(const char *url, const struct store_open_opts *opts, struct store
         return store_pg_open(url, opts, out, err, errlen);
     snprintf(err, errlen, "DATABASE_URL must be sqlite:PATH or postgresql://...");
     return IOT_EINVAL;
+}
+
+struct store_sensor *store_sensors_fit(struct store_sensor *arr, size_t n)
+{
+    if (n == 0) {
+        free(arr);
+        return NULL;
+    }
+    struct store_sensor *fit = realloc(arr, n * sizeof *arr);
+    return fit ? fit : arr;
 }
 
 size_t store_id_index(const int64_t *ids, size_t n, int64_t id)

@@ -43,6 +43,15 @@ enum alert_kind alert_kind_parse(const char *s);
 /* Index of id in the ascending ids[0..n) that states_load takes, or n when absent. */
 size_t store_id_index(const int64_t *ids, size_t n, int64_t id);
 
+struct store_sensor;
+/*
+ * A backend's array of n sensors, grown while rows were read, cut to n
+ * (the resolver keeps it for as long as it holds the device: a device of 10
+ * sensors kept 16 slots, 282 bytes per sensor instead of 176). NULL when n
+ * is 0; arr unchanged if the allocator cannot shrink it.
+ */
+struct store_sensor *store_sensors_fit(struct store_sensor *arr, size_t n);
+
 struct store_threshold {
     int64_t id; /* 0 = no active threshold of this severity */
     double min, max, delta_max;

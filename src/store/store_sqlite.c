@@ -328,7 +328,7 @@ static int read_sensors(struct sqlite_store *s, sqlite3_stmt *st, struct store_s
         return e;
     }
     sqlite3_reset(st);
-    *out = arr;
+    *out = store_sensors_fit(arr, len);
     *n = len;
     return 0;
 }
