@@ -216,7 +216,8 @@ static struct cli_flag consume_flags[] = {
 const struct cli_cmd cmd_consume = {
     .name = "consume",
     .summary =
-        "Online ML consumer: joins the durable group BROKER_CONSUMER on the NATS stream of\n"
+        "Runs the online ML consumer. It joins the durable group BROKER_CONSUMER on the NATS "
+        "stream of\n"
         "BROKER_URL, keeps an EWMA model per sensor in the database and writes an online_ewma\n"
         "prediction every ONLINE_PREDICT_EVERY readings. Each message is applied once, and\n"
         "acknowledged after its commit. Runs until SIGTERM/SIGINT, finishing the message in hand.",

@@ -125,9 +125,8 @@ const struct cli_cmd cmd_db_init = {
 };
 const struct cli_cmd cmd_db_demo = {
     .name = "db demo",
-    .summary = "Adds the demo fleet (2 devices, 6 sensors, thresholds) with fixed, public, "
-               "demo-only keys;\n"
-               "idempotent. Never use these keys outside a laptop.",
+    .summary = "Adds the demo fleet. 2 devices, 6 sensors and thresholds, with fixed, public,\n"
+               "demo-only keys; idempotent. Never use these keys outside a laptop.",
     .run = run_db_demo,
     .uses = CU_DB,
 };

@@ -163,16 +163,16 @@ static int cmd_all(struct config *cfg, const char **pos)
 
 const struct cli_cmd cmd_job_baseline = {
     .name = "job baseline",
-    .summary = "Runs the baseline predictor once: one moving-average prediction per active sensor\n"
-               "with a recent reading, anomaly scores, ml_events for predicted critical breaches.",
+    .summary = "Runs the baseline predictor once. One moving-average prediction per active\n"
+               "sensor with a recent reading, anomaly scores, ml_events for predicted critical\n"
+               "breaches.",
     .run = cmd_baseline,
     .uses = CU_DB | CU_BASELINE,
 };
 const struct cli_cmd cmd_job_explain = {
     .name = "job explain",
-    .summary =
-        "Sends anomalous predictions without an explanation to AI_EXPLAINER_URL/explain once\n"
-        "and stores the JSON answers.",
+    .summary = "Fetches explanations of anomalies once. Anomalous predictions without one go to\n"
+               "AI_EXPLAINER_URL/explain; the JSON answers are stored.",
     .run = cmd_explain,
     .uses = CU_DB | CU_EXPLAIN,
 };
@@ -184,8 +184,9 @@ const struct cli_cmd cmd_job_silence = {
 };
 const struct cli_cmd cmd_jobs = {
     .name = "jobs",
-    .summary = "Runs baseline, explain and silence on BASELINE_EVERY_S, EXPLAIN_EVERY_S and\n"
-               "NO_DATA_EVERY_S until SIGTERM/SIGINT; finishes the run in progress, exits 0.",
+    .summary = "Runs the jobs on a schedule. Baseline, explain and silence every\n"
+               "BASELINE_EVERY_S, EXPLAIN_EVERY_S and NO_DATA_EVERY_S until SIGTERM/SIGINT;\n"
+               "finishes the run in progress, exits 0.",
     .run = cmd_all,
     .uses = CU_DB | CU_BASELINE | CU_EXPLAIN | CU_SILENCE | CU_SCHED,
     .creates_db = 1,

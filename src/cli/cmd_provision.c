@@ -268,12 +268,12 @@ const struct cli_cmd cmd_device_delete = {
     .name = "device delete",
     .args = "UUID",
     .summary =
-        "Deletes the device and everything stored under it in one transaction: its sensors,\n"
+        "Deletes a device and everything stored under it. In one transaction: its sensors,\n"
         "their readings, state, thresholds, alerts and notifications, predictions, ML events\n"
         "and online model state, and its packet ids; prints {\"device_id\",\"device_uuid\",\n"
         "\"deleted\",\"sensors\",\"readings\"}. Refused without --yes (exit 2, nothing touched).\n"
-        "A running gateway fails the device's packets (500, nothing stored) until it forgets\n"
-        "the device, within SENSOR_CACHE_TTL_S; then they are refused as unknown (401).",
+        "A running gateway answers the device's packets 401 (nothing stored): \"this device no\n"
+        "longer exists\" until it forgets the device (SENSOR_CACHE_TTL_S), then as unknown.",
     .flags = device_delete_flags,
     .npos = 1,
     .run = run_device_delete,
@@ -297,9 +297,8 @@ const struct cli_cmd cmd_sensor_disable = {
 };
 const struct cli_cmd cmd_threshold_set = {
     .name = "threshold set",
-    .summary =
-        "Sets the active threshold of a sensor for one severity (replacing the previous one)\n"
-        "and prints it with its threshold_id.",
+    .summary = "Sets a sensor's threshold for one severity. It replaces the active one, and is\n"
+               "printed with its threshold_id.",
     .flags = threshold_set_flags,
     .run = run_threshold_set,
     .uses = CU_DB,

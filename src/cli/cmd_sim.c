@@ -645,7 +645,7 @@ static struct cli_flag sim_flags[] = {
 const struct cli_cmd cmd_sim = {
     .name = "sim",
     .summary =
-        "Device simulator and load generator: provisions N devices x M sensors in DATABASE_URL\n"
+        "Simulates devices and generates load. Provisions N devices x M sensors in DATABASE_URL\n"
         "(or drives existing devices with --device-uuids and the API key, or the db demo fleet\n"
         "with --demo) once the gateway answered /health, then POSTs realistic\n"
         "packets to /ingest/packets at --rate over --connections keep-alive connections for\n"

@@ -31,6 +31,26 @@ static int is_group(const char *word)
     return 0;
 }
 
+/*
+ * One row of a command list: the name, then the summary's first sentence
+ * (up to a ". " outside parentheses) on one line: a summary's first line can
+ * stop mid-sentence.
+ */
+static void list_row(FILE *out, const char *name, const char *summary)
+{
+    char line[120];
+    size_t n = 0;
+    int depth = 0;
+    for (const char *p = summary; *p && n < sizeof line - 4; p++) {
+        int end = p[1] == ' ' || p[1] == '\n' || p[1] == 0;
+        depth += *p == '(' ? 1 : *p == ')' && depth ? -1 : 0;
+        line[n++] = *p == '\n' ? ' ' : *p;
+        if (!depth && end && *p == '.') break;
+    }
+    if (n == sizeof line - 4) memcpy(line + n, "...", 3), n += 3;
+    fprintf(out, "  %-18s %.*s\n", name, (int)n, line);
+}
+
 /* Lists the commands whose name starts with "group " (every command when group is NULL). */
 static void list_commands(FILE *out, const char *group)
 {
@@ -38,8 +58,7 @@ static void list_commands(FILE *out, const char *group)
     for (size_t i = 0; i < NCOMMANDS; i++) {
         const char *name = commands[i]->name;
         if (group && !(group_len(name) == glen && strncmp(name, group, glen) == 0)) continue;
-        fprintf(out, "  %-18s %.*s\n", name, (int)strcspn(commands[i]->summary, "\n"),
-                commands[i]->summary);
+        list_row(out, name, commands[i]->summary);
     }
 }
 
@@ -52,7 +71,7 @@ static void usage(FILE *out)
         const struct cli_builtin *b = &cli_builtins[i];
         char name[64];
         snprintf(name, sizeof name, "%s%s%s", b->name, b->args ? " " : "", b->args ? b->args : "");
-        fprintf(out, "  %-18s %.*s\n", name, (int)strcspn(b->summary, "\n"), b->summary);
+        list_row(out, name, b->summary);
     }
     fprintf(out, "\nEvery setting is an environment variable or a flag; see "
                  "iot-ingest help settings.\n");
