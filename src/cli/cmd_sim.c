@@ -126,18 +126,18 @@ static int read_file(const char *path, char **out)
         cli_error("cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    struct sim_buf b = {0};
+    struct buf b = {0};
     char chunk[8192];
     size_t n;
     int rc = 0;
     while (!rc && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        rc = b.len + n > UUID_LIST_MAX ? IOT_ETOOBIG : sim_buf_put(&b, chunk, n);
+        rc = b.len + n > UUID_LIST_MAX ? IOT_ETOOBIG : buf_put(&b, chunk, n);
     if (!rc && ferror(fp)) rc = IOT_EIO;
     fclose(fp);
-    if (!rc) rc = sim_buf_put(&b, "", 0);
+    if (!rc) rc = buf_put(&b, "", 0);
     if (rc) {
         cli_error("cannot read %s: %s", path, iot_strerror(rc));
-        sim_buf_free(&b);
+        buf_free(&b);
         return -1;
     }
     *out = b.p;

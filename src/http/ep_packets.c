@@ -25,13 +25,9 @@ static int finish_packet(struct request *rq)
     struct write_job *job = &rq->job;
     switch (job->status) {
     case WRITE_STORED: {
-        json_t *a = rq->answer;
-        rq->answer = NULL;
-        if (!job->response) return reply_json(rq, (unsigned)rq->answer_status, a);
-        /* The text remembered with packet_id is this very answer: send it. */
+        /* The answer's text, remembered with the packet_id if there is one. */
         char *text = (char *)job->response;
         job->response = NULL;
-        json_decref(a);
         return reply_text(rq, (unsigned)rq->answer_status, "application/json", text, strlen(text));
     }
     case WRITE_DUPLICATE: {
@@ -40,9 +36,11 @@ static int finish_packet(struct request *rq)
         return reply_json(rq, 200, j);
     }
     case WRITE_NOTHING: {
-        json_t *a = rq->answer;
-        rq->answer = NULL;
-        return reply_no_valid(rq, a, "packet");
+        char *text = (char *)job->response;
+        size_t len = strlen(text);
+        struct buf a = {text, len, len + 1};
+        job->response = NULL;
+        return reply_no_valid_text(rq, &a, "packet");
     }
     case WRITE_FAILED:
         /*
@@ -114,18 +112,16 @@ int ep_packets(struct request *rq)
     ret = auth_device_rate(rq, dref->dev.id, &replied);
     if (replied) goto out;
 
+    /*
+     * The answer is written as text, not built as a JSON tree: it is the same
+     * for every packet but the rejections, and it is what the writer
+     * remembers with the packet_id.
+     */
     struct write_reading *w = calloc(p.n, sizeof *w);
-    json_t *rejected = json_array();
-    json_t *answer = json_pack("{s:s, s:i, s:o, s:b}", "device_uuid", p.device_uuid, "accepted",
-                               (json_int_t)0, "rejected", rejected, "duplicate", 0);
-    if (!w || !answer) {
-        free(w);
-        json_decref(answer);
-        ret = MHD_NO;
-        goto out;
-    }
+    struct buf rejected = {0}, answer = {0};
     size_t nvalid = 0;
-    for (size_t i = 0; i < p.n; i++) {
+    int oom = !w;
+    for (size_t i = 0; !oom && i < p.n; i++) {
         const struct decoded_reading *d = &p.readings[i];
         enum reject_reason why = check_reading(rq, dref, &p, d, &w[nvalid]);
         if (why == REJECT_NONE) {
@@ -133,28 +129,36 @@ int ep_packets(struct request *rq)
             continue;
         }
         atomic_fetch_add_explicit(&s->metrics.rejected[why], 1, memory_order_relaxed);
-        json_array_append_new(
-            rejected, json_pack("{s:i, s:o, s:s}", "index", (json_int_t)d->index, "sensor_uuid",
-                                d->uuid_ok ? json_string(d->sensor_uuid) : json_null(), "reason",
-                                reject_reason_name(why)));
+        oom = buf_printf(&rejected, "%s{\"index\":%d,\"sensor_uuid\":", rejected.len ? "," : "",
+                         d->index) ||
+              (d->uuid_ok ? buf_put_json_str(&rejected, d->sensor_uuid)
+                          : buf_put(&rejected, "null", 4)) ||
+              buf_printf(&rejected, ",\"reason\":\"%s\"}", reject_reason_name(why));
     }
-    json_object_set_new(answer, "accepted", json_integer((json_int_t)nvalid));
-    if (nvalid == 0 && !p.packet_id[0]) {
+    oom = oom || buf_put(&answer, "{\"device_uuid\":", 15) ||
+          buf_put_json_str(&answer, p.device_uuid) ||
+          buf_printf(&answer, ",\"accepted\":%zu,\"rejected\":[", nvalid) ||
+          buf_put(&answer, rejected.p ? rejected.p : "", rejected.len) ||
+          buf_put(&answer, "],\"duplicate\":false}", 20);
+    buf_free(&rejected);
+    if (oom) {
         free(w);
-        ret = reply_no_valid(rq, answer, "packet");
+        buf_free(&answer);
+        ret = MHD_NO;
         goto out;
     }
-    rq->answer = answer;
+    if (nvalid == 0 && !p.packet_id[0]) {
+        free(w);
+        ret = reply_no_valid_text(rq, &answer, "packet");
+        goto out;
+    }
     rq->answer_status = 200;
     rq->finish = finish_packet;
     rq->job.device_id = dref->dev.id;
     memcpy(rq->job.packet_id, p.packet_id, sizeof rq->job.packet_id);
     rq->job.readings = w;
     rq->job.nreadings = nvalid;
-    if (p.packet_id[0] && !(rq->job.response = json_dumps(answer, JSON_COMPACT))) {
-        ret = MHD_NO;
-        goto out;
-    }
+    rq->job.response = answer.p; /* the request frees it (request_free) */
     ret = http_submit(rq);
 out:
     resolver_release(s->d.resolver, dref);

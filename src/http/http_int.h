@@ -2,6 +2,7 @@
 #ifndef IOT_HTTP_INT_H
 #define IOT_HTTP_INT_H
 
+#include "core/buf.h"
 #include "http/client_ip.h"
 #include "http/metrics.h"
 #include "http/rate_limit.h"
@@ -190,6 +191,8 @@ int ep_metrics(struct request *rq);
 int reply_store_error(struct request *rq, int err);
 /* 422 no_valid_readings: answer (stolen) plus "no reading in the <what> is valid". */
 int reply_no_valid(struct request *rq, json_t *answer, const char *what);
+/* The same from the answer's text, which it takes (and leaves empty). */
+int reply_no_valid_text(struct request *rq, struct buf *answer, const char *what);
 /*
  * A validated reading for the writer: sensor and device as resolved, value,
  * effective time, and whether that time is the server's (stamped).

@@ -106,14 +106,35 @@ int reply_store_error(struct request *rq, int err)
     return reply_error(rq, 500, "internal_error", "internal error: %s", iot_strerror(err));
 }
 
+int reply_no_valid_text(struct request *rq, struct buf *answer, const char *what)
+{
+    /* answer is one JSON object: reopen it before its closing brace. */
+    int ok = answer->len >= 2 && answer->p[answer->len - 1] == '}';
+    if (ok) {
+        answer->p[--answer->len] = 0;
+        ok = !buf_printf(answer,
+                         ",\"detail\":\"no reading in the %s is valid\","
+                         "\"code\":\"no_valid_readings\"}",
+                         what);
+    }
+    if (!ok) {
+        buf_free(answer);
+        return MHD_NO;
+    }
+    rq->code = "no_valid_readings";
+    char *text = answer->p;
+    size_t len = answer->len;
+    *answer = (struct buf){0};
+    return reply_text(rq, 422, "application/json", text, len);
+}
+
 int reply_no_valid(struct request *rq, json_t *answer, const char *what)
 {
-    char detail[64];
-    snprintf(detail, sizeof detail, "no reading in the %s is valid", what);
-    json_object_set_new(answer, "detail", json_string(detail));
-    json_object_set_new(answer, "code", json_string("no_valid_readings"));
-    rq->code = "no_valid_readings";
-    return reply_json(rq, 422, answer);
+    char *text = json_dumps(answer, JSON_COMPACT);
+    json_decref(answer);
+    if (!text) return MHD_NO;
+    struct buf b = {text, strlen(text), strlen(text) + 1};
+    return reply_no_valid_text(rq, &b, what);
 }
 
 void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,

@@ -2,7 +2,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/secret.h"
-#include "sim/buf.h"
+#include "core/buf.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -125,12 +125,12 @@ int sim_fleet_provision(struct sim_fleet *f, struct store *s, const char *prefix
     return 0;
 }
 
-/* libcurl write callback: appends to a sim_buf, refusing more than STATUS_BODY_MAX. */
+/* libcurl write callback: appends to a buf, refusing more than STATUS_BODY_MAX. */
 static size_t collect(char *data, size_t size, size_t nmemb, void *ud)
 {
-    struct sim_buf *b = ud;
+    struct buf *b = ud;
     size_t n = size * nmemb;
-    if (b->len + n > STATUS_BODY_MAX || sim_buf_put(b, data, n)) return 0;
+    if (b->len + n > STATUS_BODY_MAX || buf_put(b, data, n)) return 0;
     return n;
 }
 
@@ -173,16 +173,15 @@ static int sensors_from_status(struct sim_device *d, const char *text, size_t ma
 
 /* GET {base}/ingest/devices/{uuid}/status into body; *status = HTTP status. */
 static int fetch_status(CURL *c, const char *base_url, const char *uuid, struct curl_slist *hdrs,
-                        long timeout_ms, struct sim_buf *body, long *status, char *err,
-                        size_t errlen)
+                        long timeout_ms, struct buf *body, long *status, char *err, size_t errlen)
 {
     char *esc = curl_easy_escape(c, uuid, 0);
     if (!esc) return IOT_ENOMEM;
-    struct sim_buf url = {0};
-    int rc = sim_buf_printf(&url, "%s/ingest/devices/%s/status", base_url, esc);
+    struct buf url = {0};
+    int rc = buf_printf(&url, "%s/ingest/devices/%s/status", base_url, esc);
     curl_free(esc);
     if (rc) return rc;
-    sim_buf_clear(body);
+    buf_clear(body);
     CURLcode cc = CURLE_OK;
     if (cc == CURLE_OK) cc = curl_easy_setopt(c, CURLOPT_URL, url.p);
     if (cc == CURLE_OK) cc = curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -196,7 +195,7 @@ static int fetch_status(CURL *c, const char *base_url, const char *uuid, struct 
         snprintf(err, errlen, "GET %s: %s", url.p, curl_easy_strerror(cc));
         rc = cc == CURLE_OUT_OF_MEMORY ? IOT_ENOMEM : IOT_EUNAVAIL;
     }
-    sim_buf_free(&url);
+    buf_free(&url);
     return rc;
 }
 
@@ -205,11 +204,11 @@ int sim_fleet_from_api(const char *base_url, const char *api_key, const char *co
                        struct sim_fleet **out, char *err, size_t errlen)
 {
     struct sim_fleet *f = NULL;
-    struct sim_buf hdr = {0}, body = {0};
+    struct buf hdr = {0}, body = {0};
     struct curl_slist *hdrs = NULL;
     CURL *c = NULL;
     int rc = sim_fleet_create(n, 0, &f);
-    if (!rc) rc = sim_buf_printf(&hdr, "X-API-Key: %s", api_key);
+    if (!rc) rc = buf_printf(&hdr, "X-API-Key: %s", api_key);
     if (!rc && !(hdrs = curl_slist_append(NULL, hdr.p))) rc = IOT_ENOMEM;
     if (!rc && !(c = curl_easy_init())) rc = IOT_ENOMEM;
     if (rc) snprintf(err, errlen, "out of memory");
@@ -239,8 +238,8 @@ int sim_fleet_from_api(const char *base_url, const char *api_key, const char *co
     }
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
-    sim_buf_free(&hdr);
-    sim_buf_free(&body);
+    buf_free(&hdr);
+    buf_free(&body);
     if (rc) {
         sim_fleet_destroy(f);
         return rc;

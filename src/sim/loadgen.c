@@ -69,7 +69,7 @@ static void loop_fini(struct loop *l)
             if (l->multi) (void)curl_multi_remove_handle(l->multi, l->slots[i].easy);
             curl_easy_cleanup(l->slots[i].easy);
         }
-        sim_buf_free(&l->slots[i].req.body);
+        buf_free(&l->slots[i].req.body);
     }
     if (l->multi) (void)curl_multi_cleanup(l->multi);
     free(l->slots);

@@ -13,7 +13,7 @@
 #ifndef IOT_SIM_LOADGEN_H
 #define IOT_SIM_LOADGEN_H
 
-#include "sim/buf.h"
+#include "core/buf.h"
 #include "sim/latency.h"
 
 #include <signal.h>
@@ -23,8 +23,8 @@
 #define LOADGEN_ERR_MAX    128 /* libcurl error codes counted individually */
 
 struct loadgen_request {
-    struct sim_buf body; /* owned by the loop; the source replaces its content */
-    void *headers;       /* a struct curl_slist *, borrowed: must outlive the run */
+    struct buf body; /* owned by the loop; the source replaces its content */
+    void *headers;   /* a struct curl_slist *, borrowed: must outlive the run */
 };
 
 /* Fills the next request. 0, or a negative error that ends the sending phase. */

@@ -9,30 +9,30 @@
 #define LATE_MAX_MS 60000 /* a late reading is up to 1 min older than its sensor's newest */
 
 /* Appends one reading object (with its comma if not the first). */
-static int put_reading(struct sim_buf *b, int first, const struct sim_sensor *sn, double v,
-                       int has_ts, int64_t ts)
+static int put_reading(struct buf *b, int first, const struct sim_sensor *sn, double v, int has_ts,
+                       int64_t ts)
 {
-    int rc = sim_buf_put(b, first ? "{\"sensor_uuid\":" : ",{\"sensor_uuid\":", first ? 15 : 16);
-    if (!rc) rc = sim_buf_put_json_str(b, sn->uuid);
-    if (!rc) rc = sim_buf_printf(b, ",\"value\":%.*f", sn->sig.p->decimals, v);
+    int rc = buf_put(b, first ? "{\"sensor_uuid\":" : ",{\"sensor_uuid\":", first ? 15 : 16);
+    if (!rc) rc = buf_put_json_str(b, sn->uuid);
+    if (!rc) rc = buf_printf(b, ",\"value\":%.*f", sn->sig.p->decimals, v);
     if (!rc && has_ts) {
         char t[TIMEFMT_RFC3339_LEN];
         timefmt_format_rfc3339(ts, t);
-        rc = sim_buf_printf(b, ",\"ts\":\"%s\"", t);
+        rc = buf_printf(b, ",\"ts\":\"%s\"", t);
     }
-    if (!rc) rc = sim_buf_put(b, "}", 1);
+    if (!rc) rc = buf_put(b, "}", 1);
     return rc;
 }
 
 int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, struct sim_rng *r,
-                     int64_t now_ms, uint64_t seq, struct sim_buf *out, struct sim_packet_stats *st)
+                     int64_t now_ms, uint64_t seq, struct buf *out, struct sim_packet_stats *st)
 {
-    sim_buf_clear(out);
-    int rc = sim_buf_put(out, "{\"device_uuid\":", 15);
-    if (!rc) rc = sim_buf_put_json_str(out, d->uuid);
+    buf_clear(out);
+    int rc = buf_put(out, "{\"device_uuid\":", 15);
+    if (!rc) rc = buf_put_json_str(out, d->uuid);
     if (!rc && o->packet_ids)
-        rc = sim_buf_printf(out, ",\"packet_id\":\"sim-%llu\"", (unsigned long long)seq);
-    if (!rc) rc = sim_buf_put(out, ",\"readings\":[", 13);
+        rc = buf_printf(out, ",\"packet_id\":\"sim-%llu\"", (unsigned long long)seq);
+    if (!rc) rc = buf_put(out, ",\"readings\":[", 13);
     size_t n = o->readings ? o->readings : d->nsensors;
     for (size_t k = 0; !rc && k < n; k++) {
         struct sim_sensor *sn = &d->sensors[d->next_sensor];
@@ -57,7 +57,7 @@ int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, stru
         }
         rc = put_reading(out, k == 0, sn, v, o->timestamps, ts);
     }
-    if (!rc) rc = sim_buf_put(out, "]}", 2);
+    if (!rc) rc = buf_put(out, "]}", 2);
     if (!rc) {
         st->packets++;
         st->readings += n;
@@ -65,10 +65,10 @@ int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, stru
     return rc;
 }
 
-int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct sim_buf *out)
+int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct buf *out)
 {
     if (n > UINT_MAX / 2) return IOT_ENOMEM;
-    sim_buf_clear(out);
+    buf_clear(out);
     if (g->ready) {
         if (deflateReset(&g->z) != Z_OK) return IOT_EIO;
     } else {
@@ -81,7 +81,7 @@ int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct sim_
     }
     z_stream *z = &g->z;
     uLong bound = deflateBound(z, (uLong)n);
-    int rc = sim_buf_reserve(out, bound);
+    int rc = buf_reserve(out, bound);
     if (!rc) {
         z->next_in = (Bytef *)(uintptr_t)in;
         z->avail_in = (uInt)n;
@@ -99,7 +99,7 @@ void sim_gzipper_fini(struct sim_gzipper *g)
     g->ready = 0;
 }
 
-int sim_gzip(const char *in, size_t n, struct sim_buf *out)
+int sim_gzip(const char *in, size_t n, struct buf *out)
 {
     struct sim_gzipper g = {.ready = 0};
     int rc = sim_gzipper_run(&g, in, n, out);

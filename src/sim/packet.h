@@ -9,7 +9,7 @@
 #ifndef IOT_SIM_PACKET_H
 #define IOT_SIM_PACKET_H
 
-#include "sim/buf.h"
+#include "core/buf.h"
 #include "sim/fleet.h"
 #include "sim/rng.h"
 #include "sim/signal.h"
@@ -36,8 +36,7 @@ struct sim_packet_stats {
  * 0 or IOT_ENOMEM.
  */
 int sim_packet_build(struct sim_device *d, const struct sim_packet_opts *o, struct sim_rng *r,
-                     int64_t now_ms, uint64_t seq, struct sim_buf *out,
-                     struct sim_packet_stats *st);
+                     int64_t now_ms, uint64_t seq, struct buf *out, struct sim_packet_stats *st);
 
 /*
  * A gzip encoder kept from one packet to the next: set up at its first use,
@@ -53,11 +52,11 @@ struct sim_gzipper {
  * Replaces out's content with the gzip encoding of in[0..n), with g's
  * encoder. 0, IOT_ENOMEM or IOT_EIO.
  */
-int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct sim_buf *out);
+int sim_gzipper_run(struct sim_gzipper *g, const char *in, size_t n, struct buf *out);
 /* Frees g's encoder; g can be used again. Accepts a zeroed g. */
 void sim_gzipper_fini(struct sim_gzipper *g);
 
 /* The same, one-shot. 0, IOT_ENOMEM or IOT_EIO. */
-int sim_gzip(const char *in, size_t n, struct sim_buf *out);
+int sim_gzip(const char *in, size_t n, struct buf *out);
 
 #endif

@@ -6,14 +6,14 @@
 
 int sim_source_headers(struct sim_source *s, const char *api_key)
 {
-    struct sim_buf h = {0};
+    struct buf h = {0};
     int rc = 0;
     for (size_t i = 0; !rc && i < s->fleet->ndev; i++) {
         struct sim_device *d = &s->fleet->dev[i];
         struct curl_slist *l = NULL, *n;
-        sim_buf_clear(&h);
-        rc = d->key[0] ? sim_buf_printf(&h, "X-Device-Key: %s", d->key)
-                       : sim_buf_printf(&h, "X-API-Key: %s", api_key);
+        buf_clear(&h);
+        rc = d->key[0] ? buf_printf(&h, "X-Device-Key: %s", d->key)
+                       : buf_printf(&h, "X-API-Key: %s", api_key);
         const char *lines[] = {"Content-Type: application/json", "Expect:", h.p,
                                s->gzip ? "Content-Encoding: gzip" : NULL};
         for (size_t k = 0; !rc && k < sizeof lines / sizeof lines[0]; k++) {
@@ -25,7 +25,7 @@ int sim_source_headers(struct sim_source *s, const char *api_key)
         }
         d->headers = l; /* on failure too: sim_source_fini frees it */
     }
-    sim_buf_free(&h);
+    buf_free(&h);
     return rc;
 }
 
@@ -41,7 +41,7 @@ int sim_source_fill(void *ud, struct loadgen_request *req)
 {
     struct sim_source *s = ud;
     struct sim_device *d = next_device(s);
-    struct sim_buf *out = s->gzip ? &s->plain : &req->body;
+    struct buf *out = s->gzip ? &s->plain : &req->body;
     int rc = sim_packet_build(d, s->popts, &s->rng, clock_now_ms(), ++s->seq, out, &s->st);
     if (!rc && s->gzip) rc = sim_gzipper_run(&s->gz, s->plain.p, s->plain.len, &req->body);
     req->headers = d->headers;
@@ -68,6 +68,6 @@ void sim_source_fini(struct sim_source *s)
         curl_slist_free_all(s->fleet->dev[i].headers);
         s->fleet->dev[i].headers = NULL;
     }
-    sim_buf_free(&s->plain);
+    buf_free(&s->plain);
     sim_gzipper_fini(&s->gz);
 }

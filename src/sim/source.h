@@ -7,7 +7,7 @@
 #ifndef IOT_SIM_SOURCE_H
 #define IOT_SIM_SOURCE_H
 
-#include "sim/buf.h"
+#include "core/buf.h"
 #include "sim/fleet.h"
 #include "sim/loadgen.h"
 #include "sim/packet.h"
@@ -24,7 +24,7 @@ struct sim_source {
     size_t next_dev;
     uint64_t seq; /* packets built, for packet ids */
     int gzip;
-    struct sim_buf plain;  /* the JSON before gzip */
+    struct buf plain;      /* the JSON before gzip */
     struct sim_gzipper gz; /* one encoder for every packet */
 };
 

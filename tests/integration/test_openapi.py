@@ -107,6 +107,7 @@ def test_openapi_is_3_1_and_names_every_error_code(spec):
     src = "".join(p.read_text() for p in sorted((ROOT / "src" / "http").glob("*.c")))
     sent = set(re.findall(r'reply_(?:error|retry)\(\s*rq,\s*\d+,\s*(?:\w+,\s*)?"([a-z_]+)"', src))
     sent |= set(re.findall(r'"code",\s*json_string\("([a-z_]+)"\)', src))
+    sent |= set(re.findall(r'\\"code\\":\\"([a-z_]+)\\"', src))  # written as text
     sent |= set(re.findall(r'#define DECODE_\w+\s+"([a-z_]+)"',
                            (ROOT / "src" / "ingest" / "packet_decode.h").read_text()))
     # reply_store_error picks its code in a conditional expression

@@ -6,7 +6,7 @@
  * the sensor's newest, unique packet ids) and gzip.
  */
 #include "core/timefmt.h"
-#include "sim/buf.h"
+#include "core/buf.h"
 #include "sim/fleet.h"
 #include "sim/latency.h"
 #include "sim/packet.h"
@@ -188,7 +188,7 @@ Test(packet, bodies_are_json_with_round_robin_sensors_and_late_readings)
     struct sim_packet_opts o = {
         .readings = 5, .late_fraction = 0.3, .timestamps = 1, .packet_ids = 1};
     struct sim_packet_stats st = {0};
-    struct sim_buf b = {0};
+    struct buf b = {0};
     int64_t now = 1800000000000, newest[3] = {0};
     uint64_t late_seen = 0;
     for (uint64_t seq = 1; seq <= 200; seq++, now += 1000) {
@@ -221,7 +221,7 @@ Test(packet, bodies_are_json_with_round_robin_sensors_and_late_readings)
     cr_assert_eq(late_seen, st.late, "late readings: sent %llu, seen %llu",
                  (unsigned long long)st.late, (unsigned long long)late_seen);
     cr_assert(st.late > 200 && st.late < 400);
-    sim_buf_free(&b);
+    buf_free(&b);
     sim_fleet_destroy(f);
 }
 
@@ -232,20 +232,20 @@ Test(packet, without_timestamps_there_is_no_ts_and_nothing_late)
     struct sim_fleet *f = one_device(2, &r);
     struct sim_packet_opts o = {.readings = 2, .late_fraction = 1, .timestamps = 0};
     struct sim_packet_stats st = {0};
-    struct sim_buf b = {0};
+    struct buf b = {0};
     for (int i = 0; i < 10; i++)
         cr_assert_eq(sim_packet_build(&f->dev[0], &o, &r, 1800000000000 + i, 1, &b, &st), 0);
     cr_assert_null(strstr(b.p, "\"ts\""));
     cr_assert_null(strstr(b.p, "packet_id"));
     cr_assert_eq(st.late, 0);
-    sim_buf_free(&b);
+    buf_free(&b);
     sim_fleet_destroy(f);
 }
 
 Test(packet, gzip_round_trip)
 {
     const char *text = "{\"device_uuid\":\"d\",\"readings\":[{\"sensor_uuid\":\"s\",\"value\":1}]}";
-    struct sim_buf z = {0};
+    struct buf z = {0};
     cr_assert_eq(sim_gzip(text, strlen(text), &z), 0);
     cr_assert(z.len > 18);
     cr_assert_eq((unsigned char)z.p[0], 0x1f);
@@ -261,18 +261,18 @@ Test(packet, gzip_round_trip)
     cr_assert_eq(s.total_out, strlen(text));
     cr_assert_eq(memcmp(out, text, strlen(text)), 0);
     inflateEnd(&s);
-    sim_buf_free(&z);
+    buf_free(&z);
 }
 
 /* The encoder kept across packets (deflateReset) gives the one-shot bytes, packet after packet. */
 Test(packet, gzipper_reuse_matches_one_shot)
 {
     struct sim_gzipper g = {.ready = 0};
-    struct sim_buf a = {0}, b = {0}, text = {0};
+    struct buf a = {0}, b = {0}, text = {0};
     for (int i = 0; i < 20; i++) {
-        sim_buf_clear(&text);
+        buf_clear(&text);
         for (int k = 0; k <= i * 37; k++)
-            cr_assert_eq(sim_buf_printf(&text, "{\"v\":%d}", (k * 7919 + i) % 1000), 0);
+            cr_assert_eq(buf_printf(&text, "{\"v\":%d}", (k * 7919 + i) % 1000), 0);
         cr_assert_eq(sim_gzipper_run(&g, text.p, text.len, &a), 0);
         cr_assert_eq(sim_gzip(text.p, text.len, &b), 0);
         cr_assert_eq(a.len, b.len, "packet %d", i);
@@ -283,21 +283,21 @@ Test(packet, gzipper_reuse_matches_one_shot)
     cr_assert(a.len == b.len && memcmp(a.p, b.p, a.len) == 0);
     sim_gzipper_fini(&g);
     sim_gzipper_fini(&g); /* idempotent */
-    sim_buf_free(&a);
-    sim_buf_free(&b);
-    sim_buf_free(&text);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&text);
 }
 
 Test(buf, json_strings_are_escaped)
 {
-    struct sim_buf b = {0};
-    cr_assert_eq(sim_buf_put_json_str(&b, "a\"b\\c\n\x01"), 0);
+    struct buf b = {0};
+    cr_assert_eq(buf_put_json_str(&b, "a\"b\\c\n\x01"), 0);
     cr_assert_str_eq(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\"");
-    sim_buf_clear(&b);
+    buf_clear(&b);
     cr_assert_eq(b.len, 0);
-    cr_assert_eq(sim_buf_printf(&b, "%d-%s", 42, "x"), 0);
+    cr_assert_eq(buf_printf(&b, "%d-%s", 42, "x"), 0);
     cr_assert_str_eq(b.p, "42-x");
-    sim_buf_free(&b);
+    buf_free(&b);
 }
 
 Test(packet, zero_readings_means_one_per_sensor)
@@ -307,13 +307,13 @@ Test(packet, zero_readings_means_one_per_sensor)
     struct sim_fleet *f = one_device(4, &r);
     struct sim_packet_opts o = {.readings = 0, .timestamps = 1};
     struct sim_packet_stats st = {0};
-    struct sim_buf b = {0};
+    struct buf b = {0};
     cr_assert_eq(sim_packet_build(&f->dev[0], &o, &r, 1800000000000, 1, &b, &st), 0);
     json_t *j = json_loads(b.p, 0, NULL);
     cr_assert_not_null(j);
     cr_assert_eq(json_array_size(json_object_get(j, "readings")), 4);
     cr_assert_eq(st.readings, 4);
     json_decref(j);
-    sim_buf_free(&b);
+    buf_free(&b);
     sim_fleet_destroy(f);
 }
