@@ -79,6 +79,7 @@ static int run_serve(struct config *cfg, const char **pos)
     struct router *router = NULL;
     struct writer *writer = NULL;
     struct resolver *resolver = NULL;
+    struct intake *intake = NULL;
     struct http_server *http = NULL;
     struct store_maintainer *maint = NULL;
 
@@ -114,7 +115,8 @@ static int run_serve(struct config *cfg, const char **pos)
                               cfg->sensor_cache_negative_ttl_s * 1000,
                               (size_t)cfg->sensor_cache_max, &resolver)))
         goto fail_rc;
-    struct http_deps deps = {cfg, writer, resolver, &shared, broker};
+    if ((rc = intake_create(cfg, &intake))) goto fail_rc;
+    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake};
     if (http_server_start(&deps, &http, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
@@ -136,6 +138,7 @@ fail_rc:
 out:
     writer_stop(writer);
     http_server_stop(http);
+    intake_destroy(intake); /* after the server: its workers use it */
     writer_destroy(writer);
     store_maintainer_stop(maint);
     resolver_destroy(resolver);

@@ -92,15 +92,15 @@ int ep_legacy(struct request *rq, int bulk)
             why = decode_effective_ts(d, &p, rq->received, s->d.cfg->max_future_skew_s * 1000,
                                       s->d.cfg->max_past_age_s * 1000, &ts);
         if (why != REJECT_NONE) {
-            atomic_fetch_add_explicit(&s->metrics.rejected[why], 1, memory_order_relaxed);
+            intake_count_rejected(s->d.intake, why);
             json_array_append_new(
                 rejected, json_pack("{s:i, s:o, s:s}", "index", (json_int_t)d->index, "sensor_id",
                                     d->sensor_id ? json_integer(d->sensor_id) : json_null(),
                                     "reason", reject_reason_name(why)));
             continue;
         }
-        http_reading_fill(&w[nvalid++], d->index, &sen, &dev, d->value, ts,
-                          decode_ts_is_stamped(d, &p));
+        intake_reading_fill(&w[nvalid++], d->index, &sen, &dev, d->value, ts,
+                            decode_ts_is_stamped(d, &p));
     }
     store_shared_release(s->d.db);
     decoded_packet_fini(&p);

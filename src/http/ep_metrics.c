@@ -43,7 +43,7 @@ static unsigned long long ld(atomic_ullong *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-static void http_section(FILE *f, struct http_metrics *m)
+static void http_section(FILE *f, struct http_metrics *m, struct intake_metrics *im)
 {
     header(f, "iot_ingest_http_requests_total", "counter", "HTTP requests by route and status.");
     for (int r = 0; r < METRICS_ROUTES; r++)
@@ -72,14 +72,14 @@ static void http_section(FILE *f, struct http_metrics *m)
     header(f, "iot_ingest_rate_limited_total", "counter", "Requests refused by a rate limit.");
     fprintf(f, "iot_ingest_rate_limited_total{limit=\"ip\"} %llu\n", ld(&m->rate_limited_ip));
     fprintf(f, "iot_ingest_rate_limited_total{limit=\"device\"} %llu\n",
-            ld(&m->rate_limited_device));
-    fprintf(f, "iot_ingest_rate_limited_total{limit=\"auth\"} %llu\n", ld(&m->rate_limited_auth));
+            ld(&im->rate_limited_device));
+    fprintf(f, "iot_ingest_rate_limited_total{limit=\"auth\"} %llu\n", ld(&im->rate_limited_auth));
     header(f, "iot_ingest_auth_failures_total", "counter", "Failed authentications.");
-    fprintf(f, "iot_ingest_auth_failures_total %llu\n", ld(&m->auth_failures));
+    fprintf(f, "iot_ingest_auth_failures_total %llu\n", ld(&im->auth_failures));
     header(f, "iot_ingest_readings_rejected_total", "counter", "Readings rejected, by reason.");
     for (int r = REJECT_UNKNOWN_SENSOR; r < REJECT_REASONS; r++)
         fprintf(f, "iot_ingest_readings_rejected_total{reason=\"%s\"} %llu\n",
-                reject_reason_name((enum reject_reason)r), ld(&m->rejected[r]));
+                reject_reason_name((enum reject_reason)r), ld(&im->rejected[r]));
 }
 
 static void writer_section(FILE *f, struct writer *w)
@@ -249,7 +249,7 @@ int ep_metrics(struct request *rq)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) return MHD_NO;
-    http_section(f, &s->metrics);
+    http_section(f, &s->metrics, intake_metrics(s->d.intake));
     writer_section(f, s->d.writer);
     cache_section(f, s->d.resolver);
     broker_section(f, s->d.broker);

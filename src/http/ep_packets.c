@@ -1,8 +1,9 @@
 /*
  * POST /ingest/packets: decode, authenticate (device key or API key), take a
- * device token, resolve and validate every reading, then hand the valid ones
- * to the writer. The answer is prepared before the job is queued, because
- * the writer remembers it with the packet_id inside the same transaction.
+ * device token, have the intake judge every reading, then hand the valid
+ * ones to the writer. The answer is prepared before the job is queued,
+ * because the writer remembers it with the packet_id inside the same
+ * transaction.
  */
 #include "core/err.h"
 #include "http/http_int.h"
@@ -57,23 +58,6 @@ static int finish_packet(struct request *rq)
     return reply_store_error(rq, job->err);
 }
 
-/* Validates one decoded reading; on success fills w. */
-static enum reject_reason check_reading(struct request *rq, const struct device_ref *dref,
-                                        const struct decoded_packet *p,
-                                        const struct decoded_reading *d, struct write_reading *w)
-{
-    const struct config *cfg = rq->srv->d.cfg;
-    const struct store_sensor *sen = d->uuid_ok ? device_ref_sensor(dref, d->sensor_uuid) : NULL;
-    if (!sen || !sen->is_active) return REJECT_UNKNOWN_SENSOR;
-    if (!d->value_ok) return REJECT_INVALID_VALUE;
-    int64_t ts;
-    enum reject_reason why = decode_effective_ts(d, p, rq->received, cfg->max_future_skew_s * 1000,
-                                                 cfg->max_past_age_s * 1000, &ts);
-    if (why != REJECT_NONE) return why;
-    http_reading_fill(w, d->index, sen, &dref->dev, d->value, ts, decode_ts_is_stamped(d, p));
-    return REJECT_NONE;
-}
-
 int ep_packets(struct request *rq)
 {
     struct http_server *s = rq->srv;
@@ -112,53 +96,23 @@ int ep_packets(struct request *rq)
     ret = auth_device_rate(rq, dref->dev.id, &replied);
     if (replied) goto out;
 
-    /*
-     * The answer is written as text, not built as a JSON tree: it is the same
-     * for every packet but the rejections, and it is what the writer
-     * remembers with the packet_id.
-     */
-    struct write_reading *w = calloc(p.n, sizeof *w);
-    struct buf rejected = {0}, answer = {0};
-    size_t nvalid = 0;
-    int oom = !w;
-    for (size_t i = 0; !oom && i < p.n; i++) {
-        const struct decoded_reading *d = &p.readings[i];
-        enum reject_reason why = check_reading(rq, dref, &p, d, &w[nvalid]);
-        if (why == REJECT_NONE) {
-            nvalid++;
-            continue;
-        }
-        atomic_fetch_add_explicit(&s->metrics.rejected[why], 1, memory_order_relaxed);
-        oom = buf_printf(&rejected, "%s{\"index\":%d,\"sensor_uuid\":", rejected.len ? "," : "",
-                         d->index) ||
-              (d->uuid_ok ? buf_put_json_str(&rejected, d->sensor_uuid)
-                          : buf_put(&rejected, "null", 4)) ||
-              buf_printf(&rejected, ",\"reason\":\"%s\"}", reject_reason_name(why));
-    }
-    oom = oom || buf_put(&answer, "{\"device_uuid\":", 15) ||
-          buf_put_json_str(&answer, p.device_uuid) ||
-          buf_printf(&answer, ",\"accepted\":%zu,\"rejected\":[", nvalid) ||
-          buf_put(&answer, rejected.p ? rejected.p : "", rejected.len) ||
-          buf_put(&answer, "],\"duplicate\":false}", 20);
-    buf_free(&rejected);
-    if (oom) {
-        free(w);
-        buf_free(&answer);
+    struct intake_verdict v;
+    if (intake_judge(s->d.intake, &p, dref, rq->received, &v)) {
         ret = MHD_NO;
         goto out;
     }
-    if (nvalid == 0 && !p.packet_id[0]) {
-        free(w);
-        ret = reply_no_valid_text(rq, &answer, "packet");
+    if (v.nvalid == 0 && !p.packet_id[0]) {
+        ret = reply_no_valid_text(rq, &v.answer, "packet");
+        intake_verdict_fini(&v);
         goto out;
     }
     rq->answer_status = 200;
     rq->finish = finish_packet;
     rq->job.device_id = dref->dev.id;
     memcpy(rq->job.packet_id, p.packet_id, sizeof rq->job.packet_id);
-    rq->job.readings = w;
-    rq->job.nreadings = nvalid;
-    rq->job.response = answer.p; /* the request frees it (request_free) */
+    rq->job.readings = v.readings; /* the request frees both (request_free) */
+    rq->job.nreadings = v.nvalid;
+    rq->job.response = v.answer.p;
     ret = http_submit(rq);
 out:
     resolver_release(s->d.resolver, dref);

@@ -5,7 +5,7 @@
 #include "core/buf.h"
 #include "http/client_ip.h"
 #include "http/metrics.h"
-#include "http/rate_limit.h"
+#include "core/rate_limit.h"
 #include "http/server.h"
 #include "ingest/write_job.h"
 
@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 
 #define REQUEST_ID_MAX 64
+_Static_assert(CLIENT_IP_LEN <= INTAKE_ADDR_MAX, "a client address must fit an intake claim");
 
 enum route {
     ROUTE_HEALTH,
@@ -44,11 +45,9 @@ struct http_server {
      * workers, which still take it out of their epoll sets after the quiesce.
      */
     int quiesced_fd;
-    struct rate_limiter *rl_ip, *rl_device, *rl_authfail;
+    struct rate_limiter *rl_ip; /* the per-address request limit (per device: the intake) */
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */
-    int api_key_set;
-    unsigned char api_key_hash[32];
     atomic_long in_flight;
     atomic_ullong request_seq;
     unsigned request_prefix; /* random per process: ids stay unique across restarts */
@@ -193,11 +192,4 @@ int reply_store_error(struct request *rq, int err);
 int reply_no_valid(struct request *rq, json_t *answer, const char *what);
 /* The same from the answer's text, which it takes (and leaves empty). */
 int reply_no_valid_text(struct request *rq, struct buf *answer, const char *what);
-/*
- * A validated reading for the writer: sensor and device as resolved, value,
- * effective time, and whether that time is the server's (stamped).
- */
-void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,
-                       const struct store_device *dev, double value, int64_t ts, int stamped);
-
 #endif

@@ -6,8 +6,6 @@
 #ifndef IOT_HTTP_METRICS_H
 #define IOT_HTTP_METRICS_H
 
-#include "ingest/packet_decode.h"
-
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -22,8 +20,7 @@ struct http_metrics {
     atomic_ullong requests[METRICS_ROUTES][METRICS_STATUSES];
     atomic_ullong lat_bucket[METRICS_ROUTES][METRICS_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_ullong lat_sum_us[METRICS_ROUTES];
-    atomic_ullong rate_limited_ip, rate_limited_device, rate_limited_auth, auth_failures;
-    atomic_ullong rejected[REJECT_REASONS]; /* by enum reject_reason */
+    atomic_ullong rate_limited_ip; /* the others are the intake's (struct intake_metrics) */
 };
 
 void http_metrics_observe(struct http_metrics *m, int route, unsigned status, int64_t elapsed_us);

@@ -136,18 +136,3 @@ int reply_no_valid(struct request *rq, json_t *answer, const char *what)
     struct buf b = {text, strlen(text), strlen(text) + 1};
     return reply_no_valid_text(rq, &b, what);
 }
-
-void http_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,
-                       const struct store_device *dev, double value, int64_t ts, int stamped)
-{
-    memset(w, 0, sizeof *w);
-    w->index = index;
-    w->sensor_id = sen->id;
-    w->device_id = dev->id;
-    memcpy(w->sensor_uuid, sen->uuid, sizeof w->sensor_uuid);
-    memcpy(w->device_uuid, dev->uuid, sizeof w->device_uuid);
-    w->value = value;
-    w->ts = ts;
-    w->stamped = stamped;
-    memcpy(w->thr, sen->thr, sizeof w->thr);
-}

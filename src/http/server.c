@@ -7,7 +7,6 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/secret.h"
 #include "http/body_decode.h"
 #include "http/conn_guard.h"
 #include "http/http_int.h"
@@ -159,8 +158,6 @@ void http_server_stop(struct http_server *h)
     if (h->quiesced_fd >= 0) close(h->quiesced_fd);
     conn_guard_destroy(h->guard); /* after the daemon: its callbacks use the guard */
     rl_destroy(h->rl_ip);
-    rl_destroy(h->rl_device);
-    rl_destroy(h->rl_authfail);
     cidr_list_destroy(h->trusted);
     free(h);
 }
@@ -175,19 +172,9 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
     h->d = *deps;
     int rc = rl_create(cfg->rate_limit_ip_rps, cfg->rate_limit_burst,
                        (size_t)cfg->rate_limit_max_buckets, &h->rl_ip);
-    if (!rc)
-        rc = rl_create(cfg->rate_limit_device_rps, cfg->rate_limit_burst,
-                       (size_t)cfg->rate_limit_max_buckets, &h->rl_device);
-    if (!rc)
-        rc = rl_create(cfg->auth_fail_rps, cfg->auth_fail_burst,
-                       (size_t)cfg->rate_limit_max_buckets, &h->rl_authfail);
     if (rc == IOT_EINVAL) snprintf(err, errlen, "bad rate-limit settings");
     if (!rc && cfg->trusted_proxies[0])
         rc = cidr_list_parse(cfg->trusted_proxies, &h->trusted, err, errlen);
-    if (!rc && cfg->api_key[0]) {
-        h->api_key_set = 1;
-        rc = secret_hash(cfg->api_key, strlen(cfg->api_key), h->api_key_hash);
-    }
     if (rc) {
         http_server_stop(h);
         return rc;

@@ -9,6 +9,7 @@
 
 #include "broker/broker.h"
 #include "core/config.h"
+#include "ingest/intake.h"
 #include "ingest/resolver.h"
 #include "ingest/writer.h"
 #include "store/store_shared.h"
@@ -23,6 +24,7 @@ struct http_deps {
     struct resolver *resolver; /* borrowed */
     struct store_shared *db;   /* borrowed: reads (status, legacy, health) */
     struct broker *broker;     /* borrowed, may be NULL */
+    struct intake *intake;     /* borrowed: keys, their budgets, device limits, verdicts */
 };
 
 /*

@@ -203,7 +203,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if ((rc = store_fault_wrap(open_store(), &rstore))) die("fault wrap", rc);
     store_shared_init(&shared, rstore);
     if ((rc = resolver_create(&shared, 60000, 5000, 64, &resolver))) die("resolver", rc);
-    struct http_deps d = {&cfg, writer, resolver, &shared, NULL};
+    static struct intake *intake; /* lives as long as the fuzzer (as the server) */
+    if ((rc = intake_create(&cfg, &intake))) die("intake", rc);
+    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake};
     char err[256] = "";
     if ((rc = http_server_create(&d, &srv, err, sizeof err))) die(err, rc);
     if (sqlite3_open_v2(path, &check_db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)

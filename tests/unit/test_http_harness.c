@@ -24,6 +24,7 @@ static struct config cfg;
 static struct store_shared shared;
 static struct writer *writer;
 static struct resolver *resolver;
+static struct intake *intake;
 static struct http_server *srv;
 static char path[64];
 
@@ -60,7 +61,8 @@ static void setup(void)
     cr_assert_eq(writer_start(writer), 0);
     store_shared_init(&shared, open_db());
     cr_assert_eq(resolver_create(&shared, 60000, 0, 64, &resolver), 0);
-    struct http_deps d = {&cfg, writer, resolver, &shared, NULL};
+    cr_assert_eq(intake_create(&cfg, &intake), 0);
+    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake};
     char err[256];
     cr_assert_eq(http_server_create(&d, &srv, err, sizeof err), 0, "%s", err);
 }
@@ -68,6 +70,7 @@ static void setup(void)
 static void teardown(void)
 {
     http_server_stop(srv);
+    intake_destroy(intake);
     writer_destroy(writer);
     resolver_destroy(resolver);
     store_shared_fini(&shared);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "http/rate_limit.h"
+#include "core/rate_limit.h"
 
 static struct rate_limiter *mk(double rate, double burst, size_t cap)
 {

@@ -13,7 +13,7 @@
  * buckets are allocated on first use and, once max_buckets exist, the least
  * recently used one is recycled in place (no malloc on the hot path).
  */
-#include "http/rate_limit.h"
+#include "core/rate_limit.h"
 
 #include <errno.h>
 #include <limits.h>
