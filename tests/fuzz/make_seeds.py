@@ -225,6 +225,110 @@ def seeds_request():
     w("method_405", "DELETE", "/ingest/packets", [k1])
 
 
+def mqtt_varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def mqtt_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack(">H", len(b)) + b
+
+
+def mqtt_frame(first, body):
+    return bytes([first]) + mqtt_varint(len(body)) + body
+
+
+def mqtt_props(*props):
+    body = b"".join(props)
+    return mqtt_varint(len(body)) + body
+
+
+def mqtt_connect(level, client_id, flags=0x02, props=b"", will=b"", user=None, password=None):
+    if user is not None:
+        flags |= 0x80
+    if password is not None:
+        flags |= 0x40
+    body = mqtt_str("MQTT") + bytes([level, flags]) + struct.pack(">H", 60)
+    if level == 5:
+        body += mqtt_props(props)
+    body += mqtt_str(client_id) + will
+    if user is not None:
+        body += mqtt_str(user)
+    if password is not None:
+        body += mqtt_str(password)
+    return mqtt_frame(0x10, body)
+
+
+# Frames recorded from mosquitto_pub/mosquitto_sub 2.0.11 (see tests/unit/test_mqtt_codec.c).
+MQTT_CAPTURES = {
+    "mosquitto_pub_v311_q1": "103000044d51545404c2003c00096465762d6361702d31000d64656d6f2d6465"
+    "766963652d31000a64656d6f2d6b65792d313261001d646576696365732f64656d6f2d6465766963652d312f70"
+    "61636b65747300017b2272656164696e6773223a5b7b2273656e736f725f75756964223a2264656d6f2d646576"
+    "6963652d312d74656d70222c2276616c7565223a32312e357d5d7de000",
+    "mosquitto_pub_v5_props": "107500044d51545405c6001e171100000e10270001000026000266770003312e"
+    "3221001400096465762d6361702d3305180000000a001c646576696365732f64656d6f2d6465766963652d312f"
+    "73746174757300076f66666c696e65000d64656d6f2d6465766963652d31000a64656d6f2d6b65792d31324500"
+    "1d646576696365732f64656d6f2d6465766963652d312f7061636b6574730001210300106170706c6963617469"
+    "6f6e2f6a736f6e020000001e01012600016b0001767b7de000",
+    "mosquitto_sub_v5": "103400044d51545405c2003c0321001400096465762d6361702d31000d64656d6f2d64"
+    "65766963652d31000a64656d6f2d6b65792d318223000100001d646576696365732f64656d6f2d646576696365"
+    "2d312f726573756c747301e00104",
+}
+
+
+def seeds_mqtt_codec():
+    # byte 0: state (0 before CONNECT, 1 = 3.1.1, 2 = 5) and bound (bit 7); byte 1: split seed
+    for name, hx in MQTT_CAPTURES.items():
+        write("mqtt_codec", name, b"\x00\x2a" + bytes.fromhex(hx))
+    topic, payload = "devices/fz-dev-1/packets", dumps(packet_bodies()["minimal"])
+    user = b"\x26" + mqtt_str("k") + mqtt_str("v")
+    pub_props = mqtt_props(b"\x01\x01", b"\x02" + struct.pack(">I", 30),
+                           b"\x03" + mqtt_str("application/json"),
+                           b"\x08" + mqtt_str("devices/fz-dev-1/results"),
+                           b"\x09" + mqtt_str(b"\x00\x01"), user)
+    v311 = (mqtt_frame(0x30, mqtt_str(topic) + payload.encode())
+            + mqtt_frame(0x32, mqtt_str(topic) + b"\x00\x01" + payload.encode())
+            + mqtt_frame(0x40, b"\x00\x01")
+            + mqtt_frame(0x82, b"\x00\x02" + mqtt_str("devices/fz-dev-1/results") + b"\x01"
+                         + mqtt_str("a/+/#") + b"\x00")
+            + mqtt_frame(0xA2, b"\x00\x03" + mqtt_str("a/+/#"))
+            + b"\xc0\x00\xe0\x00")
+    write("mqtt_codec", "v311_session", b"\x01\x07" + v311)
+    v5 = (mqtt_frame(0x3b, mqtt_str(topic) + b"\x00\x09" + pub_props + payload.encode())
+          + mqtt_frame(0x30, mqtt_str(topic) + b"\x00")
+          + mqtt_frame(0x40, b"\x00\x09\x80" + mqtt_props(b"\x1f" + mqtt_str("db"), user))
+          + mqtt_frame(0x40, b"\x00\x0a\x10")
+          + mqtt_frame(0x82, b"\x00\x02" + mqtt_props(b"\x0b\x05", user)
+                       + mqtt_str("devices/fz-dev-1/results") + b"\x2d")
+          + mqtt_frame(0xA2, b"\x00\x03" + mqtt_props(user) + mqtt_str("a/b"))
+          + b"\xc0\x00"
+          + mqtt_frame(0xE0, b"\x04" + mqtt_props(b"\x11\x00\x00\x00\x00",
+                                                 b"\x1f" + mqtt_str("bye"), user)))
+    write("mqtt_codec", "v5_session", b"\x02\x63" + v5)
+    connect_props = (b"\x11\x00\x00\x0e\x10", b"\x21\x00\x14", b"\x22\x00\x00",
+                     b"\x27\x00\x01\x00\x00", b"\x17\x01", b"\x19\x00",
+                     b"\x15" + mqtt_str("none"), b"\x16" + mqtt_str(b"\x01"), user)
+    will = (mqtt_props(b"\x18\x00\x00\x00\x0a", b"\x01\x01", b"\x03" + mqtt_str("text/plain"),
+                       user) + mqtt_str("devices/fz-dev-1/status") + mqtt_str("offline"))
+    write("mqtt_codec", "v5_connect_all_properties",
+          b"\x00\x01" + mqtt_connect(5, "fz-dev-1", 0x2e, b"".join(connect_props), will,
+                                     "fz-dev-1", KEY1))
+    write("mqtt_codec", "v311_connect_will",
+          b"\x00\x02" + mqtt_connect(4, "", 0x0e, will=mqtt_str("w/t") + mqtt_str("x"),
+                                     user="fz-dev-1", password=KEY1))
+    write("mqtt_codec", "v5_small_bound", b"\x86\x00" + mqtt_frame(0x30, mqtt_str("a") + b"\x00")
+          + mqtt_frame(0x30, mqtt_str("ab") + b"\x00"))
+    write("mqtt_codec", "v311_length_boundary",
+          b"\x01\x10" + mqtt_frame(0x30, mqtt_str("t") + b"x" * 124)
+          + mqtt_frame(0x30, mqtt_str("t") + b"x" * 125))
+    write("mqtt_codec", "v5_qos2_refused", b"\x02\x00" + mqtt_frame(0x34, mqtt_str("a") + b"\x00\x01\x00"))
+
+
 def dicts():
     common = ['"device_uuid"', '"readings"', '"sensor_uuid"', '"value"', '"ts"', '"packet_id"',
               '"sensor_id"', '"timestamp"', '"fz-dev-1"', '"fz-dev-2"', '"fz-dev-3"', '"fz-sen-1"',
@@ -246,10 +350,28 @@ def dicts():
     tf = ['"T"', '"Z"', '"z"', '"+00:00"', '"-23:59"', '"."', '"9995"', '"0001-01-01"',
           '"9999-12-31"', '"02-29"', '"23:59:59"', '"e+"', '"e-"']
     (HERE / "timefmt.dict").write_text("\n".join(tf) + "\n")
+    mq = ['"\\x00\\x04MQTT\\x04"', '"\\x00\\x04MQTT\\x05"', '"\\x00\\x06MQIsdp"',
+          '"\\xff\\xff\\xff\\x7f"', '"\\x80\\x80\\x80\\x80"', '"\\x00\\x00"',
+          '"\\x00\\x01"', '"\\xc0\\x00"', '"\\xe0\\x00"', '"\\x40\\x02"', '"\\x82"',
+          '"\\xa2"', '"\\x32"', '"\\x30"', '"\\x10"', '"devices/"', '"/packets"', '"/results"',
+          '"+"', '"#"', '"/#"', '"$share/"', '"\\xed\\xa0\\x80"', '"\\xf4\\x90\\x80\\x80"',
+          '"\\xc0\\xaf"']
+    # every MQTT 5 property identifier with a value of its type
+    mq += ['"\\x01\\x01"', '"\\x02\\x00\\x00\\x00\\x1e"', '"\\x03\\x00\\x01a"',
+           '"\\x08\\x00\\x01a"', '"\\x09\\x00\\x01\\x00"', '"\\x0b\\x01"',
+           '"\\x11\\x00\\x00\\x00\\x00"', '"\\x12\\x00\\x01a"', '"\\x13\\x00\\x0a"',
+           '"\\x15\\x00\\x01a"', '"\\x16\\x00\\x01a"', '"\\x17\\x01"',
+           '"\\x18\\x00\\x00\\x00\\x0a"', '"\\x19\\x01"', '"\\x1a\\x00\\x01a"',
+           '"\\x1c\\x00\\x01a"', '"\\x1f\\x00\\x01a"', '"\\x21\\x00\\x14"',
+           '"\\x22\\x00\\x00"', '"\\x23\\x00\\x01"', '"\\x24\\x01"', '"\\x25\\x00"',
+           '"\\x26\\x00\\x01k\\x00\\x01v"', '"\\x27\\x00\\x10\\x00\\x00"', '"\\x28\\x00"',
+           '"\\x29\\x00"', '"\\x2a\\x00"']
+    (HERE / "mqtt_codec.dict").write_text("\n".join(mq) + "\n")
 
 
 def main():
-    for h in ("packet_decode", "legacy_decode", "timefmt", "gunzip", "client_ip", "request"):
+    for h in ("packet_decode", "legacy_decode", "timefmt", "gunzip", "client_ip", "request",
+              "mqtt_codec"):
         d = CORPUS / h
         if d.exists():
             for f in d.iterdir():
@@ -260,6 +382,7 @@ def main():
     seeds_gunzip()
     seeds_client_ip()
     seeds_request()
+    seeds_mqtt_codec()
     dicts()
     for h in sorted(os.listdir(CORPUS)):
         n = len(os.listdir(CORPUS / h))
