@@ -158,7 +158,9 @@ int pg_buf_close(struct pg_buf *b);               /* appends "}" */
 int pg_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms, int64_t now);
 int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 
-#define PG_SCHEMA_LATEST 3
+#define PG_SCHEMA_LATEST 4
+/* The rollup lock (class, key): writers shared, the rollup of an hour exclusive. */
+#define PG_ROLLUP_LOCK "74003, 0"
 /*
  * Creates or upgrades to PG_SCHEMA_LATEST in one transaction, serialised by
  * an advisory lock. These two return 0 or an iot_err code, the reason in err.

@@ -168,6 +168,51 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
     " b8 bigint NOT NULL, b9 bigint NOT NULL,"
     " last_duration_ms bigint NOT NULL, last_run_at timestamptz NOT NULL,"
     " last_success_at timestamptz);",
+    /*
+     * 4: hourly rollups (SPEC §12, job retention), as SQLite's step 5: one
+     * row per sensor per UTC hour below rollup_state.rolled_until, written by
+     * the job; a reading stored later into such an hour is added to it by the
+     * statement trigger, in the writer's transaction. The trigger holds the
+     * rollup lock (advisory 74003) shared until commit and the job takes it
+     * exclusively while it rolls an hour up and moves the mark, so no reading
+     * is counted twice or missed. The ts index finds the next hour with data
+     * and serves retention.
+     */
+    "CREATE TABLE sensor_readings_hourly("
+    " sensor_id bigint NOT NULL REFERENCES sensors(id),"
+    " hour timestamptz NOT NULL,"
+    " count bigint NOT NULL,"
+    " min double precision NOT NULL,"
+    " max double precision NOT NULL,"
+    " sum double precision NOT NULL,"
+    " first_ts timestamptz NOT NULL,"
+    " last_ts timestamptz NOT NULL,"
+    " PRIMARY KEY (sensor_id, hour));"
+    "CREATE INDEX sensor_readings_hourly_hour ON sensor_readings_hourly(hour);"
+    "CREATE TABLE rollup_state(id integer PRIMARY KEY CHECK (id = 1),"
+    " rolled_until timestamptz);"
+    "INSERT INTO rollup_state VALUES (1, NULL);"
+    "CREATE INDEX sensor_readings_ts ON sensor_readings(ts);"
+    "CREATE FUNCTION sensor_readings_rolled_up() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE w timestamptz;"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock_shared(" PG_ROLLUP_LOCK ");"
+    "  SELECT rolled_until INTO w FROM rollup_state WHERE id = 1;"
+    "  IF w IS NOT NULL THEN"
+    "   INSERT INTO sensor_readings_hourly AS h"
+    "    (sensor_id, hour, count, min, max, sum, first_ts, last_ts)"
+    "    SELECT sensor_id, date_bin('1 hour', ts, timestamptz 'epoch'), count(*), min(value),"
+    "     max(value), sum(value), min(ts), max(ts) FROM new_rows WHERE ts < w GROUP BY 1, 2"
+    "   ON CONFLICT (sensor_id, hour) DO UPDATE SET count = h.count + excluded.count,"
+    "    min = least(h.min, excluded.min), max = greatest(h.max, excluded.max),"
+    "    sum = h.sum + excluded.sum, first_ts = least(h.first_ts, excluded.first_ts),"
+    "    last_ts = greatest(h.last_ts, excluded.last_ts);"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE TRIGGER sensor_readings_rolled_up AFTER INSERT ON sensor_readings"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
+    " EXECUTE FUNCTION sensor_readings_rolled_up();",
 };
 
 int pg_sqlstate_code(const char *st)
