@@ -320,6 +320,25 @@ struct store_ops {
     int (*job_stat_record)(struct store *s, const char *job, int ok, int64_t duration_ms,
                            int64_t now);
     int (*job_stats)(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
+
+    /*
+     * Retention and hourly rollups (job retention, SPEC §12, docs/jobs.md).
+     * Each runs its own short transaction: call them outside one.
+     * rollup_step: rolls up the first hour that has readings at or after the
+     * rollup mark (rollup_state.rolled_until) and starts before `until` (an
+     * hour boundary): one sensor_readings_hourly row per sensor of that hour,
+     * the mark moved to its end. Without such an hour the mark moves to
+     * until (never back). *mark gets the mark, *rollups the rows written (0
+     * when only the mark moved). Hours below the mark are kept up to date by
+     * the insert trigger of the schema, in the writer's own transaction.
+     * readings_expire: deletes up to max_rows of the oldest readings with
+     * ts < before and below the mark (a reading not rolled up is never
+     * deleted); *deleted gets the count. rollups_expire: the same for rollups
+     * with hour < before.
+     */
+    int (*rollup_step)(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
+    int (*readings_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+    int (*rollups_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
 };
 
 /* Every backend's connection struct begins with this. */
@@ -582,6 +601,21 @@ static inline int store_job_stats(struct store *s, struct store_job_stat *out, s
                                   size_t *n)
 {
     return s->ops->job_stats(s, out, cap, n);
+}
+
+static inline int store_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups)
+{
+    return s->ops->rollup_step(s, until, mark, rollups);
+}
+static inline int store_readings_expire(struct store *s, int64_t before, int64_t max_rows,
+                                        int64_t *deleted)
+{
+    return s->ops->readings_expire(s, before, max_rows, deleted);
+}
+static inline int store_rollups_expire(struct store *s, int64_t before, int64_t max_rows,
+                                       int64_t *deleted)
+{
+    return s->ops->rollups_expire(s, before, max_rows, deleted);
 }
 
 #endif

@@ -90,6 +90,10 @@ enum store_fault_op {
     STORE_FAULT_JOB_STAT_RECORD,
     STORE_FAULT_JOB_STATS,
     STORE_FAULT_MAINTAIN,
+    /* retention and rollups */
+    STORE_FAULT_ROLLUP_STEP,
+    STORE_FAULT_READINGS_EXPIRE,
+    STORE_FAULT_ROLLUPS_EXPIRE,
     STORE_FAULT_OPS /* count */
 };
 

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     ["job", "baseline"],
     ["job", "explain"],
     ["job", "silence"],
+    ["job", "retention"],
     ["jobs"],
     ["sim"],
 ]
@@ -70,7 +71,7 @@ def test_help_exits_zero(tmp_path, sub):
 GROUPS = {"db": ["db init", "db demo"], "device": ["device add", "device disable"],
           "sensor": ["sensor add", "sensor disable"],
           "threshold": ["threshold set", "threshold clear"],
-          "job": ["job baseline", "job explain", "job silence"]}
+          "job": ["job baseline", "job explain", "job silence", "job retention"]}
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
