@@ -128,7 +128,8 @@ enum config_use {
       "Retention: readings older than this many days are deleted, after their hour is rolled up "  \
       "(0 = keep forever)")                                                                        \
     X(INT, rollup_retention_days, "ROLLUP_RETENTION_DAYS", 0, 0, 36500, CU_RETENTION,              \
-      "Retention: hourly rollups older than this many days are deleted (0 = keep forever)")        \
+      "Retention: hourly rollups older than this many days are deleted, never before their "       \
+      "readings (0 = keep forever)")                                                               \
     X(INT, baseline_every_s, "BASELINE_EVERY_S", 300, 1, 86400 * 7, CU_SCHED,                      \
       "Scheduler: baseline interval")                                                              \
     X(INT, explain_every_s, "EXPLAIN_EVERY_S", 60, 1, 86400 * 7, CU_SCHED,                         \

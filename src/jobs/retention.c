@@ -48,10 +48,17 @@ int job_retention_run(struct store *s, const struct retention_opts *o, int64_t n
         rc = expire_all(s, store_readings_expire, now - o->keep_readings_ms, &sum->readings_deleted,
                         &prog);
     }
-    if (!rc && o->keep_rollups_ms > 0) {
+    /*
+     * Rollups stay at least as long as raw readings: the history API reads a
+     * rolled-up hour from its rollup, so one deleted before its readings
+     * would hide them.
+     */
+    int64_t keep_rollups = o->keep_rollups_ms;
+    if (keep_rollups > 0 && (o->keep_readings_ms == 0 || keep_rollups < o->keep_readings_ms))
+        keep_rollups = o->keep_readings_ms;
+    if (!rc && keep_rollups > 0) {
         prog.unit = "rollups deleted";
-        rc = expire_all(s, store_rollups_expire, now - o->keep_rollups_ms, &sum->rollups_deleted,
-                        &prog);
+        rc = expire_all(s, store_rollups_expire, now - keep_rollups, &sum->rollups_deleted, &prog);
     }
     if (rc)
         LOG(LOG_WARN, "retention_failed", "err=\"%s\" db=\"%s\"", iot_strerror(rc),

@@ -200,6 +200,11 @@ int pg_online_prune(struct store *s, const char *stream, uint64_t upto, int64_t 
 int pg_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
 int pg_readings_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
 int pg_rollups_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+int pg_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                      int64_t after_ts, int64_t after_id, size_t limit, struct store_reading *out,
+                      size_t *n);
+int pg_readings_buckets(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                        int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
 
 /* Ops of pg_devices.c: lookups and provisioning. */
 int pg_device_get(struct store *s, const char *uuid, struct store_device *out);

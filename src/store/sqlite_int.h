@@ -10,6 +10,7 @@
 #define SQLITE_JOB_STMTS               16
 #define SQLITE_CHAIN_STMTS             4
 #define SQLITE_RETENTION_STMTS         16
+#define SQLITE_HISTORY_STMTS           8
 #define SQLITE_BATCH_TABLES            2       /* sqlite_batch.c: readings, sensor states */
 #define SQLITE_BATCH_SIZES             4       /* rows per statement: 64, 16, 4, 1 */
 #define SQLITE_WRITER_CHECKPOINT_PAGES "16384" /* 64 MiB of 4 KiB pages */
@@ -21,6 +22,7 @@ struct sqlite_store {
     sqlite3_stmt *job_st[SQLITE_JOB_STMTS];                          /* sqlite_jobs.c */
     sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS];                      /* sqlite_chain.c */
     sqlite3_stmt *ret_st[SQLITE_RETENTION_STMTS];                    /* sqlite_retention.c */
+    sqlite3_stmt *hist_st[SQLITE_HISTORY_STMTS];                     /* sqlite_history.c */
     sqlite3_stmt *batch_st[SQLITE_BATCH_TABLES][SQLITE_BATCH_SIZES]; /* sqlite_batch.c */
     sqlite3_stmt *batch_next_id;                                     /* sqlite_batch.c */
     int triggers_off; /* the gateway's writer: it does what the schema's triggers would */
@@ -73,6 +75,14 @@ int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
 int sqlite_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
 int sqlite_readings_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
 int sqlite_rollups_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+/* The rollup mark: *has = 0 when nothing is rolled up yet. */
+int sqlite_rollup_mark(struct sqlite_store *s, int *has, int64_t *mark);
+/* History reads (sqlite_history.c). */
+int sqlite_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                          int64_t after_ts, int64_t after_id, size_t limit,
+                          struct store_reading *out, size_t *n);
+int sqlite_readings_buckets(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                            int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
 /*
  * On a connection without triggers (the gateway's writer), the part of the
  * rollup trigger (schema step 5): adds each of the just-inserted rows that lies

@@ -85,7 +85,7 @@ static int rollup_in_tx(struct sqlite_store *s, int64_t until, int64_t *mark, in
     sqlite3_stmt *st;
     int has_mark, has_next, rc;
     int64_t cur = 0, next = 0;
-    if ((rc = ret_stmt(s, RS_MARK, &st)) || (rc = one_int(s, st, &has_mark, &cur))) return rc;
+    if ((rc = sqlite_rollup_mark(s, &has_mark, &cur))) return rc;
     if ((rc = ret_stmt(s, RS_NEXT, &st))) return rc;
     sqlite3_bind_int64(st, 1, has_mark ? cur : INT64_MIN);
     if ((rc = one_int(s, st, &has_next, &next))) return rc;
@@ -105,12 +105,19 @@ static int rollup_in_tx(struct sqlite_store *s, int64_t until, int64_t *mark, in
     return sqlite_exec_done(s, st);
 }
 
+int sqlite_rollup_mark(struct sqlite_store *s, int *has, int64_t *mark)
+{
+    sqlite3_stmt *st;
+    int rc = ret_stmt(s, RS_MARK, &st);
+    return rc ? rc : one_int(s, st, has, mark);
+}
+
 int sqlite_rollup_add(struct sqlite_store *s, const struct store_reading *rows, size_t n)
 {
     sqlite3_stmt *st;
     int has_mark, rc;
     int64_t mark = 0;
-    if ((rc = ret_stmt(s, RS_MARK, &st)) || (rc = one_int(s, st, &has_mark, &mark))) return rc;
+    if ((rc = sqlite_rollup_mark(s, &has_mark, &mark))) return rc;
     for (size_t i = 0; has_mark && i < n; i++) {
         if (rows[i].ts >= mark) continue;
         if ((rc = ret_stmt(s, RS_ADD, &st))) return rc;

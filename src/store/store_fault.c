@@ -87,6 +87,8 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_ROLLUP_STEP] = "rollup_step",
     [STORE_FAULT_READINGS_EXPIRE] = "readings_expire",
     [STORE_FAULT_ROLLUPS_EXPIRE] = "rollups_expire",
+    [STORE_FAULT_READINGS_RANGE] = "readings_range",
+    [STORE_FAULT_READINGS_BUCKETS] = "readings_buckets",
 };
 
 const char *store_fault_op_name(enum store_fault_op op)
@@ -639,6 +641,24 @@ static int sf_rollups_expire(struct store *base, int64_t before, int64_t max_row
     return rc ? rc : store_rollups_expire(in, before, max_rows, deleted);
 }
 
+static int sf_readings_range(struct store *base, int64_t sensor_id, int64_t from, int64_t to,
+                             int64_t after_ts, int64_t after_id, size_t limit,
+                             struct store_reading *out, size_t *n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_READINGS_RANGE, &in);
+    return rc ? rc
+              : store_readings_range(in, sensor_id, from, to, after_ts, after_id, limit, out, n);
+}
+
+static int sf_readings_buckets(struct store *base, int64_t sensor_id, int64_t from, int64_t to,
+                               int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_READINGS_BUCKETS, &in);
+    return rc ? rc : store_readings_buckets(in, sensor_id, from, to, step_ms, cap, out, n);
+}
+
 static const struct store_ops fault_ops = {
     .name = "fault",
     .close = sf_close,
@@ -698,4 +718,6 @@ static const struct store_ops fault_ops = {
     .rollup_step = sf_rollup_step,
     .readings_expire = sf_readings_expire,
     .rollups_expire = sf_rollups_expire,
+    .readings_range = sf_readings_range,
+    .readings_buckets = sf_readings_buckets,
 };

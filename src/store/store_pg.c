@@ -592,4 +592,6 @@ static const struct store_ops pg_ops = {
     .rollup_step = pg_rollup_step,
     .readings_expire = pg_readings_expire,
     .rollups_expire = pg_rollups_expire,
+    .readings_range = pg_readings_range,
+    .readings_buckets = pg_readings_buckets,
 };

@@ -205,6 +205,8 @@ static void sq_close(struct store *base)
         sqlite3_finalize(s->chain_st[i]);
     for (int i = 0; i < SQLITE_RETENTION_STMTS; i++)
         sqlite3_finalize(s->ret_st[i]);
+    for (int i = 0; i < SQLITE_HISTORY_STMTS; i++)
+        sqlite3_finalize(s->hist_st[i]);
     sqlite_batch_close(s);
     sqlite3_close(s->db);
     free(s);
@@ -909,4 +911,6 @@ static const struct store_ops sqlite_ops = {
     .rollup_step = sqlite_rollup_step,
     .readings_expire = sqlite_readings_expire,
     .rollups_expire = sqlite_rollups_expire,
+    .readings_range = sqlite_readings_range,
+    .readings_buckets = sqlite_readings_buckets,
 };

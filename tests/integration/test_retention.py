@@ -105,6 +105,10 @@ def test_rollups_equal_raw_aggregates_and_retention_keeps_everything_else(gatewa
     whole = now - 10 * DAY + 2 * HOUR
     assert mismatches(db, whole - whole % HOUR) == 0
 
+    # Rollups never go before their readings: with readings kept forever, they stay too.
+    (_, _, _, rdel), _ = retention(g.db_path, RETENTION_DAYS=0, ROLLUP_RETENTION_DAYS=1)
+    assert rdel == 0
+
     # Rollups older than ROLLUP_RETENTION_DAYS go too.
     old_rollups = db.scalar("SELECT count(*) FROM sensor_readings_hourly WHERE hour < ?",
                             (now - 15 * DAY,))
@@ -113,7 +117,7 @@ def test_rollups_equal_raw_aggregates_and_retention_keeps_everything_else(gatewa
     assert db.scalar("SELECT min(hour) FROM sensor_readings_hourly") >= now - 15 * DAY - HOUR
 
     text = g.get("/metrics").body.decode()
-    assert 'iot_ingest_job_runs_total{job="retention",result="ok"} 4' in text
+    assert 'iot_ingest_job_runs_total{job="retention",result="ok"} 5' in text
 
 
 def test_jobs_runs_retention_on_its_interval_and_stops(gateway_factory, tmp_path):
