@@ -160,7 +160,7 @@ int pg_buf_close(struct pg_buf *b);               /* appends "}" */
 int pg_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms, int64_t now);
 int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 
-#define PG_SCHEMA_LATEST 4
+#define PG_SCHEMA_LATEST 5
 /* The rollup lock (class, key): writers shared, the rollup of an hour exclusive. */
 #define PG_ROLLUP_LOCK "74003, 0"
 /*

@@ -26,6 +26,7 @@ enum ret_stmt {
     RS_RANGE,
     RS_BUCKETS,
     RS_MARK,
+    RS_DROP,
     RS_COUNT
 };
 _Static_assert(RS_COUNT <= PG_RET_STMTS, "grow PG_RET_STMTS");
@@ -61,10 +62,16 @@ static const char *const ret_sql[RS_COUNT] = {
     "1000)::bigint,"
     " (SELECT count(*) FROM ins)",
     /* A NULL mark (nothing rolled up yet) deletes nothing. */
-    [RS_EXPIRE] = "DELETE FROM sensor_readings WHERE id IN (SELECT id FROM sensor_readings"
-                  " WHERE ts < $1::timestamptz"
+    /*
+     * The oldest max_rows readings (and their ties) by time, as a range of
+     * ts, so that only the partitions of that range are touched; a NULL mark
+     * (nothing rolled up yet) deletes nothing.
+     */
+    [RS_EXPIRE] = "DELETE FROM sensor_readings WHERE ts < $1::timestamptz"
                   " AND ts < (SELECT rolled_until FROM rollup_state WHERE id = 1)"
-                  " ORDER BY ts LIMIT $2)",
+                  " AND ts <= coalesce((SELECT ts FROM sensor_readings WHERE ts < $1::timestamptz"
+                  " ORDER BY ts OFFSET $2::bigint - 1 LIMIT 1), 'infinity')",
+    [RS_DROP] = "SELECT sensor_readings_drop_partitions($1::timestamptz)",
     [RS_EXPIRE_ROLLUPS] = "DELETE FROM sensor_readings_hourly WHERE (sensor_id, hour) IN"
                           " (SELECT sensor_id, hour FROM sensor_readings_hourly"
                           " WHERE hour < $1::timestamptz ORDER BY hour LIMIT $2)",
@@ -139,9 +146,23 @@ static int expire(struct store *base, enum ret_stmt id, int64_t before, int64_t 
     return 0;
 }
 
+/*
+ * Whole monthly partitions first (schema step 5: dropped, not deleted row by
+ * row), then one chunk of the rest; *deleted counts both.
+ */
 int pg_readings_expire(struct store *base, int64_t before, int64_t max_rows, int64_t *deleted)
 {
-    return expire(base, RS_EXPIRE, before, max_rows, deleted);
+    char b[32];
+    const char *p[1] = {pg_fmt_ts(b, before)};
+    struct pg_cmd c = rcmd(RS_DROP, 1, p);
+    PGresult *r;
+    int rc = pg_roundtrip((struct pg_store *)base, &c, 1, &r, 0);
+    if (rc) return rc;
+    int64_t dropped = pg_i64(r, 0, 0);
+    PQclear(r);
+    if ((rc = expire(base, RS_EXPIRE, before, max_rows, deleted))) return rc;
+    *deleted += dropped;
+    return 0;
 }
 
 int pg_rollups_expire(struct store *base, int64_t before, int64_t max_rows, int64_t *deleted)
