@@ -8,7 +8,9 @@ The hand-written analysis between the markers
     <!-- analysis:begin --> ... <!-- analysis:end -->
 in an existing OUT.md is kept as it is, so rerunning the benchmark refreshes
 the numbers without losing the notes (which say which run they were written
-for).
+for); so is every section measured by hand, between
+    <!-- manual:begin --> ... <!-- manual:end -->
+(the history API), which the report appends unchanged.
 """
 
 import json
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
+MANUAL_BEGIN, MANUAL_END = "<!-- manual:begin -->", "<!-- manual:end -->"
 
 
 def read(path, default=""):
@@ -408,6 +411,9 @@ def main():
         analysis = old[old.index(BEGIN):old.index(END) + len(END)]
     else:
         analysis = (f"{BEGIN}\n_No analysis written yet for this run._\n{END}")
+    manual = ""
+    if MANUAL_BEGIN in old and MANUAL_END in old:
+        manual = "\n\n" + old[old.index(MANUAL_BEGIN):old.index(MANUAL_END) + len(MANUAL_END)] + "\n"
     table, notes = ingest_section(meta, rows, work)
     load = (f"Load average at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')} "
             "(other work on the machine shows up here).")
@@ -486,7 +492,7 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 
 ## Jobs: baseline predictor
 
-{jobs_section(meta, work)}"""
+{jobs_section(meta, work)}{manual}"""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(doc)
 

@@ -118,7 +118,7 @@ int cli_demo_fleet(struct sim_rng *r, struct sim_fleet **out);
 /* Subcommands. */
 extern const struct cli_cmd cmd_serve, cmd_db_init, cmd_db_demo, cmd_device_add, cmd_device_disable,
     cmd_device_delete, cmd_sensor_add, cmd_sensor_disable, cmd_threshold_set, cmd_threshold_clear,
-    cmd_job_baseline, cmd_job_explain, cmd_job_silence, cmd_jobs;
+    cmd_job_baseline, cmd_job_explain, cmd_job_silence, cmd_job_retention, cmd_jobs;
 extern const struct cli_cmd cmd_consume;
 extern const struct cli_cmd cmd_sim;
 

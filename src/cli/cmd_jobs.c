@@ -1,5 +1,5 @@
 /*
- * job baseline|explain|silence (one run) and jobs (all three on their
+ * job baseline|explain|silence|retention (one run) and jobs (all four on their
  * intervals until SIGTERM). Each run opens its own database connection, so
  * a database that was down for one run is simply retried at the next.
  * Exit codes: 0 the run completed (some items may have failed: see the
@@ -10,7 +10,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "jobs/baseline.h"
+#include "core/timefmt.h"
 #include "jobs/explainer.h"
+#include "jobs/retention.h"
 #include "jobs/scheduler.h"
 #include "jobs/silence.h"
 
@@ -96,6 +98,24 @@ static int silence(struct store *s, const struct config *cfg, char *line, size_t
     return rc;
 }
 
+static int retention(struct store *s, const struct config *cfg, char *line, size_t len)
+{
+    struct retention_opts o = {cfg->retention_days * 86400000,
+                               cfg->rollup_retention_days * 86400000};
+    struct retention_summary r;
+    int rc = job_retention_run(s, &o, clock_now_ms(), &r);
+    char mark[TIMEFMT_RFC3339_LEN] = "none";
+    if (r.rolled_until) timefmt_format_rfc3339(r.rolled_until, mark);
+    if (!rc)
+        snprintf(line, len,
+                 "retention: hours_rolled_up=%llu rollups_written=%llu readings_deleted=%llu "
+                 "rollups_deleted=%llu rolled_until=%s duration_ms=%lld",
+                 (unsigned long long)r.hours, (unsigned long long)r.rollups,
+                 (unsigned long long)r.readings_deleted, (unsigned long long)r.rollups_deleted,
+                 mark, (long long)r.duration_ms);
+    return rc;
+}
+
 static int run_baseline(void *ud)
 {
     return run_job(ud, "baseline", baseline);
@@ -115,6 +135,11 @@ static int run_silence(void *ud)
         return 0;
     }
     return run_job(cfg, "silence", silence);
+}
+
+static int run_retention(void *ud)
+{
+    return run_job(ud, "retention", retention);
 }
 
 static int one(struct config *cfg, int (*fn)(void *))
@@ -141,6 +166,12 @@ static int cmd_silence(struct config *cfg, const char **pos)
     return one(cfg, run_silence);
 }
 
+static int cmd_retention(struct config *cfg, const char **pos)
+{
+    (void)pos;
+    return one(cfg, run_retention);
+}
+
 static int cmd_all(struct config *cfg, const char **pos)
 {
     (void)pos;
@@ -151,11 +182,13 @@ static int cmd_all(struct config *cfg, const char **pos)
         {"baseline", cfg->baseline_every_s * 1000, run_baseline, cfg, 0},
         {"explain", cfg->explain_every_s * 1000, run_explain, cfg, 0},
         {"silence", cfg->no_data_every_s * 1000, run_silence, cfg, 0},
+        {"retention", cfg->retention_every_s * 1000, run_retention, cfg, 0},
     };
-    LOG(LOG_INFO, "jobs_started", "baseline_every_s=%lld explain_every_s=%lld no_data_every_s=%lld",
+    LOG(LOG_INFO, "jobs_started",
+        "baseline_every_s=%lld explain_every_s=%lld no_data_every_s=%lld retention_every_s=%lld",
         (long long)cfg->baseline_every_s, (long long)cfg->explain_every_s,
-        (long long)cfg->no_data_every_s);
-    int sig = scheduler_run(tasks, 3, &stop);
+        (long long)cfg->no_data_every_s, (long long)cfg->retention_every_s);
+    int sig = scheduler_run(tasks, (int)(sizeof tasks / sizeof tasks[0]), &stop);
     LOG(LOG_INFO, "jobs_stopped", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     curl_global_cleanup();
     return 0;
@@ -182,12 +215,20 @@ const struct cli_cmd cmd_job_silence = {
     .run = cmd_silence,
     .uses = CU_DB | CU_SILENCE,
 };
+const struct cli_cmd cmd_job_retention = {
+    .name = "job retention",
+    .summary = "Rolls up and expires readings once. Every complete hour not rolled up yet goes\n"
+               "into sensor_readings_hourly, then readings older than RETENTION_DAYS and rollups\n"
+               "older than ROLLUP_RETENTION_DAYS (0 = keep forever) are deleted in short chunks.",
+    .run = cmd_retention,
+    .uses = CU_DB | CU_RETENTION,
+};
 const struct cli_cmd cmd_jobs = {
     .name = "jobs",
-    .summary = "Runs the jobs on a schedule. Baseline, explain and silence every\n"
-               "BASELINE_EVERY_S, EXPLAIN_EVERY_S and NO_DATA_EVERY_S until SIGTERM/SIGINT;\n"
-               "finishes the run in progress, exits 0.",
+    .summary = "Runs the jobs on a schedule. Baseline, explain, silence and retention every\n"
+               "BASELINE_EVERY_S, EXPLAIN_EVERY_S, NO_DATA_EVERY_S and RETENTION_EVERY_S until\n"
+               "SIGTERM/SIGINT; finishes the run in progress, exits 0.",
     .run = cmd_all,
-    .uses = CU_DB | CU_BASELINE | CU_EXPLAIN | CU_SILENCE | CU_SCHED,
+    .uses = CU_DB | CU_BASELINE | CU_EXPLAIN | CU_SILENCE | CU_RETENTION | CU_SCHED,
     .creates_db = 1,
 };

@@ -269,7 +269,7 @@ const struct cli_cmd cmd_device_delete = {
     .args = "UUID",
     .summary =
         "Deletes a device and everything stored under it. In one transaction: its sensors,\n"
-        "their readings, state, thresholds, alerts and notifications, predictions, ML events\n"
+        "their readings and rollups, state, thresholds, alerts and notifications, predictions, ML events\n"
         "and online model state, and its packet ids; prints {\"device_id\",\"device_uuid\",\n"
         "\"deleted\",\"sensors\",\"readings\"}. Refused without --yes (exit 2, nothing touched).\n"
         "A running gateway answers the device's packets 401 (nothing stored): \"this device no\n"

@@ -5,11 +5,10 @@
 #include <string.h>
 
 static const struct cli_cmd *const commands[] = {
-    &cmd_serve,           &cmd_db_init,        &cmd_db_demo,
-    &cmd_device_add,      &cmd_device_disable, &cmd_device_delete,
-    &cmd_sensor_add,      &cmd_sensor_disable, &cmd_threshold_set,
-    &cmd_threshold_clear, &cmd_job_baseline,   &cmd_job_explain,
-    &cmd_job_silence,     &cmd_jobs,           &cmd_sim,
+    &cmd_serve,          &cmd_db_init,         &cmd_db_demo,      &cmd_device_add,
+    &cmd_device_disable, &cmd_device_delete,   &cmd_sensor_add,   &cmd_sensor_disable,
+    &cmd_threshold_set,  &cmd_threshold_clear, &cmd_job_baseline, &cmd_job_explain,
+    &cmd_job_silence,    &cmd_job_retention,   &cmd_jobs,         &cmd_sim,
     &cmd_consume,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -16,15 +16,16 @@
  * settings of its mask, `iot-ingest help settings` all of them.
  */
 enum config_use {
-    CU_DB = 1 << 0,       /* every command that opens the database */
-    CU_SERVE = 1 << 1,    /* serve */
-    CU_SIM = 1 << 2,      /* sim */
-    CU_BASELINE = 1 << 3, /* job baseline, jobs */
-    CU_EXPLAIN = 1 << 4,  /* job explain, jobs */
-    CU_SILENCE = 1 << 5,  /* job silence, jobs */
-    CU_SCHED = 1 << 6,    /* jobs */
-    CU_CONSUME = 1 << 7,  /* consume */
-    CU_ALL = 0xff,        /* every command */
+    CU_DB = 1 << 0,        /* every command that opens the database */
+    CU_SERVE = 1 << 1,     /* serve */
+    CU_SIM = 1 << 2,       /* sim */
+    CU_BASELINE = 1 << 3,  /* job baseline, jobs */
+    CU_EXPLAIN = 1 << 4,   /* job explain, jobs */
+    CU_SILENCE = 1 << 5,   /* job silence, jobs */
+    CU_SCHED = 1 << 6,     /* jobs */
+    CU_CONSUME = 1 << 7,   /* consume */
+    CU_RETENTION = 1 << 8, /* job retention, jobs */
+    CU_ALL = 0x1ff,        /* every command */
 };
 
 /*
@@ -123,12 +124,20 @@ enum config_use {
       "Explainer: most predictions sent in one run")                                               \
     X(INT, no_data_after_s, "NO_DATA_AFTER_S", 0, 0, 86400 * 3650, CU_SILENCE,                     \
       "Silence check: seconds without a reading that open a no_data alert (0 = off)")              \
+    X(INT, retention_days, "RETENTION_DAYS", 0, 0, 36500, CU_RETENTION,                            \
+      "Retention: readings older than this many days are deleted, after their hour is rolled up "  \
+      "(0 = keep forever)")                                                                        \
+    X(INT, rollup_retention_days, "ROLLUP_RETENTION_DAYS", 0, 0, 36500, CU_RETENTION,              \
+      "Retention: hourly rollups older than this many days are deleted, never before their "       \
+      "readings (0 = keep forever)")                                                               \
     X(INT, baseline_every_s, "BASELINE_EVERY_S", 300, 1, 86400 * 7, CU_SCHED,                      \
       "Scheduler: baseline interval")                                                              \
     X(INT, explain_every_s, "EXPLAIN_EVERY_S", 60, 1, 86400 * 7, CU_SCHED,                         \
       "Scheduler: explainer interval")                                                             \
     X(INT, no_data_every_s, "NO_DATA_EVERY_S", 60, 1, 86400 * 7, CU_SCHED,                         \
       "Scheduler: silence check interval")                                                         \
+    X(INT, retention_every_s, "RETENTION_EVERY_S", 3600, 1, 86400 * 7, CU_SCHED,                   \
+      "Scheduler: retention (rollups and deletion) interval")                                      \
     X(STR, broker_stream, "BROKER_STREAM", "IOT_READINGS", 0, 0, CU_SERVE | CU_CONSUME,            \
       "NATS broker: JetStream stream holding the readings (created if missing)")                   \
     X(INT, broker_max_age_s, "BROKER_MAX_AGE_S", 86400, 1, 86400 * 3650, CU_SERVE,                 \

@@ -5,8 +5,11 @@
  * budgets, whatever the transport). Here: the claim a request makes, read
  * from its headers and its client address, and the HTTP answers.
  */
+#include "core/err.h"
 #include "http/http_int.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 /* A header's value without the optional whitespace around it (RFC 9110 5.5). */
@@ -100,4 +103,37 @@ int auth_device_rate(struct request *rq, int64_t device_id, int *replied)
     *replied = 1;
     return reply_retry(rq, 429, retry, "rate_limited_device",
                        "too many requests for this device; retry later");
+}
+
+int auth_device_read(struct request *rq, const char *device_uuid, const struct device_ref **dref,
+                     int *ret)
+{
+    struct http_server *s = rq->srv;
+    *dref = NULL;
+    snprintf(rq->device_uuid, sizeof rq->device_uuid, "%s", device_uuid);
+    if (auth_locked_out(rq, ret)) return 1;
+    int rc = resolver_get(s->d.resolver, device_uuid, dref);
+    if (rc && rc != IOT_ENOTFOUND) {
+        *ret = reply_store_error(rq, rc);
+        return 1;
+    }
+    if (!*dref && auth_api_key(rq)) {
+        *ret = reply_error(rq, 404, "not_found", "no such device");
+        return 1;
+    }
+    switch (auth_device(rq, *dref ? &(*dref)->dev : NULL)) {
+    case AUTH_DENIED:
+        *ret = auth_reply_denied(rq, NULL);
+        break;
+    case AUTH_INACTIVE:
+        if (auth_api_key(rq)) return 0;
+        *ret = reply_error(rq, 403, "device_inactive", "this device is disabled");
+        break;
+    case AUTH_OK:
+        assert(*dref); /* auth_device returns AUTH_OK for a known device only */
+        return 0;
+    }
+    resolver_release(s->d.resolver, *dref);
+    *dref = NULL;
+    return 1;
 }

@@ -157,19 +157,20 @@ static void broker_section(FILE *f, struct broker *b)
  */
 static void jobs_section(FILE *f, struct store_shared *db)
 {
-    /* The three jobs are always exported (zeros before their first run). */
-    static const char *const known[] = {"baseline", "explain", "silence"};
+    /* The four jobs are always exported (zeros before their first run). */
+    static const char *const known[] = {"baseline", "explain", "silence", "retention"};
+    enum { NKNOWN = sizeof known / sizeof known[0] };
     struct store_job_stat st[16];
     size_t n = 0;
     struct store *s = store_shared_acquire(db);
-    int rc = store_job_stats(s, st, 16 - 3, &n);
+    int rc = store_job_stats(s, st, 16 - NKNOWN, &n);
     store_shared_release(db);
     if (rc) {
         /* Exporting zeros would look like a counter reset: export nothing this scrape. */
         header(f, "iot_ingest_job_runs_total", "counter", "Batch job runs by job and result.");
         return;
     }
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < NKNOWN; k++) {
         size_t i = 0;
         while (i < n && strcmp(st[i].job, known[k]) != 0)
             i++;

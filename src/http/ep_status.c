@@ -7,7 +7,6 @@
 #include "core/timefmt.h"
 #include "http/http_int.h"
 
-#include <assert.h>
 #include <string.h>
 
 static int add_row(const struct store_sensor_status *r, void *ud)
@@ -31,41 +30,19 @@ int ep_status(struct request *rq)
     struct http_server *s = rq->srv;
     if (rq->path_too_long) return reply_error(rq, 404, "not_found", "no such device");
     int ret;
-    memcpy(rq->device_uuid, rq->route_arg, sizeof rq->device_uuid);
-    if (auth_locked_out(rq, &ret)) return ret;
     const struct device_ref *dref = NULL;
-    int rc = resolver_get(s->d.resolver, rq->route_arg, &dref);
-    if (rc && rc != IOT_ENOTFOUND) return reply_store_error(rq, rc);
-    if (!dref && auth_api_key(rq)) {
-        ret = reply_error(rq, 404, "not_found", "no such device");
-        goto out;
-    }
-    switch (auth_device(rq, dref ? &dref->dev : NULL)) {
-    case AUTH_DENIED:
-        ret = auth_reply_denied(rq, NULL);
-        goto out;
-    case AUTH_INACTIVE:
-        if (!auth_api_key(rq)) {
-            ret = reply_error(rq, 403, "device_inactive", "this device is disabled");
-            goto out;
-        }
-        break;
-    case AUTH_OK:
-        break;
-    }
-    assert(dref); /* auth_device returns AUTH_OK or AUTH_INACTIVE for a known device only */
+    if (auth_device_read(rq, rq->route_arg, &dref, &ret)) return ret;
     json_t *sensors = json_array();
     struct store *db = store_shared_acquire(s->d.db);
-    rc = sensors ? store_device_status(db, dref->dev.id, add_row, sensors) : IOT_ENOMEM;
+    int rc = sensors ? store_device_status(db, dref->dev.id, add_row, sensors) : IOT_ENOMEM;
     store_shared_release(s->d.db);
     if (rc) {
         json_decref(sensors);
         ret = reply_store_error(rq, rc);
-        goto out;
+    } else {
+        ret = reply_json(
+            rq, 200, json_pack("{s:s, s:o}", "device_uuid", dref->dev.uuid, "sensors", sensors));
     }
-    ret = reply_json(rq, 200,
-                     json_pack("{s:s, s:o}", "device_uuid", dref->dev.uuid, "sensors", sensors));
-out:
     resolver_release(s->d.resolver, dref);
     return ret;
 }

@@ -10,6 +10,8 @@
 
 struct harness_ctx {
     const char *const *headers;
+    char query[1024]; /* the URL after '?', as given (not percent-decoded) */
+    char value[1024]; /* the last value h_query returned */
     struct http_harness_reply *out;
     int responded;
     pthread_mutex_t mu;
@@ -22,6 +24,23 @@ static const char *h_header(struct request *rq, const char *name)
     struct harness_ctx *c = rq->tctx;
     for (const char *const *h = c->headers; h && h[0] && h[1]; h += 2)
         if (strcasecmp(h[0], name) == 0) return h[1];
+    return NULL;
+}
+
+/* name=value pairs separated by '&'; no percent-decoding (the callers pass plain values). */
+static const char *h_query(struct request *rq, const char *name)
+{
+    struct harness_ctx *c = rq->tctx;
+    size_t nl = strlen(name);
+    for (const char *p = c->query; *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            snprintf(c->value, sizeof c->value, "%.*s", (int)(len - nl - 1), p + nl + 1);
+            return c->value;
+        }
+        p += len + (end != NULL);
+    }
     return NULL;
 }
 
@@ -54,7 +73,8 @@ static void h_resume(struct request *rq)
     pthread_mutex_unlock(&c->mu);
 }
 
-static const struct http_transport harness_transport = {h_header, h_respond, h_suspend, h_resume};
+static const struct http_transport harness_transport = {h_header, h_query, h_respond, h_suspend,
+                                                        h_resume};
 
 int http_harness_serve(struct http_server *s, const char *method, const char *url,
                        const char *const *headers, const char *client_ip, const char *body,
@@ -67,7 +87,12 @@ int http_harness_serve(struct http_server *s, const char *method, const char *ur
     struct request *rq = request_new(s, &harness_transport, &c, method);
     if (!rq) return IOT_ENOMEM;
     snprintf(rq->client_ip, sizeof rq->client_ip, "%s", client_ip ? client_ip : "127.0.0.1");
-    int ok = request_headers(rq, url);
+    /* As libmicrohttpd does, the route sees the path; the query is read apart. */
+    char path[2048];
+    const char *q = strchr(url, '?');
+    snprintf(path, sizeof path, "%.*s", q ? (int)(q - url) : (int)strlen(url), url);
+    if (q) snprintf(c.query, sizeof c.query, "%s", q + 1);
+    int ok = request_headers(rq, path);
     /* Like libmicrohttpd, deliver the body in pieces, then the end of it. */
     for (size_t off = 0; ok && !c.responded && off < len; off += 4096)
         ok = request_body(rq, body + off, len - off < 4096 ? len - off : 4096);

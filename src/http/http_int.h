@@ -23,6 +23,7 @@ enum route {
     ROUTE_READINGS,
     ROUTE_READINGS_BULK,
     ROUTE_STATUS,
+    ROUTE_HISTORY,
     ROUTE_OTHER,
     ROUTE_COUNT
 };
@@ -71,6 +72,8 @@ struct http_reply {
 /* How request.c talks to the connection: libmicrohttpd (server.c) or memory (harness.c). */
 struct http_transport {
     const char *(*header)(struct request *rq, const char *name);
+    /* The URL query argument name, decoded; NULL when absent (also "?name" without "="). */
+    const char *(*query)(struct request *rq, const char *name);
     int (*respond)(struct request *rq, struct http_reply *r); /* MHD_YES/MHD_NO */
     void (*suspend)(struct request *rq);
     void (*resume)(struct request *rq); /* may be called from the writer thread */
@@ -81,7 +84,8 @@ struct request {
     const struct http_transport *tp;
     void *tctx; /* the transport's handle: an MHD_Connection, or the harness's */
     enum route route;
-    char route_arg[STORE_UUID_MAX + 1]; /* device uuid of the status route */
+    char route_arg[STORE_UUID_MAX + 1];  /* device uuid of the status and history routes */
+    char route_arg2[STORE_UUID_MAX + 1]; /* sensor uuid of the history route */
     int path_too_long;
     int64_t t_start_us; /* monotonic */
     int64_t received;   /* wall ms */
@@ -112,6 +116,11 @@ struct request {
 static inline const char *rq_header(struct request *rq, const char *name)
 {
     return rq->tp->header(rq, name);
+}
+
+static inline const char *rq_query(struct request *rq, const char *name)
+{
+    return rq->tp->query(rq, name);
 }
 
 /*
@@ -173,6 +182,16 @@ void auth_failed(struct request *rq);
  * address budget.
  */
 int auth_reply_denied(struct request *rq, const char *detail);
+/*
+ * Authentication of a read of one device's data (the status and history
+ * routes, SPEC §5): that device's key or the API key; another device's key,
+ * a wrong key or none is 401; an unknown device is 401 too, but 404 with the
+ * API key; a disabled device 403 unless the API key is used. Returns 1 with
+ * the answer queued in *ret, or 0 with *dref set (release it with
+ * resolver_release).
+ */
+int auth_device_read(struct request *rq, const char *device_uuid, const struct device_ref **dref,
+                     int *ret);
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 
@@ -183,6 +202,7 @@ int http_submit(struct request *rq);
 int ep_packets(struct request *rq);
 int ep_legacy(struct request *rq, int bulk);
 int ep_status(struct request *rq);
+int ep_readings(struct request *rq);
 int ep_health(struct request *rq);
 int ep_metrics(struct request *rq);
 

@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define METRICS_ROUTES      7
+#define METRICS_ROUTES      8
 #define METRICS_STATUSES    16
 #define METRICS_LAT_BUCKETS 12
 

@@ -14,10 +14,10 @@ static int queue(struct request *rq, unsigned status, const char *content_type, 
 {
     struct http_reply r = {status, content_type, text, len, retry_after_s, NULL, rq->close};
     if (status == 405)
-        r.allow =
-            rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS || rq->route == ROUTE_STATUS
-                ? "GET, HEAD"
-                : "POST";
+        r.allow = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ||
+                          rq->route == ROUTE_STATUS || rq->route == ROUTE_HISTORY
+                      ? "GET, HEAD"
+                      : "POST";
     rq->status = (int)status;
     return rq->tp->respond(rq, &r);
 }

@@ -17,52 +17,78 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const route_names[ROUTE_COUNT] = {"/health",
-                                                     "/metrics",
-                                                     "/ingest/packets",
-                                                     "/ingest/readings",
-                                                     "/ingest/readings/bulk",
-                                                     "/ingest/devices/{uuid}/status",
-                                                     "other"};
+static const char *const route_names[ROUTE_COUNT] = {
+    "/health",
+    "/metrics",
+    "/ingest/packets",
+    "/ingest/readings",
+    "/ingest/readings/bulk",
+    "/ingest/devices/{uuid}/status",
+    "/ingest/devices/{uuid}/sensors/{sensor_uuid}/readings",
+    "other"};
 
 const char *http_route_name(int route)
 {
     return route_names[route];
 }
 
-static enum route match_route(const char *url, char *arg, size_t argcap, int *too_long)
+/*
+ * Copies the n bytes at src into arg (argcap bytes) as a route argument;
+ * 0 when it holds a '/' (another route), sets *too_long when it does not fit.
+ */
+static int route_arg(const char *src, size_t n, char *arg, size_t argcap, int *too_long)
 {
-    static const char prefix[] = "/ingest/devices/", suffix[] = "/status";
+    if (memchr(src, '/', n)) return 0;
+    if (n >= argcap)
+        *too_long = 1;
+    else {
+        memcpy(arg, src, n);
+        arg[n] = 0;
+    }
+    return 1;
+}
+
+static enum route match_route(struct request *rq, const char *url)
+{
+    static const char prefix[] = "/ingest/devices/", suffix[] = "/status", sensors[] = "/sensors/",
+                      readings[] = "/readings";
     if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
     if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
     if (strcmp(url, "/ingest/packets") == 0) return ROUTE_PACKETS;
     if (strcmp(url, "/ingest/readings") == 0) return ROUTE_READINGS;
     if (strcmp(url, "/ingest/readings/bulk") == 0) return ROUTE_READINGS_BULK;
     size_t ul = strlen(url), pl = sizeof prefix - 1, sl = sizeof suffix - 1;
-    if (ul > pl + sl && strncmp(url, prefix, pl) == 0 && strcmp(url + ul - sl, suffix) == 0) {
-        size_t n = ul - pl - sl;
-        if (memchr(url + pl, '/', n)) return ROUTE_OTHER;
-        if (n >= argcap)
-            *too_long = 1;
-        else {
-            memcpy(arg, url + pl, n);
-            arg[n] = 0;
-        }
-        return ROUTE_STATUS;
-    }
-    return ROUTE_OTHER;
+    if (ul <= pl || strncmp(url, prefix, pl) != 0) return ROUTE_OTHER;
+    const char *dev = url + pl;
+    if (ul > pl + sl && strcmp(url + ul - sl, suffix) == 0)
+        return route_arg(dev, ul - pl - sl, rq->route_arg, sizeof rq->route_arg, &rq->path_too_long)
+                   ? ROUTE_STATUS
+                   : ROUTE_OTHER;
+    /* {uuid}/sensors/{sensor_uuid}/readings */
+    const char *mid = strstr(dev, sensors);
+    size_t rl = sizeof readings - 1, ml = sizeof sensors - 1;
+    if (!mid || mid == dev || ul < pl + ml + rl || strcmp(url + ul - rl, readings) != 0)
+        return ROUTE_OTHER;
+    const char *sen = mid + ml, *sen_end = url + ul - rl;
+    if (sen_end <= sen) return ROUTE_OTHER;
+    if (!route_arg(dev, (size_t)(mid - dev), rq->route_arg, sizeof rq->route_arg,
+                   &rq->path_too_long) ||
+        !route_arg(sen, (size_t)(sen_end - sen), rq->route_arg2, sizeof rq->route_arg2,
+                   &rq->path_too_long))
+        return ROUTE_OTHER;
+    return ROUTE_HISTORY;
 }
 
 static int route_method_ok(enum route r, const char *method)
 {
-    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_STATUS)
+    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_STATUS || r == ROUTE_HISTORY)
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     return strcmp(method, "POST") == 0;
 }
 
 static int is_ingest(enum route r)
 {
-    return r >= ROUTE_PACKETS && r <= ROUTE_STATUS;
+    return r >= ROUTE_PACKETS && r <= ROUTE_HISTORY;
 }
 
 /* Checks done before the body is read. Returns 1 if a response was queued. */
@@ -192,6 +218,8 @@ static int dispatch(struct request *rq)
         return ep_legacy(rq, 1);
     case ROUTE_STATUS:
         return ep_status(rq);
+    case ROUTE_HISTORY:
+        return ep_readings(rq);
     case ROUTE_OTHER:
     case ROUTE_COUNT:
         break;
@@ -244,7 +272,7 @@ struct request *request_new(struct http_server *s, const struct http_transport *
 int request_headers(struct request *rq, const char *url)
 {
     int ret = MHD_YES;
-    rq->route = match_route(url, rq->route_arg, sizeof rq->route_arg, &rq->path_too_long);
+    rq->route = match_route(rq, url);
     set_request_id(rq);
     if (rq->route == ROUTE_OTHER) {
         rq->early_done = 1;

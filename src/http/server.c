@@ -104,7 +104,12 @@ static void mhd_resume(struct request *rq)
     MHD_resume_connection(rq->tctx);
 }
 
-static const struct http_transport mhd_transport = {mhd_header, mhd_respond, mhd_suspend,
+static const char *mhd_query(struct request *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->tctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const struct http_transport mhd_transport = {mhd_header, mhd_query, mhd_respond, mhd_suspend,
                                                     mhd_resume};
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -37,7 +37,9 @@
 #define PG_CORE_STMTS 24 /* store_pg.c */
 #define PG_JOB_BASE   (PG_CORE_BASE + PG_CORE_STMTS)
 #define PG_JOB_STMTS  24 /* pg_jobs.c */
-#define PG_SLOTS      (PG_JOB_BASE + PG_JOB_STMTS)
+#define PG_RET_BASE   (PG_JOB_BASE + PG_JOB_STMTS)
+#define PG_RET_STMTS  16 /* pg_retention.c */
+#define PG_SLOTS      (PG_RET_BASE + PG_RET_STMTS)
 #define PG_ALERT_BUF  16 /* alert updates coalesced before they are sent */
 #define PG_NBUF       6  /* text buffers for array parameters */
 
@@ -158,7 +160,9 @@ int pg_buf_close(struct pg_buf *b);               /* appends "}" */
 int pg_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms, int64_t now);
 int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 
-#define PG_SCHEMA_LATEST 3
+#define PG_SCHEMA_LATEST 5
+/* The rollup lock (class, key): writers shared, the rollup of an hour exclusive. */
+#define PG_ROLLUP_LOCK "74003, 0"
 /*
  * Creates or upgrades to PG_SCHEMA_LATEST in one transaction, serialised by
  * an advisory lock. These two return 0 or an iot_err code, the reason in err.
@@ -191,6 +195,16 @@ int pg_online_load(struct store *s, const char *stream, uint64_t seq, int64_t se
 int pg_online_apply(struct store *s, const char *stream, uint64_t seq, const char *consumer,
                     const struct store_online_state *st, struct store_prediction *pred);
 int pg_online_prune(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
+
+/* Retention and hourly rollups (pg_retention.c). */
+int pg_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
+int pg_readings_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+int pg_rollups_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+int pg_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                      int64_t after_ts, int64_t after_id, size_t limit, struct store_reading *out,
+                      size_t *n);
+int pg_readings_buckets(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                        int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
 
 /* Ops of pg_devices.c: lookups and provisioning. */
 int pg_device_get(struct store *s, const char *uuid, struct store_device *out);

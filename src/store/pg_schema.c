@@ -168,7 +168,155 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
     " b8 bigint NOT NULL, b9 bigint NOT NULL,"
     " last_duration_ms bigint NOT NULL, last_run_at timestamptz NOT NULL,"
     " last_success_at timestamptz);",
+    /*
+     * 4: hourly rollups (SPEC §12, job retention), as SQLite's step 5: one
+     * row per sensor per UTC hour below rollup_state.rolled_until, written by
+     * the job; a reading stored later into such an hour is added to it by the
+     * statement trigger, in the writer's transaction. The trigger holds the
+     * rollup lock (advisory 74003) shared until commit and the job takes it
+     * exclusively while it rolls an hour up and moves the mark, so no reading
+     * is counted twice or missed. The ts index finds the next hour with data
+     * and serves retention.
+     */
+    "CREATE TABLE sensor_readings_hourly("
+    " sensor_id bigint NOT NULL REFERENCES sensors(id),"
+    " hour timestamptz NOT NULL,"
+    " count bigint NOT NULL,"
+    " min double precision NOT NULL,"
+    " max double precision NOT NULL,"
+    " sum double precision NOT NULL,"
+    " first_ts timestamptz NOT NULL,"
+    " last_ts timestamptz NOT NULL,"
+    " PRIMARY KEY (sensor_id, hour));"
+    "CREATE INDEX sensor_readings_hourly_hour ON sensor_readings_hourly(hour);"
+    "CREATE TABLE rollup_state(id integer PRIMARY KEY CHECK (id = 1),"
+    " rolled_until timestamptz);"
+    "INSERT INTO rollup_state VALUES (1, NULL);"
+    "CREATE INDEX sensor_readings_ts ON sensor_readings(ts);"
+    "CREATE FUNCTION sensor_readings_rolled_up() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE w timestamptz;"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock_shared(" PG_ROLLUP_LOCK ");"
+    "  SELECT rolled_until INTO w FROM rollup_state WHERE id = 1;"
+    "  IF w IS NOT NULL THEN"
+    "   INSERT INTO sensor_readings_hourly AS h"
+    "    (sensor_id, hour, count, min, max, sum, first_ts, last_ts)"
+    "    SELECT sensor_id, date_bin('1 hour', ts, timestamptz 'epoch'), count(*), min(value),"
+    "     max(value), sum(value), min(ts), max(ts) FROM new_rows WHERE ts < w GROUP BY 1, 2"
+    "   ON CONFLICT (sensor_id, hour) DO UPDATE SET count = h.count + excluded.count,"
+    "    min = least(h.min, excluded.min), max = greatest(h.max, excluded.max),"
+    "    sum = h.sum + excluded.sum, first_ts = least(h.first_ts, excluded.first_ts),"
+    "    last_ts = greatest(h.last_ts, excluded.last_ts);"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE TRIGGER sensor_readings_rolled_up AFTER INSERT ON sensor_readings"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
+    " EXECUTE FUNCTION sensor_readings_rolled_up();",
+    /*
+     * 5: sensor_readings partitioned by reading time, one partition per UTC
+     * month (sensor_readings_pYYYYMM), so that retention drops whole months;
+     * the DEFAULT partition catches a reading of a month that has no
+     * partition (long past, or further ahead than they were created) so that
+     * ingest never fails, and sensor_readings_ensure_partitions moves such
+     * rows into the month's partition when it creates it. Every schema
+     * initialisation (serve at start, each job run, the CLI) creates the
+     * partitions up to three months ahead. The primary key becomes (id, ts),
+     * as a partitioned table's must hold the partition key; ids keep coming
+     * from one sequence (PostgreSQL 15 has no identity on partitioned
+     * tables). Every row is copied over; the rollup trigger is created
+     * after the copy, so the copy adds nothing to the rollups.
+     */
+    "DROP TRIGGER sensor_readings_rolled_up ON sensor_readings;"
+    "ALTER TABLE sensor_readings RENAME TO sensor_readings_v4;"
+    "ALTER TABLE sensor_readings_v4 DROP CONSTRAINT sensor_readings_pkey;"
+    "DROP INDEX sensor_readings_sensor_ts, sensor_readings_ts;"
+    "ALTER TABLE sensor_readings_v4 ALTER COLUMN id DROP IDENTITY;"
+    "CREATE SEQUENCE sensor_readings_id_seq;"
+    "SELECT setval('sensor_readings_id_seq',"
+    " coalesce((SELECT max(id) FROM sensor_readings_v4), 0) + 1, false);"
+    "CREATE TABLE sensor_readings("
+    " id bigint NOT NULL DEFAULT nextval('sensor_readings_id_seq'),"
+    " sensor_id bigint NOT NULL"
+    "  CONSTRAINT sensor_readings_sensor_id_fkey REFERENCES sensors(id),"
+    " value double precision NOT NULL,"
+    " ts timestamptz NOT NULL,"
+    " ingested_at timestamptz NOT NULL,"
+    " class text NOT NULL CONSTRAINT sensor_readings_class_check"
+    "  CHECK (class IN ('normal','warning','spike','alert')),"
+    " late integer NOT NULL DEFAULT 0 CONSTRAINT sensor_readings_late_check CHECK (late IN (0, 1)),"
+    " PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts);"
+    "ALTER SEQUENCE sensor_readings_id_seq OWNED BY sensor_readings.id;"
+    "CREATE INDEX sensor_readings_sensor_ts ON sensor_readings(sensor_id, ts);"
+    "CREATE INDEX sensor_readings_ts ON sensor_readings(ts);"
+    "CREATE TABLE sensor_readings_default PARTITION OF sensor_readings DEFAULT;"
+    /* Creates the missing monthly partitions from lo's month to hi; returns how many. */
+    "CREATE FUNCTION sensor_readings_ensure_partitions(lo timestamptz, hi timestamptz)"
+    " RETURNS integer LANGUAGE plpgsql AS $$"
+    " DECLARE m timestamptz := date_trunc('month', lo, 'UTC'); nx timestamptz; name text;"
+    "  made integer := 0;"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(" PG_LOCK_CLASS ", 1);"
+    "  WHILE m < hi LOOP"
+    "   nx := date_trunc('month', m + interval '32 days', 'UTC');"
+    "   name := 'sensor_readings_p' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM');"
+    "   IF to_regclass(name) IS NULL THEN"
+    /* Built apart and attached: ATTACH does not lock out the writers as CREATE ... PARTITION OF
+       would. */
+    "    EXECUTE format('CREATE TABLE %I (LIKE sensor_readings INCLUDING DEFAULTS"
+    " INCLUDING CONSTRAINTS, CHECK (ts >= %L AND ts < %L))', name, m, nx);"
+    "    EXECUTE format('INSERT INTO %I SELECT * FROM sensor_readings_default"
+    " WHERE ts >= %L AND ts < %L', name, m, nx);"
+    "    EXECUTE format('DELETE FROM sensor_readings_default WHERE ts >= %L AND ts < %L', m, nx);"
+    "    EXECUTE format('ALTER TABLE sensor_readings ATTACH PARTITION %I"
+    " FOR VALUES FROM (%L) TO (%L)', name, m, nx);"
+    "    made := made + 1;"
+    "   END IF;"
+    "   m := nx;"
+    "  END LOOP;"
+    "  RETURN made;"
+    " END $$;"
+    /*
+     * Drops the monthly partitions that lie wholly before `before` and below
+     * the rollup mark; returns the readings they held. A partition whose
+     * lock cannot be had at once is left for the next run.
+     */
+    "CREATE FUNCTION sensor_readings_drop_partitions(before timestamptz)"
+    " RETURNS bigint LANGUAGE plpgsql AS $$"
+    " DECLARE w timestamptz; r record; hi timestamptz; c bigint; n bigint := 0;"
+    " BEGIN"
+    "  SELECT rolled_until INTO w FROM rollup_state WHERE id = 1;"
+    "  IF w IS NULL THEN RETURN 0; END IF;"
+    "  FOR r IN SELECT k.relname AS name FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid"
+    "   WHERE i.inhparent = 'sensor_readings'::regclass"
+    "   AND k.relname ~ '^sensor_readings_p[0-9]{6}$' ORDER BY 1 LOOP"
+    "   hi := date_trunc('month', (to_date(substr(r.name, 18), 'YYYYMM')::timestamp"
+    "    AT TIME ZONE 'UTC') + interval '32 days', 'UTC');"
+    "   EXIT WHEN hi > before OR hi > w;"
+    "   BEGIN"
+    "    SET LOCAL lock_timeout = '2s';"
+    "    EXECUTE format('SELECT count(*) FROM %I', r.name) INTO c;"
+    "    EXECUTE format('ALTER TABLE sensor_readings DETACH PARTITION %I', r.name);"
+    "    EXECUTE format('DROP TABLE %I', r.name);"
+    "    n := n + c;"
+    "   EXCEPTION WHEN lock_not_available THEN EXIT;"
+    "   END;"
+    "  END LOOP;"
+    "  RETURN n;"
+    " END $$;"
+    "SELECT sensor_readings_ensure_partitions("
+    " coalesce((SELECT min(ts) FROM sensor_readings_v4), now()), now() + interval '3 months');"
+    "INSERT INTO sensor_readings SELECT id, sensor_id, value, ts, ingested_at, class, late"
+    " FROM sensor_readings_v4;"
+    "DROP TABLE sensor_readings_v4;"
+    "CREATE TRIGGER sensor_readings_rolled_up AFTER INSERT ON sensor_readings"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
+    " EXECUTE FUNCTION sensor_readings_rolled_up();",
 };
+
+/* Run by every schema initialisation once the schema is current (step 5 on). */
+#define ENSURE_PARTITIONS                                                                          \
+    "SELECT sensor_readings_ensure_partitions(now(), now() + interval '3 months')"
 
 int pg_sqlstate_code(const char *st)
 {
@@ -242,7 +390,10 @@ int pg_schema_apply(PGconn *conn, char *err, size_t errlen)
         rc = IOT_EINVAL;
         goto fail;
     }
-    if (version == PG_SCHEMA_LATEST) return exec_ok(conn, "COMMIT", "schema", err, errlen);
+    if (version == PG_SCHEMA_LATEST) {
+        if ((rc = exec_ok(conn, ENSURE_PARTITIONS, "partitions", err, errlen))) goto fail;
+        return exec_ok(conn, "COMMIT", "schema", err, errlen);
+    }
     if ((rc = exec_ok(conn, "CREATE TABLE IF NOT EXISTS schema_version(version integer NOT NULL)",
                       "schema", err, errlen)))
         goto fail;
@@ -255,6 +406,7 @@ int pg_schema_apply(PGconn *conn, char *err, size_t errlen)
     snprintf(sql, sizeof sql, "DELETE FROM schema_version; INSERT INTO schema_version VALUES(%d)",
              PG_SCHEMA_LATEST);
     if ((rc = exec_ok(conn, sql, "schema", err, errlen)) ||
+        (rc = exec_ok(conn, ENSURE_PARTITIONS, "partitions", err, errlen)) ||
         (rc = exec_ok(conn, "COMMIT", "schema", err, errlen)))
         goto fail;
     return 0;

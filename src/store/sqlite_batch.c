@@ -129,7 +129,8 @@ int sqlite_readings_insert(struct store *base, struct store_reading *rows, size_
     sqlite3_reset(st);
     for (size_t i = 0; i < n; i++)
         rows[i].id = next + (int64_t)i;
-    return batch_insert(s, BATCH_READINGS, rows, n, bind_reading);
+    rc = batch_insert(s, BATCH_READINGS, rows, n, bind_reading);
+    return rc || !s->writer ? rc : sqlite_rollup_add(s, rows, n);
 }
 
 static void bind_state(sqlite3_stmt *st, int p, const void *v, size_t i)

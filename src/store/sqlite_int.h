@@ -9,6 +9,8 @@
 #define SQLITE_CORE_STMTS              32
 #define SQLITE_JOB_STMTS               16
 #define SQLITE_CHAIN_STMTS             4
+#define SQLITE_RETENTION_STMTS         16
+#define SQLITE_HISTORY_STMTS           8
 #define SQLITE_BATCH_TABLES            2       /* sqlite_batch.c: readings, sensor states */
 #define SQLITE_BATCH_SIZES             4       /* rows per statement: 64, 16, 4, 1 */
 #define SQLITE_WRITER_CHECKPOINT_PAGES "16384" /* 64 MiB of 4 KiB pages */
@@ -19,9 +21,12 @@ struct sqlite_store {
     sqlite3_stmt *st[SQLITE_CORE_STMTS];                             /* store_sqlite.c */
     sqlite3_stmt *job_st[SQLITE_JOB_STMTS];                          /* sqlite_jobs.c */
     sqlite3_stmt *chain_st[SQLITE_CHAIN_STMTS];                      /* sqlite_chain.c */
+    sqlite3_stmt *ret_st[SQLITE_RETENTION_STMTS];                    /* sqlite_retention.c */
+    sqlite3_stmt *hist_st[SQLITE_HISTORY_STMTS];                     /* sqlite_history.c */
     sqlite3_stmt *batch_st[SQLITE_BATCH_TABLES][SQLITE_BATCH_SIZES]; /* sqlite_batch.c */
     sqlite3_stmt *batch_next_id;                                     /* sqlite_batch.c */
-    int writer; /* the gateway's ingest writer: no foreign-key checks, no triggers */
+    int writer; /* the gateway's ingest writer: no foreign-key checks, no triggers (it does
+                   what the schema's triggers would: sqlite_rollup_add) */
     char err[256];
 };
 
@@ -69,6 +74,27 @@ int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
 /* A sensor's newest readings through the reading chain (sqlite_chain.c). */
 int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
                            struct store_reading *out, size_t *n);
+
+/* Retention and hourly rollups (sqlite_retention.c). */
+int sqlite_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
+int sqlite_readings_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+int sqlite_rollups_expire(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+/* The rollup mark: *has = 0 when nothing is rolled up yet. */
+int sqlite_rollup_mark(struct sqlite_store *s, int *has, int64_t *mark);
+/* History reads (sqlite_history.c). */
+int sqlite_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                          int64_t after_ts, int64_t after_id, size_t limit,
+                          struct store_reading *out, size_t *n);
+int sqlite_readings_buckets(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                            int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
+/*
+ * On a connection without triggers (the gateway's writer), the part of the
+ * rollup trigger (schema step 5): adds each of the just-inserted rows that lies
+ * below the rollup mark to its hour's rollup, in the caller's transaction.
+ */
+int sqlite_rollup_add(struct sqlite_store *s, const struct store_reading *rows, size_t n);
+/* Runs sql (no rows) with sqlite3_exec; 0 or the mapped error. */
+int sqlite_exec_sql(struct sqlite_store *s, const char *sql);
 
 /* Online consumer operations (sqlite_online.c). */
 int sqlite_online_load(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,

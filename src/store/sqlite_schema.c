@@ -180,6 +180,37 @@ static const char *const steps[SQLITE_SCHEMA_LATEST] = {
     " last_ts = iif(" NEWER ", excluded.last_ts, last_ts),"
     " last_value = iif(" NEWER ", excluded.last_value, last_value),"
     " last_class = iif(" NEWER ", excluded.last_class, last_class); END;",
+    /*
+     * 5: hourly rollups (SPEC §12, job retention). One row per sensor per
+     * hour (hour = its start, ms), written by the job for every complete
+     * hour below rollup_state.rolled_until. A reading stored later into an
+     * hour below that mark (a late reading, or one from a sensor that was
+     * silent) is added to its hour by the trigger, in the writer's own
+     * transaction, so a rollup always equals the aggregate of its hour's raw
+     * readings while they exist. rollup_state has exactly one row.
+     */
+    "CREATE TABLE sensor_readings_hourly("
+    " sensor_id INTEGER NOT NULL REFERENCES sensors(id),"
+    " hour INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " min REAL NOT NULL,"
+    " max REAL NOT NULL,"
+    " sum REAL NOT NULL,"
+    " first_ts INTEGER NOT NULL,"
+    " last_ts INTEGER NOT NULL,"
+    " PRIMARY KEY (sensor_id, hour)) WITHOUT ROWID;"
+    "CREATE INDEX sensor_readings_hourly_hour ON sensor_readings_hourly(hour);"
+    "CREATE TABLE rollup_state(id INTEGER PRIMARY KEY CHECK (id = 1), rolled_until INTEGER);"
+    "INSERT INTO rollup_state VALUES (1, NULL);"
+    "CREATE TRIGGER sensor_readings_rolled_up AFTER INSERT ON sensor_readings"
+    " WHEN NEW.ts < (SELECT rolled_until FROM rollup_state WHERE id = 1) BEGIN"
+    " INSERT INTO sensor_readings_hourly(sensor_id, hour, count, min, max, sum, first_ts, last_ts)"
+    " VALUES (NEW.sensor_id, NEW.ts - (NEW.ts % 3600000 + 3600000) % 3600000, 1, NEW.value,"
+    " NEW.value, NEW.value, NEW.ts, NEW.ts)"
+    " ON CONFLICT(sensor_id, hour) DO UPDATE SET count = count + 1,"
+    " min = min(\"min\", excluded.min), max = max(\"max\", excluded.max), sum = sum + excluded.sum,"
+    " first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts);"
+    " END;",
 };
 
 int sqlite_schema_read_version(sqlite3 *db, int *out)

@@ -5,7 +5,7 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
-#define SQLITE_SCHEMA_LATEST 4
+#define SQLITE_SCHEMA_LATEST 5
 
 /*
  * Brings the database to SQLITE_SCHEMA_LATEST inside one IMMEDIATE

@@ -190,6 +190,13 @@ struct store_job_stat {
     int64_t last_duration_ms, last_run_at, last_success_at; /* last_success_at 0 = never */
 };
 
+/* One step of a sensor's history (readings_buckets). */
+struct store_bucket {
+    int64_t start; /* ms, a multiple of the step */
+    int64_t count;
+    double min, max, sum;
+};
+
 struct store_open_opts {
     int sync_full; /* 1: durable across power loss (FULL / synchronous_commit=on) */
     int64_t busy_timeout_ms;
@@ -345,6 +352,43 @@ struct store_ops {
     int (*job_stat_record)(struct store *s, const char *job, int ok, int64_t duration_ms,
                            int64_t now);
     int (*job_stats)(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
+
+    /*
+     * Retention and hourly rollups (job retention, SPEC §12, docs/jobs.md).
+     * Each runs its own short transaction: call them outside one.
+     * rollup_step: rolls up the first hour that has readings at or after the
+     * rollup mark (rollup_state.rolled_until) and starts before `until` (an
+     * hour boundary): one sensor_readings_hourly row per sensor of that hour,
+     * the mark moved to its end. Without such an hour the mark moves to
+     * until (never back). *mark gets the mark, *rollups the rows written (0
+     * when only the mark moved). Hours below the mark are kept up to date by
+     * the insert trigger of the schema, in the writer's own transaction.
+     * readings_expire: deletes up to max_rows of the oldest readings with
+     * ts < before and below the mark (a reading not rolled up is never
+     * deleted); *deleted gets the count. rollups_expire: the same for rollups
+     * with hour < before.
+     */
+    int (*rollup_step)(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
+    int (*readings_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+    int (*rollups_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
+
+    /*
+     * History of one sensor (GET .../sensors/{uuid}/readings, SPEC §12).
+     * readings_range: its readings with from <= ts < to that come after
+     * (after_ts, after_id) in (ts, id) order (after_ts = from, after_id = 0
+     * for the first page), in that order, at most limit; id is set, prev_id
+     * and ingested_at are not.
+     * readings_buckets: one bucket per step_ms (aligned to the epoch, UTC)
+     * with readings in [from, to) (both multiples of step_ms, itself a
+     * multiple of an hour): from the rollups below the rollup mark, from raw
+     * readings above it (a rollup equals its hour's raw aggregate, so this is
+     * the same answer, only cheaper), ascending, at most cap.
+     */
+    int (*readings_range)(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                          int64_t after_ts, int64_t after_id, size_t limit,
+                          struct store_reading *out, size_t *n);
+    int (*readings_buckets)(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                            int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
 };
 
 /* Every backend's connection struct begins with this. */
@@ -612,6 +656,33 @@ static inline int store_job_stats(struct store *s, struct store_job_stat *out, s
                                   size_t *n)
 {
     return s->ops->job_stats(s, out, cap, n);
+}
+
+static inline int store_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups)
+{
+    return s->ops->rollup_step(s, until, mark, rollups);
+}
+static inline int store_readings_expire(struct store *s, int64_t before, int64_t max_rows,
+                                        int64_t *deleted)
+{
+    return s->ops->readings_expire(s, before, max_rows, deleted);
+}
+static inline int store_rollups_expire(struct store *s, int64_t before, int64_t max_rows,
+                                       int64_t *deleted)
+{
+    return s->ops->rollups_expire(s, before, max_rows, deleted);
+}
+static inline int store_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
+                                       int64_t after_ts, int64_t after_id, size_t limit,
+                                       struct store_reading *out, size_t *n)
+{
+    return s->ops->readings_range(s, sensor_id, from, to, after_ts, after_id, limit, out, n);
+}
+static inline int store_readings_buckets(struct store *s, int64_t sensor_id, int64_t from,
+                                         int64_t to, int64_t step_ms, size_t cap,
+                                         struct store_bucket *out, size_t *n)
+{
+    return s->ops->readings_buckets(s, sensor_id, from, to, step_ms, cap, out, n);
 }
 
 #endif

@@ -85,6 +85,11 @@ static const char *const op_names[STORE_FAULT_OPS] = {
     [STORE_FAULT_JOB_STAT_RECORD] = "job_stat_record",
     [STORE_FAULT_JOB_STATS] = "job_stats",
     [STORE_FAULT_MAINTAIN] = "maintain",
+    [STORE_FAULT_ROLLUP_STEP] = "rollup_step",
+    [STORE_FAULT_READINGS_EXPIRE] = "readings_expire",
+    [STORE_FAULT_ROLLUPS_EXPIRE] = "rollups_expire",
+    [STORE_FAULT_READINGS_RANGE] = "readings_range",
+    [STORE_FAULT_READINGS_BUCKETS] = "readings_buckets",
 };
 
 const char *store_fault_op_name(enum store_fault_op op)
@@ -622,6 +627,46 @@ static int sf_maintain(struct store *base)
     return rc ? rc : store_maintain(in);
 }
 
+static int sf_rollup_step(struct store *base, int64_t until, int64_t *mark, int64_t *rollups)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_ROLLUP_STEP, &in);
+    return rc ? rc : store_rollup_step(in, until, mark, rollups);
+}
+
+static int sf_readings_expire(struct store *base, int64_t before, int64_t max_rows,
+                              int64_t *deleted)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_READINGS_EXPIRE, &in);
+    return rc ? rc : store_readings_expire(in, before, max_rows, deleted);
+}
+
+static int sf_rollups_expire(struct store *base, int64_t before, int64_t max_rows, int64_t *deleted)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_ROLLUPS_EXPIRE, &in);
+    return rc ? rc : store_rollups_expire(in, before, max_rows, deleted);
+}
+
+static int sf_readings_range(struct store *base, int64_t sensor_id, int64_t from, int64_t to,
+                             int64_t after_ts, int64_t after_id, size_t limit,
+                             struct store_reading *out, size_t *n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_READINGS_RANGE, &in);
+    return rc ? rc
+              : store_readings_range(in, sensor_id, from, to, after_ts, after_id, limit, out, n);
+}
+
+static int sf_readings_buckets(struct store *base, int64_t sensor_id, int64_t from, int64_t to,
+                               int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n)
+{
+    struct store *in;
+    int rc = enter(base, STORE_FAULT_READINGS_BUCKETS, &in);
+    return rc ? rc : store_readings_buckets(in, sensor_id, from, to, step_ms, cap, out, n);
+}
+
 static const struct store_ops fault_ops = {
     .name = "fault",
     .close = sf_close,
@@ -678,4 +723,10 @@ static const struct store_ops fault_ops = {
     .online_prune = sf_online_prune,
     .job_stat_record = sf_job_stat_record,
     .job_stats = sf_job_stats,
+    /* retention and rollups */
+    .rollup_step = sf_rollup_step,
+    .readings_expire = sf_readings_expire,
+    .rollups_expire = sf_rollups_expire,
+    .readings_range = sf_readings_range,
+    .readings_buckets = sf_readings_buckets,
 };

@@ -589,4 +589,10 @@ static const struct store_ops pg_ops = {
     .online_prune = pg_online_prune,
     .job_stat_record = pg_job_stat_record,
     .job_stats = pg_job_stats,
+    /* retention and rollups (pg_retention.c) */
+    .rollup_step = pg_rollup_step,
+    .readings_expire = pg_readings_expire,
+    .rollups_expire = pg_rollups_expire,
+    .readings_range = pg_readings_range,
+    .readings_buckets = pg_readings_buckets,
 };

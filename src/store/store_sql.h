@@ -52,6 +52,8 @@
       "DELETE FROM alert_thresholds WHERE sensor_id IN " STORE_SQL_SENSORS_OF(D))                  \
     X(STORE_DEL_READINGS,                                                                          \
       "DELETE FROM sensor_readings WHERE sensor_id IN " STORE_SQL_SENSORS_OF(D))                   \
+    X(STORE_DEL_ROLLUPS,                                                                           \
+      "DELETE FROM sensor_readings_hourly WHERE sensor_id IN " STORE_SQL_SENSORS_OF(D))            \
     X(STORE_DEL_STATE, "DELETE FROM sensor_state WHERE sensor_id IN " STORE_SQL_SENSORS_OF(D))     \
     X(STORE_DEL_ONLINE, "DELETE FROM online_state WHERE sensor_id IN " STORE_SQL_SENSORS_OF(D))    \
     X(STORE_DEL_APPLIED,                                                                           \

@@ -168,7 +168,7 @@ int sqlite_exec_done(struct sqlite_store *s, sqlite3_stmt *st)
     return ret;
 }
 
-static int exec_sql(struct sqlite_store *s, const char *sql)
+int sqlite_exec_sql(struct sqlite_store *s, const char *sql)
 {
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc);
@@ -205,6 +205,10 @@ static void sq_close(struct store *base)
         sqlite3_finalize(s->job_st[i]);
     for (int i = 0; i < SQLITE_CHAIN_STMTS; i++)
         sqlite3_finalize(s->chain_st[i]);
+    for (int i = 0; i < SQLITE_RETENTION_STMTS; i++)
+        sqlite3_finalize(s->ret_st[i]);
+    for (int i = 0; i < SQLITE_HISTORY_STMTS; i++)
+        sqlite3_finalize(s->hist_st[i]);
     sqlite_batch_close(s);
     sqlite3_close(s->db);
     free(s);
@@ -483,7 +487,7 @@ static int sq_threshold_set(struct store *base, const char *sensor_uuid, enum se
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st = NULL;
-    int rc = exec_sql(s, "BEGIN IMMEDIATE");
+    int rc = sqlite_exec_sql(s, "BEGIN IMMEDIATE");
     if (rc) return rc;
     if ((rc = sq_threshold_clear(base, sensor_uuid, sev))) goto out;
     if ((rc = stmt(s, ST_THRESHOLD_INSERT, &st))) goto out;
@@ -502,20 +506,20 @@ static int sq_threshold_set(struct store *base, const char *sensor_uuid, enum se
         sqlite3_reset(st);
     }
 out:
-    if (rc == 0) return exec_sql(s, "COMMIT");
+    if (rc == 0) return sqlite_exec_sql(s, "COMMIT");
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
 
 static int sq_tx_begin(struct store *base)
 {
-    return exec_sql((struct sqlite_store *)base, "BEGIN IMMEDIATE");
+    return sqlite_exec_sql((struct sqlite_store *)base, "BEGIN IMMEDIATE");
 }
 
 static int sq_tx_commit(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    int rc = exec_sql(s, "COMMIT");
+    int rc = sqlite_exec_sql(s, "COMMIT");
     if (rc && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
@@ -524,22 +528,22 @@ static int sq_tx_rollback(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     if (sqlite3_get_autocommit(s->db)) return 0; /* SQLite already rolled back */
-    return exec_sql(s, "ROLLBACK");
+    return sqlite_exec_sql(s, "ROLLBACK");
 }
 
 static int sq_savepoint(struct store *base)
 {
-    return exec_sql((struct sqlite_store *)base, "SAVEPOINT pkt");
+    return sqlite_exec_sql((struct sqlite_store *)base, "SAVEPOINT pkt");
 }
 
 static int sq_savepoint_release(struct store *base)
 {
-    return exec_sql((struct sqlite_store *)base, "RELEASE pkt");
+    return sqlite_exec_sql((struct sqlite_store *)base, "RELEASE pkt");
 }
 
 static int sq_savepoint_rollback(struct store *base)
 {
-    return exec_sql((struct sqlite_store *)base, "ROLLBACK TO pkt; RELEASE pkt");
+    return sqlite_exec_sql((struct sqlite_store *)base, "ROLLBACK TO pkt; RELEASE pkt");
 }
 
 /*
@@ -847,7 +851,9 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
     /*
      * The gateway's writer links every reading it stores and writes its
      * sensor's state in the same transaction, which is all the reading-chain
-     * trigger (schema step 4) does for other writers. Off on its connection,
+     * trigger (schema step 4) does for other writers, and adds a reading stored
+     * below the rollup mark to its hour (sqlite_rollup_add, the rollup trigger
+     * of step 5). Off on its connection,
      * a reading INSERT is a single-row statement again and SQLite opens no
      * statement journal for it (with the trigger: two 4 KiB page copies into
      * the sub-journal per reading, docs/BENCHMARKS.md).
@@ -859,6 +865,7 @@ int store_sqlite_open(const char *path, const struct store_open_opts *opts, stru
      * whenever the writer loads its state, which it does before it stores
      * anything for it and again after any commit of another connection.
      */
+    s->writer = opts->ingest_writer;
     if (opts->ingest_writer &&
         (rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL)) != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
@@ -932,4 +939,10 @@ static const struct store_ops sqlite_ops = {
     .online_prune = sqlite_online_prune,
     .job_stat_record = sqlite_job_stat_record,
     .job_stats = sqlite_job_stats,
+    /* retention and rollups (sqlite_retention.c) */
+    .rollup_step = sqlite_rollup_step,
+    .readings_expire = sqlite_readings_expire,
+    .rollups_expire = sqlite_rollups_expire,
+    .readings_range = sqlite_readings_range,
+    .readings_buckets = sqlite_readings_buckets,
 };

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     ["job", "baseline"],
     ["job", "explain"],
     ["job", "silence"],
+    ["job", "retention"],
     ["jobs"],
     ["sim"],
 ]
@@ -72,7 +73,7 @@ def test_help_exits_zero(tmp_path, sub):
 GROUPS = {"db": ["db init", "db demo"], "device": ["device add", "device disable", "device delete"],
           "sensor": ["sensor add", "sensor disable"],
           "threshold": ["threshold set", "threshold clear"],
-          "job": ["job baseline", "job explain", "job silence"]}
+          "job": ["job baseline", "job explain", "job silence", "job retention"]}
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
@@ -598,8 +599,8 @@ def test_401_names_the_wrong_header_and_the_access_log_names_the_code(tmp_path):
 
 # Every table that references a device (by device_id) or a sensor (by sensor_id).
 BY_DEVICE = ["sensors", "alerts", "ml_events", "ingest_packets"]
-BY_SENSOR = ["sensor_readings", "sensor_state", "alert_thresholds", "alerts", "predictions",
-             "ml_events", "online_state", "consumer_applied"]
+BY_SENSOR = ["sensor_readings", "sensor_readings_hourly", "sensor_state", "alert_thresholds",
+             "alerts", "predictions", "ml_events", "online_state", "consumer_applied"]
 
 
 def rows_under(db, dev):
@@ -628,13 +629,16 @@ def test_device_delete_needs_yes_and_removes_everything_under_the_device(gateway
 
     g, (gone, kept) = gateway_factory(env={"SENSOR_CACHE_TTL_S": "1"}, provision=provision)
     db, c = g.db, g.cli
-    t = now_ms() - 60000
+    t = now_ms() - 2 * 3600_000  # an hour that job retention can roll up
     for d in (gone, kept):
         for i, v in enumerate((5, 50, 6)):  # normal, an alert, normal again
             r = g.post_packet(d.packet([(k, v, iso_ms(t + i * 1000)) for k in range(len(d.sensors))],
                                        packet_id=uid("p-")), key=d.key)
             assert r.status == 200, r
+    p = c.run("job", "retention")
+    assert p.returncode == 0, p.stderr
     before_gone, before_kept = rows_under(db, gone), rows_under(db, kept)
+    assert before_gone["sensor_readings_hourly.sensor_id"] >= 2, before_gone
     assert before_gone["sensor_readings.sensor_id"] == 6 and before_gone["alerts.device_id"] == 1
     assert before_gone["alert_notifications"] >= 1 and before_gone["ingest_packets.device_id"] == 3
 

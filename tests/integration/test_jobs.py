@@ -36,8 +36,11 @@ SUMMARY_KEYS = {
                  "failed", "duration_ms"},
     "explain": {"candidates", "stored", "failed", "duration_ms"},
     "silence": {"silent", "alerts_opened", "duration_ms"},
+    "retention": {"hours_rolled_up", "rollups_written", "readings_deleted", "rollups_deleted",
+                  "rolled_until", "duration_ms"},
 }
-SUMMARY_RE = re.compile(r"^(baseline|explain|silence): (.*)$")
+SUMMARY_RE = re.compile(r"^(baseline|explain|silence|retention): (.*)$")
+TEXT_FIELDS = {"rolled_until"}  # an RFC 3339 time or "none" (test_retention.py checks it)
 PROGRESS_RE = re.compile(r"^explain progress: (\d+) predictions, \d+/s, \d+s elapsed$")
 
 
@@ -53,6 +56,7 @@ def job_env(**over):
         "EXPLAIN_CONNECT_TIMEOUT_MS": "2000", "EXPLAIN_TIMEOUT_MS": "5000",
         "EXPLAIN_MAX_PER_RUN": "500", "NO_DATA_AFTER_S": "0",
         "BASELINE_EVERY_S": "300", "EXPLAIN_EVERY_S": "60", "NO_DATA_EVERY_S": "60",
+        "RETENTION_EVERY_S": "3600", "RETENTION_DAYS": "0", "ROLLUP_RETENTION_DAYS": "0",
         "LOG_LEVEL": "info", "LOG_FORMAT": "logfmt",
     }
     env.update({k: str(v) for k, v in over.items()})
@@ -66,6 +70,9 @@ def parse_summary(line):
     kv = {}
     for tok in rest.split():
         k, _, v = tok.partition("=")
+        if k in TEXT_FIELDS:
+            kv[k] = v
+            continue
         assert re.fullmatch(r"\d+", v), f"bad field {tok!r} in {line!r}"
         kv[k] = int(v)
     assert set(kv) == SUMMARY_KEYS[job], f"fields of {line!r}"

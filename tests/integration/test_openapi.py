@@ -41,7 +41,15 @@ UNREACHABLE = {
     ("GET", "/ingest/devices/{device_uuid}/status", 503):
         "needs the read connection to fail with a busy/I-O error; SQLite WAL readers never wait",
     ("HEAD", "/ingest/devices/{device_uuid}/status", 503): "as for GET",
+    ("GET", "/ingest/devices/{device_uuid}/sensors/{sensor_uuid}/readings", 503):
+        "as for the status: the shared read connection never waits on SQLite",
+    ("HEAD", "/ingest/devices/{device_uuid}/sensors/{sensor_uuid}/readings", 503): "as for GET",
 }
+H = "/ingest/devices/{device_uuid}/sensors/{sensor_uuid}/readings"
+
+
+def history_url(dev, sensor_uuid, query=""):
+    return f"/ingest/devices/{dev.uuid}/sensors/{sensor_uuid}/readings{query}"
 
 XFF = "X-Forwarded-For"
 # Over MAX_BODY_BYTES (65536) in content, not in whitespace: test_prism.py sends
@@ -316,6 +324,26 @@ def scenario_main(gw, cli, obs):
     obs.add("HEAD", S, gw.request("HEAD", status_url(off.uuid), headers=dev_key(off)))
     obs.add("HEAD", S, gw.request("HEAD", status_url(uid("ghost-")), headers=api()))
 
+    s0 = dev.sensors[0].uuid
+    obs.add("GET", H, gw.get(history_url(dev, s0, "?limit=1"), headers=dev_key(dev)), None,
+            "raw page with next")
+    obs.add("GET", H, gw.get(history_url(dev, s0, "?step=1h&agg=count&from=1700000000"),
+                             headers=api()), None, "points, API key")
+    obs.add("GET", H, gw.get(history_url(dev, s0, "?limit=0"), headers=dev_key(dev)), None,
+            "bad limit")
+    obs.add("GET", H, gw.get(history_url(dev, s0), headers=dev_key(off)), None,
+            "another device's key")
+    obs.add("GET", H, gw.get(history_url(off, off.sensors[0].uuid), headers=dev_key(off)), None,
+            "disabled, own key")
+    obs.add("GET", H, gw.get(history_url(dev, "nope"), headers=dev_key(dev)), None,
+            "unknown sensor")
+    obs.add("HEAD", H, gw.request("HEAD", history_url(dev, s0), headers=dev_key(dev)))
+    obs.add("HEAD", H, gw.request("HEAD", history_url(dev, s0, "?step=1m"), headers=dev_key(dev)))
+    obs.add("HEAD", H, gw.request("HEAD", history_url(dev, s0)))
+    obs.add("HEAD", H, gw.request("HEAD", history_url(off, off.sensors[0].uuid),
+                                  headers=dev_key(off)))
+    obs.add("HEAD", H, gw.request("HEAD", history_url(dev, "nope"), headers=dev_key(dev)))
+
 
 def scenario_limits(g, obs):
     """Per-device limit and the failed-authentication lockout (one IP per case)."""
@@ -336,6 +364,7 @@ def scenario_limits(g, obs):
             f"/ingest/devices/{dev.uuid}/status", headers=h)),
         ("HEAD", "/ingest/devices/{device_uuid}/status", lambda h: g.request(
             "HEAD", f"/ingest/devices/{dev.uuid}/status", headers=h)),
+        ("GET", H, lambda h: g.get(history_url(dev, dev.sensors[0].uuid), headers=h)),
     ]
     for i, (method, tpl, send) in enumerate(cases):
         h = [(XFF, f"10.1.0.{i + 1}")]
@@ -405,6 +434,12 @@ def scenario_faults(g, obs):
         obs.add("HEAD", S, g.request("HEAD", f"/ingest/devices/{dev.uuid}/status",
                                      headers=dev_key(dev)), None, "no table")
         c.execute("ALTER TABLE alerts_gone RENAME TO alerts")
+        c.execute("ALTER TABLE rollup_state RENAME TO rollup_state_gone")
+        obs.add("GET", H, g.get(history_url(dev, dev.sensors[0].uuid), headers=dev_key(dev)),
+                None, "no table")
+        obs.add("HEAD", H, g.request("HEAD", history_url(dev, dev.sensors[0].uuid),
+                                     headers=dev_key(dev)), None, "no table")
+        c.execute("ALTER TABLE rollup_state_gone RENAME TO rollup_state")
         # the health ping reads schema_version: a table of that name without the column
         c.execute("ALTER TABLE schema_version RENAME TO schema_version_gone")
         c.execute("CREATE TABLE schema_version(x)")
@@ -559,7 +594,7 @@ def test_undocumented_methods_get_405_with_allow(spec, gw, method):
         allowed = {m for m, _ in operations(item)}
         if method in allowed:
             continue
-        path = tpl.replace("{device_uuid}", "some-device")
+        path = tpl.replace("{device_uuid}", "some-device").replace("{sensor_uuid}", "some-sensor")
         r = gw.request(method, path, headers=api())
         assert r.status == 405, (method, path, r)
         assert r.code == "method_not_allowed", r

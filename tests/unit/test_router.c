@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "ingest/router.h"
 #include "ingest/sensor_state.h"
+#include "jobs/retention.h"
 #include "store/store.h"
 #include "store/store_fault.h"
 #include "sqlite_peer.h"
@@ -1001,12 +1002,13 @@ static void expect_recent_matches_sql(const struct sensor *s, const char *when)
 
 /*
  * Random packets over both sensors, several per transaction: readings in and
- * out of order (about one in four late, some ties in time, several readings
- * of one sensor in one packet), and now and then a packet rolled back.
+ * out of order (about one in four late, by up to late_s seconds; some ties in
+ * time; several readings of one sensor in one packet), time moving on by 1 to
+ * step_s seconds from *newest, and now and then a packet rolled back.
  */
-static void random_history(unsigned seed, int packets)
+static void random_history_from(unsigned seed, int packets, int64_t *clock, int step_s, int late_s)
 {
-    int64_t newest = T(100000);
+    int64_t newest = *clock;
     for (int p = 0; p < packets;) {
         struct job jb[4];
         struct job *jobs[4];
@@ -1017,9 +1019,9 @@ static void random_history(unsigned seed, int packets)
             int nr = 1 + rand_r(&seed) % 6;
             for (int i = 0; i < nr; i++) {
                 int r = rand_r(&seed) % 100;
-                int64_t ts = r < 25   ? newest - (1 + rand_r(&seed) % 500) * 1000LL /* late */
-                             : r < 35 ? newest                                      /* a tie */
-                                      : (newest += (1 + rand_r(&seed) % 3) * 1000LL);
+                int64_t ts = r < 25   ? newest - (1 + rand_r(&seed) % late_s) * 1000LL /* late */
+                             : r < 35 ? newest                                         /* a tie */
+                                      : (newest += (1 + rand_r(&seed) % step_s) * 1000LL);
                 job_add(&jb[k], rand_r(&seed) % 2 ? &band : &jumpy, 25 + rand_r(&seed) % 3, ts);
             }
         }
@@ -1029,6 +1031,13 @@ static void random_history(unsigned seed, int packets)
         cr_assert_eq(run_tx(jobs, nj, rcs), 0, "%s", store_errmsg(st));
         store_fault_clear_all(st);
     }
+    *clock = newest;
+}
+
+static void random_history(unsigned seed, int packets)
+{
+    int64_t clock = T(100000);
+    random_history_from(seed, packets, &clock, 3, 500);
 }
 
 Test(router, reading_chain_finds_the_newest_readings_by_time)
@@ -1112,4 +1121,131 @@ Test(router, broken_reading_chain_falls_back_to_a_scan)
     random_history(12, 100);
     expect_recent_matches_sql(&band, "after new readings");
     expect_recent_matches_sql(&jumpy, "after new readings");
+}
+
+/* ---- rollups and retention (job retention, sqlite_retention.c) -------------------- */
+
+#define HOUR_MS 3600000LL
+
+/*
+ * Rollup rows below the mark that differ from the aggregate of the raw rows of
+ * their hour, computed with plain SQL, in either direction; only hours at or
+ * after from_hour (the earlier ones may have lost raw rows to retention).
+ * Values are small integers, so every sum is exact in any order.
+ */
+static int64_t rollup_mismatches(int64_t from_hour)
+{
+    static const char raw[] =
+        "SELECT sensor_id, ts - ts %% 3600000 AS hour, count(*), min(value), max(value),"
+        " sum(value), min(ts), max(ts) FROM sensor_readings"
+        " WHERE ts < (SELECT rolled_until FROM rollup_state) AND ts >= %lld GROUP BY 1, 2";
+    static const char rolled[] = "SELECT sensor_id, hour, count, min, max, sum, first_ts, last_ts"
+                                 " FROM sensor_readings_hourly WHERE hour >= %lld";
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM (%s EXCEPT %s)", raw, rolled);
+    int64_t a = q_int(sql, (long long)from_hour, (long long)from_hour);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM (%s EXCEPT %s)", rolled, raw);
+    return a + q_int(sql, (long long)from_hour, (long long)from_hour);
+}
+
+/* The rows retention must never touch (alerts, notifications, sensor state), as text. */
+static const char *untouched(char *buf, size_t cap)
+{
+    return q_text(
+        buf, cap,
+        "SELECT (SELECT count(*) || '/' || total(hit_count) FROM alerts) || ':' ||"
+        " (SELECT count(*) FROM alert_notifications) || ':' ||"
+        " (SELECT group_concat(sensor_id || '/' || last_ts || '/' || last_value || '/'"
+        " || normal_run || '/' || coalesce(last_reading_id, 'x'), ';') FROM sensor_state)");
+}
+
+static struct retention_summary retention_run(int64_t keep_ms, int64_t now)
+{
+    struct retention_opts o = {keep_ms, 0};
+    struct retention_summary sum;
+    cr_assert_eq(job_retention_run(st, &o, now, &sum), 0, "%s", store_errmsg(st));
+    return sum;
+}
+
+/*
+ * Random histories over many hours with late readings (up to 3 hours late,
+ * so they land in hours already rolled up) and rolled-back packets: after
+ * every job run each rollup equals the aggregate of its hour's raw readings,
+ * hours rolled up stay equal while late readings keep arriving, and after
+ * retention deletes old readings the rollups stay, every other table stays,
+ * and the reading chain still answers exactly what plain SQL answers.
+ */
+static void rollups_and_retention(void)
+{
+    int64_t clock = T(100000);
+    int64_t late_into_rolled = 0;
+    for (unsigned round = 0; round < 6; round++) {
+        int64_t before = q_int("SELECT coalesce(sum(count), 0) FROM sensor_readings_hourly");
+        random_history_from(40 + round, 150, &clock, 120, 3 * 3600);
+        late_into_rolled +=
+            q_int("SELECT coalesce(sum(count), 0) FROM sensor_readings_hourly") - before;
+        cr_assert_eq(rollup_mismatches(INT64_MIN), 0, "round %u, before the job", round);
+        struct retention_summary sum = retention_run(0, clock);
+        cr_expect_eq(sum.readings_deleted, 0, "RETENTION_DAYS=0 keeps everything");
+        cr_expect_eq(sum.rolled_until, clock - clock % HOUR_MS);
+        cr_assert_eq(rollup_mismatches(INT64_MIN), 0, "round %u, after the job", round);
+    }
+    cr_expect_gt(late_into_rolled, 20, "late readings were added to rolled-up hours");
+    cr_expect_gt(q_int("SELECT count(DISTINCT hour) FROM sensor_readings_hourly"), 20);
+
+    int64_t rolled = q_int("SELECT sum(count) FROM sensor_readings_hourly");
+    int64_t total = q_int("SELECT count(*) FROM sensor_readings");
+    char kept[512], now_kept[512];
+    untouched(kept, sizeof kept);
+    int64_t cutoff = clock - 10 * HOUR_MS;
+    struct retention_summary sum = retention_run(10 * HOUR_MS, clock);
+    cr_expect_gt(sum.readings_deleted, RETENTION_CHUNK_ROWS / 10);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings WHERE ts < %lld", (long long)cutoff),
+                 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"),
+                 total - (int64_t)sum.readings_deleted);
+    cr_expect_eq(q_int("SELECT sum(count) FROM sensor_readings_hourly"), rolled,
+                 "rollups outlive their readings");
+    cr_expect_str_eq(untouched(now_kept, sizeof now_kept), kept,
+                     "alerts, notifications, sensor state untouched");
+    expect_recent_matches_sql(&band, "after retention");
+    expect_recent_matches_sql(&jumpy, "after retention");
+
+    /* Late readings into deleted and kept hours: rollups of whole kept hours stay exact. */
+    new_router(1);
+    random_history_from(60, 200, &clock, 120, 12 * 3600);
+    int64_t first_whole = cutoff - cutoff % HOUR_MS + HOUR_MS;
+    cr_expect_eq(rollup_mismatches(first_whole), 0);
+    retention_run(10 * HOUR_MS, clock);
+    cr_expect_eq(
+        rollup_mismatches(clock - 10 * HOUR_MS - (clock - 10 * HOUR_MS) % HOUR_MS + HOUR_MS), 0);
+    expect_recent_matches_sql(&band, "after more readings and retention");
+    expect_recent_matches_sql(&jumpy, "after more readings and retention");
+
+    /* No reading at or above the rollup mark is ever deleted, whatever the cutoff. */
+    int64_t mark = q_int("SELECT rolled_until FROM rollup_state");
+    int64_t above = q_int("SELECT count(*) FROM sensor_readings WHERE ts >= %lld", (long long)mark);
+    int64_t n = 0;
+    cr_assert_eq(store_readings_expire(st, INT64_MAX, 1000000, &n), 0);
+    cr_expect_eq(q_int("SELECT count(*) FROM sensor_readings"), above);
+    cr_expect_gt(above, 0);
+}
+
+/* With the schema's triggers (every connection but the gateway's writer). */
+Test(router, rollups_equal_raw_aggregates_and_retention_keeps_the_chain_exact)
+{
+    rollups_and_retention();
+}
+
+/* The gateway's writer runs without triggers and adds late readings itself. */
+Test(router, rollups_stay_exact_on_the_writer_connection_without_triggers)
+{
+    store_close(st);
+    char url[160], err[IOT_ERRBUF] = "";
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    struct store_open_opts o = {.busy_timeout_ms = 5000, .cache_mb = 8, .ingest_writer = 1};
+    struct store *inner = NULL;
+    cr_assert_eq(store_open(url, &o, &inner, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(store_fault_wrap(inner, &st), 0);
+    rollups_and_retention();
 }

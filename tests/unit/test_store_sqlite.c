@@ -161,6 +161,8 @@ Test(store_sqlite, schema_has_the_spec_tables_and_columns)
          "explanation"},
         {"ml_events", "id", "sensor_id", "device_id", "prediction_id", "event_type", "severity",
          "title", "message", "status", "created_at", "payload"},
+        {"sensor_readings_hourly", "sensor_id", "hour", "count", "min", "max", "sum", "first_ts",
+         "last_ts"},
     };
     for (size_t t = 0; t < sizeof cols / sizeof cols[0]; t++) {
         for (size_t c = 1; c < 16 && cols[t][c]; c++)
@@ -192,7 +194,9 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
     add_device(st, "dev-up");
     int64_t a = add_sensor(st, "dev-up", "sen-a"), b = add_sensor(st, "dev-up", "sen-b");
     /* back to the shape of version 3 */
-    peer_exec("DROP TRIGGER sensor_readings_unlinked; DROP INDEX sensor_readings_ts_sensor;"
+    peer_exec("DROP TRIGGER sensor_readings_rolled_up; DROP TABLE sensor_readings_hourly;"
+              "DROP TABLE rollup_state;"
+              "DROP TRIGGER sensor_readings_unlinked; DROP INDEX sensor_readings_ts_sensor;"
               "CREATE INDEX sensor_readings_sensor_ts ON sensor_readings(sensor_id, ts);"
               "ALTER TABLE sensor_readings DROP COLUMN prev_id;"
               "ALTER TABLE sensor_state DROP COLUMN last_reading_id;"
@@ -215,7 +219,7 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
     cr_assert_eq(store_schema_init(st), 0, "%s", store_errmsg(st));
     int v = 0;
     cr_assert_eq(store_schema_version(st, &v), 0);
-    cr_expect_eq(v, 4);
+    cr_expect_eq(v, SQLITE_SCHEMA_LATEST);
     char buf[200];
     cr_expect_str_eq(q_text(buf, sizeof buf,
                             "SELECT group_concat(coalesce(prev_id, 'null'), ',') FROM"
@@ -240,6 +244,37 @@ Test(store_sqlite, upgrade_to_4_chains_existing_readings)
     cr_expect(got[0].id == 4 && got[1].id == 6 && got[2].id == 3, "%lld %lld %lld",
               (long long)got[0].id, (long long)got[1].id, (long long)got[2].id);
     cr_expect(got[1].late == 1 && got[0].ts == T0 + 5);
+}
+
+/*
+ * Schema step 5: a reading stored into an hour below rollup_state.rolled_until
+ * is added to that hour's rollup by the insert trigger; one at or above the
+ * mark is left to the job.
+ */
+Test(store_sqlite, reading_into_a_rolled_up_hour_updates_its_rollup)
+{
+    open_all();
+    add_device(st, "dev-r");
+    int64_t a = add_sensor(st, "dev-r", "sen-r");
+    int64_t h = T0 - T0 % HOUR;
+    peer_exec("UPDATE rollup_state SET rolled_until = %lld", (long long)(h + HOUR));
+    struct store_reading rows[3] = {
+        {.sensor_id = a, .value = 4, .ts = h + 10, .ingested_at = T0, .prev_id = 0},
+        {.sensor_id = a, .value = -2, .ts = h + 5, .ingested_at = T0, .prev_row = 1, .late = 1},
+        {.sensor_id = a, .value = 9, .ts = h + HOUR, .ingested_at = T0, .prev_row = 2},
+    };
+    cr_assert_eq(store_tx_begin(st), 0);
+    cr_assert_eq(store_readings_insert(st, rows, 3), 0, "%s", store_errmsg(st));
+    cr_assert_eq(store_tx_commit(st), 0);
+    char buf[200], want[200];
+    snprintf(want, sizeof want, "%lld:2:-2.0:4.0:2.0:%lld:%lld", (long long)h, (long long)(h + 5),
+             (long long)(h + 10));
+    cr_expect_str_eq(q_text(buf, sizeof buf,
+                            "SELECT group_concat(hour || ':' || count || ':' || min || ':' || max"
+                            " || ':' || sum || ':' || first_ts || ':' || last_ts, ';')"
+                            " FROM sensor_readings_hourly WHERE sensor_id = %lld",
+                            (long long)a),
+                     want);
 }
 
 Test(store_sqlite, open_errors)
