@@ -269,8 +269,9 @@ const struct cli_cmd cmd_device_delete = {
     .args = "UUID",
     .summary =
         "Deletes a device and everything stored under it. In one transaction: its sensors,\n"
-        "their readings and rollups, state, thresholds, alerts and notifications, predictions, ML events\n"
-        "and online model state, and its packet ids; prints {\"device_id\",\"device_uuid\",\n"
+        "their readings and rollups, state, thresholds, alerts and notifications,\n"
+        "predictions, ML events and online model state, and its packet ids; prints\n"
+        "{\"device_id\",\"device_uuid\","
         "\"deleted\",\"sensors\",\"readings\"}. Refused without --yes (exit 2, nothing touched).\n"
         "A running gateway answers the device's packets 401 (nothing stored): \"this device no\n"
         "longer exists\" until it forgets the device (SENSOR_CACHE_TTL_S), then as unknown.",
