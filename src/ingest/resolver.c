@@ -125,7 +125,7 @@ static void table_insert(struct resolver *r, size_t b, struct entry *e)
     struct lru *l = lru_of(r, e);
     while (l->count >= l->max && l->tail) {
         struct entry *victim = l->tail;
-        table_remove(r, victim); /* unlinks it, then may free it */
+        table_remove(r, victim);   /* unlinks it, then may free it */
         assert(l->tail != victim); /* so the loop never reads freed memory */
     }
     e->hnext = r->buckets[b];
