@@ -5,9 +5,9 @@ connections, and meanwhile another address is answered at once. Deadlines are
 scaled down (HTTP_HEADER_TIMEOUT_S=2) to keep the file fast; the trickle pacing
 is the only sleeping, everything else polls against a deadline."""
 
-import os
 import http.client
 import json
+import os
 import resource
 import select
 import socket
