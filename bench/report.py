@@ -289,6 +289,196 @@ def targets_section(meta, rows):
     return "\n".join(out)
 
 
+def step_files(work, step):
+    """The kv files of an issue-16 step by backend (sqlite, postgresql)."""
+    return {b: kv_file(Path(work) / f"{step}-{b}.txt") for b in ("sqlite", "postgresql")
+            if (Path(work) / f"{step}-{b}.txt").exists()}
+
+
+def num(d, key):
+    try:
+        return float(d[key])
+    except (KeyError, ValueError):
+        return None
+
+
+HIST_TARGET_MS = 200
+HIST_TARGET_READINGS = 10_000_000
+
+
+def history_section(meta, work):
+    runs = step_files(work, "history")
+    if not runs:
+        return "_The history step did not run (`BENCH_HISTORY=0`, or not asked for)._\n"
+    out = [f"`bench/history_data.sql` (SQLite) and `bench/history_data_pg.sql` (PostgreSQL, "
+           "`generate_series`; the monthly partitions of the range created first) on a fresh "
+           f"database: one device, sensor 1 with {fmt(int(meta.get('history_readings', 0)))} "
+           f"readings over the {meta.get('history_days')} days before the current hour and "
+           "sensors 2–10 with a tenth of that each, interleaved by time; then `iot-ingest job "
+           "retention` with `RETENTION_DAYS=0` (every complete hour rolled up, nothing "
+           "deleted); then `serve` (`API_KEY` set) and `curl -w %{time_total}` from the same "
+           f"machine with `X-API-Key`, each query {meta.get('history_warm')} times unmeasured "
+           "(PostgreSQL settles a prepared statement's plan after 5 calls), then "
+           f"{meta.get('history_runs')} times measured: the median, and the range.", "",
+           "| database | readings | generated in | size | roll-up (job retention) |",
+           "|---|---:|---:|---:|---|"]
+    for b, d in runs.items():
+        if "skipped" in d:
+            out.append(f"| {b} | skipped: {d['skipped'][:120]} | | | |")
+            continue
+        out.append(f"| {b} | {fmt(int(d['readings']))} | {float(d['gen_s']):.1f} s | "
+                   f"{int(d['db_bytes']) / 1048576:,.0f} MiB | {float(d['rollup_s']):.1f} s: "
+                   f"`{d.get('rollup_summary', '')}` |")
+    out += ["", "| query (sensor 1) | " + " | ".join(f"{b} ms (min–max)" for b in runs) + " |",
+            "|---|" + "---:|" * len(runs)]
+    days = meta.get("history_days")
+    raw_days = next((d.get("raw_days") for d in runs.values() if d.get("raw_days")), "?")
+    for q, label in (("day", f"`step=1d&agg=avg`, the {days} days"),
+                     ("hour", f"`step=1h&agg=avg`, the {days} days"),
+                     ("raw", f"raw page, `limit=1000`, from {raw_days} days ago")):
+        cells = []
+        for d in runs.values():
+            ms = num(d, f"q_{q}_ms")
+            if ms is None:
+                cells.append("–")
+                continue
+            bad = int(d.get(f"q_{q}_non200", "0"))
+            cells.append(f"{ms:.1f} ({float(d[f'q_{q}_min_ms']):.1f}–"
+                         f"{float(d[f'q_{q}_max_ms']):.1f}), {fmt(int(d[f'q_{q}_items']))} "
+                         f"{'readings' if q == 'raw' else 'points'}"
+                         + (f", **{bad} answers not 200**" if bad else ""))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    warns = [f"- gateway warning, {b}: `{d['gw_warning'][:200]}`" for b, d in runs.items()
+             if d.get("gw_warning")]
+    return "\n".join(out + ([""] + warns if warns else [])) + "\n"
+
+
+def ret_figures(d):
+    """packets/s and p99 ms without and with the job, or None."""
+    try:
+        f = {}
+        for k in ("base", "job"):
+            f[k + "_pps"] = int(d[k + "_requests"]) / (int(d[k + "_duration_us"]) / 1e6)
+            f[k + "_p99"] = int(d[k + "_p99_us"]) / 1000
+            f[k + "_p50"] = int(d[k + "_p50_us"]) / 1000
+            f[k + "_bad"] = int(d[k + "_non2xx"]) + sum(
+                int(d[k + e]) for e in ("_connect_errors", "_read_errors", "_write_errors",
+                                        "_timeouts"))
+        return f
+    except (KeyError, ValueError, ZeroDivisionError):
+        return None
+
+
+def ret_deleted(d):
+    m = re.search(r"readings_deleted=(\d+)", d.get("job_summary", ""))
+    return int(m.group(1)) if m else None
+
+
+def ret_finished(d):
+    """The job ended by itself, without error, and no reading older than the cutoff is left."""
+    return d.get("job_rc") == "0" and d.get("old_left") == "0" and ret_deleted(d) is not None
+
+
+def retention_section(meta, work):
+    runs = step_files(work, "retention")
+    if not runs:
+        return "_The retention step did not run (`BENCH_RETENTION=0`, or not asked for)._\n"
+    keep = meta.get("retention_keep_days")
+    out = [f"A fresh database per backend: the standard fleet (`bench/gen_bodies.sh`), "
+           f"{fmt(int(meta.get('retention_readings', 0)))} readings older than {keep} days "
+           f"(over the {meta.get('retention_span_days')} days before that) and "
+           f"{fmt(int(meta.get('retention_recent', 0)))} newer ones, generated by the history "
+           "step's SQL (`bench/history_data*.sql`), every complete hour rolled up beforehand "
+           "(`job retention` with `RETENTION_DAYS=0`, as the hourly scheduler would have). Then "
+           "`serve` (`DB_SYNC=full`) under the standard load (`wrk`, `bench/packets.lua`, "
+           f"{meta.get('warmup')} s warm-up): {meta.get('retention_duration')} s without the "
+           f"job, then {meta.get('retention_duration')} s with `iot-ingest job retention` "
+           f"(`RETENTION_DAYS={keep}`) started with the load. A job that outlasts the load is "
+           "left to finish (up to `BENCH_RETENTION_TIMEOUT` s) and shows \"after the load\": "
+           "that whole load then ran under the job. \"finished\": exit 0 and no reading older "
+           "than the cutoff left.", "",
+           "| database | conns | without the job: packets/s, p50, p99 ms | with the job: "
+           "packets/s, p50, p99 ms | p99 ratio | job | readings deleted | finished |",
+           "|---|---:|---|---|---:|---:|---:|---|"]
+    notes = []
+    for b, d in runs.items():
+        if "skipped" in d:
+            out.append(f"| {b} | | skipped: {d['skipped'][:120]} | | | | | |")
+            continue
+        f = ret_figures(d)
+        if not f:
+            out.append(f"| {b} | {d.get('conns')} | wrk failed (see the work directory) "
+                       "| | | | | |")
+            continue
+        errs = "".join(f", **{f[k + '_bad']} errors/non-2xx**" if f[k + "_bad"] else ""
+                       for k in ("base",))
+        errj = f", **{f['job_bad']} errors/non-2xx**" if f["job_bad"] else ""
+        deleted = ret_deleted(d)
+        fin = ("yes, within the load" if d.get("job_in_load") == "1" else "yes, after the load") \
+            if ret_finished(d) else f"**no** (exit {d.get('job_rc')}, {d.get('old_left')} old left)"
+        out.append(f"| {b} | {d['conns']} | {fmt(f['base_pps'])}, {f['base_p50']:.2f}, "
+                   f"{f['base_p99']:.2f}{errs} | {fmt(f['job_pps'])}, {f['job_p50']:.2f}, "
+                   f"{f['job_p99']:.2f}{errj} | {f['job_p99'] / f['base_p99']:.2f}× | "
+                   f"{float(d['job_s']):.1f} s | {fmt(deleted)} of {fmt(int(d['old']))} | {fin} |")
+        notes.append(f"- {b}: data generated in {float(d['gen_s']):.1f} s "
+                     f"({int(d['db_bytes']) / 1048576:,.0f} MiB), rolled up in "
+                     f"{float(d['rollup_s']):.1f} s; the job's summary: "
+                     f"`{d.get('job_summary') or d.get('job_error') or '–'}`")
+        if d.get("gw_warning"):
+            notes.append(f"- gateway warning, {b}: `{d['gw_warning'][:200]}`")
+    return "\n".join(out + [""] + notes) + "\n"
+
+
+def targets16_section(meta, work):
+    """Issue 16's two performance targets, each met, missed or not run, per backend."""
+    hist, ret = step_files(work, "history"), step_files(work, "retention")
+    out = ["Issue 16's targets, from the history and retention steps of this run. A run at "
+           "other sizes than the target's (`BENCH_QUICK=1`, `BENCH_HISTORY_READINGS`, "
+           "`BENCH_RETENTION_READINGS`) says so in \"measured\": its verdict is for those "
+           "sizes.", "", "| target | goal | measured | ratio | verdict |",
+           "|---|---|---|---:|---|"]
+
+    def row(target, goal, measured, ratio, ok):
+        verdict = "not run" if ok is None else ("**met**" if ok else "**missed**")
+        out.append(f"| {target} | {goal} | {measured} | {ratio} | {verdict} |")
+
+    for b in ("sqlite", "postgresql"):
+        name = "SQLite" if b == "sqlite" else "PostgreSQL"
+        d = hist.get(b, {})
+        ms = num(d, "q_day_ms")
+        goal = f"< {HIST_TARGET_MS} ms"
+        target = f"{name}: a year at `step=1d`, a sensor of 10 million readings"
+        if ms is None or int(d.get("q_day_non200", "1")):
+            why = d.get("skipped", "not run")
+            row(target, goal, f"– ({why})" if why != "not run" else "–", "–", None)
+        else:
+            n, days = int(d["readings_sensor"]), int(d["days"])
+            size = ("" if n >= HIST_TARGET_READINGS and days >= 365 else
+                    f" (at {fmt(n)} readings over {days} days, not the target's size)")
+            row(target, goal, f"{ms:.1f} ms, median of {meta.get('history_runs')}{size}",
+                f"{ms / HIST_TARGET_MS:.3f}× the goal", ms < HIST_TARGET_MS)
+    for b in ("sqlite", "postgresql"):
+        name = "SQLite" if b == "sqlite" else "PostgreSQL"
+        d = ret.get(b, {})
+        f = ret_figures(d) if d and "skipped" not in d else None
+        target = f"{name}: ingest p99 while `job retention` deletes 10 million readings"
+        goal = "≤ 2× the p99 without the job, and the job finishes"
+        if not f:
+            why = d.get("skipped", "not run")
+            row(target, goal, f"– ({why})" if why != "not run" else "–", "–", None)
+            continue
+        ratio = f["job_p99"] / f["base_p99"]
+        deleted = ret_deleted(d) or 0
+        size = ("" if deleted >= 10_000_000 else
+                f"; {fmt(deleted)} readings deleted, not the target's 10 million")
+        fin = ret_finished(d)
+        row(target, goal, f"{f['job_p99']:.2f} vs {f['base_p99']:.2f} ms; the job "
+            f"{'finished' if fin else 'did not finish'} in {float(d['job_s']):.1f} s"
+            f"{' (after the load)' if fin and d.get('job_in_load') != '1' else ''}{size}",
+            f"{ratio:.2f}×", ratio <= 2 and fin)
+    return "\n".join(out) + "\n"
+
+
 def thread_cpu(work, clk):
     before = {}
     for line in read(Path(work) / "threads-before.txt").splitlines():
@@ -483,6 +673,9 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 ## Targets (issue 13)
 
 {targets_section(meta, rows)}
+## Targets (issue 16)
+
+{targets16_section(meta, work)}
 ## Where the gateway's CPU goes
 
 {profile_section(meta, work)}
@@ -492,7 +685,13 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 
 ## Jobs: baseline predictor
 
-{jobs_section(meta, work)}{manual}"""
+{jobs_section(meta, work)}
+## History API (`make bench`)
+
+{history_section(meta, work)}
+## Retention under load (`make bench`)
+
+{retention_section(meta, work)}{manual}"""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(doc)
 

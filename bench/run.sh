@@ -25,6 +25,11 @@
 #     (bench/peers/seed_app.py: FastAPI + SQLite, one commit per packet) fed the
 #     same JSON bodies and keys. Then the standard SQLite row again with 1 and
 #     100 readings per packet (CPU per reading).
+#  7. Issue 16's history API (history_run): a sensor with BENCH_HISTORY_READINGS
+#     readings over a year (bench/history_data.sql, bench/history_data_pg.sql),
+#     rolled up by `job retention`, queried through `serve` with curl.
+#  8. Issue 16's retention under load (retention_run): the standard load without
+#     and then with `job retention` deleting BENCH_RETENTION_READINGS old readings.
 #
 # Settings (environment): see bench/README.md. BENCH_QUICK=1 is a short run of
 # what the Targets section needs. Installs wrk, nginx-light, hyperfine, sqlite3,
@@ -35,21 +40,37 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IOT_INGEST_BIN:-$ROOT/build/iot-ingest}
-# BENCH_ONLY=targets (or peers): only the rows of the Targets section (nginx,
+# BENCH_ONLY=targets (or peers): only the rows of issue 13's Targets (nginx,
 # SQLite DB_SYNC=full, PostgreSQL when given, the peers, the readings-per-packet
-# variants). BENCH_QUICK=1: the same, short, into build/BENCHMARKS-quick.md.
-# Each default below still gives way to its own variable.
+# variants). BENCH_ONLY=history, retention: only that step of issue 16 (both
+# backends); a list (`history,retention`, `targets history`) runs each part.
+# BENCH_QUICK=1: the same, short and small, into build/BENCHMARKS-quick.md (alone:
+# BENCH_ONLY=targets). Each default below still gives way to its own variable.
 ONLY=${BENCH_ONLY:-}
 [ "${BENCH_QUICK:-0}" = 1 ] && ONLY=${ONLY:-targets}
-case "$ONLY" in "" | targets | peers) ;; *) echo "bench: BENCH_ONLY=$ONLY: use targets" >&2; exit 2 ;; esac
+ONLY=$(echo "$ONLY" | tr ',' ' ' | xargs)
+# What runs: the ingest rows (everything but the two steps below), the history
+# API step, the retention-under-load step.
+if [ -z "$ONLY" ]; then Q_INGEST=1 Q_HIST=1 Q_RET=1; else Q_INGEST=0 Q_HIST=0 Q_RET=0; fi
+for o in $ONLY; do
+    case "$o" in
+    targets | peers) Q_INGEST=1 ;;
+    history) Q_HIST=1 ;;
+    retention) Q_RET=1 ;;
+    *) echo "bench: BENCH_ONLY=$o: use targets, history or retention" >&2; exit 2 ;;
+    esac
+done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     Q_DURATION=3 Q_WARMUP=1 Q_CONNS=64 Q_BODIES=500 Q_OUT=$ROOT/build/BENCHMARKS-quick.md
+    Q_HIST_READINGS=100000 Q_RET_READINGS=190000 Q_RET_DURATION=10
 else
     Q_DURATION=15 Q_WARMUP=5 Q_CONNS="16 64" Q_BODIES=2000 Q_OUT=$ROOT/docs/BENCHMARKS.md
+    Q_HIST_READINGS=10000000 Q_RET_READINGS=10000000 Q_RET_DURATION=
 fi
 if [ -n "$ONLY" ]; then Q_SYNCS=full Q_EXTRA=0; else Q_SYNCS="full normal" Q_EXTRA=1; fi
 DURATION=${BENCH_DURATION:-$Q_DURATION}
 WARMUP=${BENCH_WARMUP:-$Q_WARMUP}
+RET_DURATION=${BENCH_RETENTION_DURATION:-${Q_RET_DURATION:-$DURATION}}
 CONNS=${BENCH_CONNECTIONS:-$Q_CONNS}
 SYNCS=${BENCH_SYNCS:-$Q_SYNCS}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
@@ -58,7 +79,7 @@ GW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 PROFILE=${BENCH_PROFILE:-$Q_EXTRA}
 WHATIF=${BENCH_WHATIF:-$Q_EXTRA}
 # The growth row: the standard workload on a fleet of BENCH_GROWTH_DEVICES x 10 sensors.
-GROWTH=${BENCH_GROWTH:-1}
+GROWTH=${BENCH_GROWTH:-$Q_INGEST}
 GROWTH_DEVICES=${BENCH_GROWTH_DEVICES:-10000}
 PROFILE_SYNC=${BENCH_PROFILE_SYNC:-normal}
 PROFILE_SECS=${BENCH_PROFILE_SECS:-10}
@@ -66,12 +87,36 @@ JOBS=${BENCH_JOBS:-$Q_EXTRA}
 JOB_SENSORS=${BENCH_JOB_SENSORS:-10000}
 JOB_READINGS=${BENCH_JOB_READINGS:-100}
 JOB_RUNS=${BENCH_JOB_RUNS:-3}
-PEERS=${BENCH_PEERS:-1}
+PEERS=${BENCH_PEERS:-$Q_INGEST}
 # libmicrohttpd alone answering 204 (bench/peers/mhd204.c), direct and through suspend/resume.
-MHD=${BENCH_MHD:-1}
+MHD=${BENCH_MHD:-$Q_INGEST}
 MHD204=${BENCH_MHD204:-$ROOT/build/bench/mhd204}
-READINGS_VARIANTS=${BENCH_READINGS_VARIANTS-1 100}
+if [ "$Q_INGEST" = 1 ]; then Q_VARIANTS="1 100"; else Q_VARIANTS=; fi
+READINGS_VARIANTS=${BENCH_READINGS_VARIANTS-$Q_VARIANTS}
+INGEST=$Q_INGEST
+# Issue 16, history API: sensor 1's readings (the device's 10 sensors hold 1.9x
+# as many in all) over the HIST_DAYS days before the current hour, rolled up,
+# then each query HIST_WARM times unmeasured and HIST_RUNS times measured.
+HISTORY=${BENCH_HISTORY:-$Q_HIST}
+HIST_READINGS=${BENCH_HISTORY_READINGS:-$Q_HIST_READINGS}
+HIST_DAYS=${BENCH_HISTORY_DAYS:-365}
+HIST_RUNS=${BENCH_HISTORY_RUNS:-7}
+HIST_WARM=${BENCH_HISTORY_WARM:-6}
+# Issue 16, retention under load: RET_READINGS readings older than RET_KEEP_DAYS
+# (spread over the RET_SPAN_DAYS days before that cutoff) and RET_RECENT newer ones,
+# deleted by `job retention` (RETENTION_DAYS=RET_KEEP_DAYS) while the standard load
+# runs for RET_DURATION s; the job is given RET_TIMEOUT s in all.
+RETENTION=${BENCH_RETENTION:-$Q_RET}
+RET_READINGS=${BENCH_RETENTION_READINGS:-$Q_RET_READINGS}
+RET_RECENT=${BENCH_RETENTION_RECENT:-$((RET_READINGS / 10))}
+RET_KEEP_DAYS=${BENCH_RETENTION_DAYS:-30}
+RET_SPAN_DAYS=${BENCH_RETENTION_SPAN_DAYS:-335}
+RET_TIMEOUT=${BENCH_RETENTION_TIMEOUT:-1800}
+# The history queries' X-API-Key (the gateway of that step only).
+HIST_KEY=bench-history-key
 SEED_SYNC=${BENCH_SEED_SYNC:-full}
+# A partial run (BENCH_ONLY) never replaces the full report.
+[ -n "$ONLY" ] && [ "${BENCH_QUICK:-0}" != 1 ] && Q_OUT=$ROOT/build/BENCHMARKS-partial.md
 OUT=${BENCH_OUT:-$Q_OUT}
 # The seed peer needs Debian's python3 (FastAPI), whatever python3 is first in PATH.
 PY=/usr/bin/python3
@@ -576,6 +621,265 @@ readings_runs() {
     done
 }
 
+# ---------------------------------------------------------------- history API and retention (issue 16)
+
+# step_skip STEP BACKEND REASON: the step's result file says why it did not run.
+step_skip() {
+    say "$1 $2: skipped: $3"
+    printf 'backend=%s\nskipped=%s\n' "$2" "$3" >"$WORK/$1-$2.txt"
+}
+
+# ms since the epoch, and the whole seconds between two of them.
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+hour_ms() {
+    local s
+    s=$(date +%s)
+    echo $(((s - s % 3600) * 1000))
+}
+secs_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN {printf "%.2f", (b - a) / 1000}'; }
+
+# step_db BACKEND NAME: a fresh database for a step in STEP_URL: a new SQLite file, or a
+# new database NAME on the PostgreSQL server (dropped by step_db_done).
+step_db() {
+    if [ "$1" = sqlite ]; then
+        STEP_URL=sqlite:$WORK/$2.db
+        return 0
+    fi
+    STEP_URL=$(python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_URL" "$2")
+    psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2" >"$WORK/$2-createdb.log" 2>&1
+}
+
+# step_db_done BACKEND NAME: removes what step_db made (the disk space is the point).
+step_db_done() {
+    [ "${BENCH_KEEP:-0}" = 1 ] && return 0
+    if [ "$1" = sqlite ]; then
+        rm -f "$WORK/$2.db" "$WORK/$2.db-wal" "$WORK/$2.db-shm"
+    else
+        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $2" >/dev/null 2>&1 || true
+    fi
+}
+
+# db_bytes BACKEND URL: the database's size on disk.
+db_bytes() {
+    if [ "$1" = sqlite ]; then
+        stat -c %s "${2#sqlite:}"
+    else
+        psql -Atc 'SELECT pg_database_size(current_database())' "$2"
+    fi
+}
+
+# db_count BACKEND URL WHERE: readings matching WHERE (ts in UTC ms as on SQLite).
+db_count() {
+    if [ "$1" = sqlite ]; then
+        sqlite3 "${2#sqlite:}" "SELECT count(*) FROM sensor_readings WHERE $3"
+    else
+        psql -Atc "SELECT count(*) FROM sensor_readings WHERE $(echo "$3" |
+            sed -E "s/ts ([<>=]+) ([0-9]+)/ts \1 timestamptz 'epoch' + \2 * interval '1 millisecond'/g")" "$2"
+    fi
+}
+
+# hist_gen BACKEND URL START_MS SPAN_MS TOTAL LOG: bench/history_data.sql (SQLite) or
+# bench/history_data_pg.sql (PostgreSQL) into URL, @NOW@ = STEP_NOW_MS.
+hist_gen() {
+    local f=history_data.sql
+    [ "$1" = postgresql ] && f=history_data_pg.sql
+    sed -e "s/@NOW@/$STEP_NOW_MS/g" -e "s/@START@/$3/g" -e "s/@SPAN@/$4/g" -e "s/@TOTAL@/$5/g" \
+        "$ROOT/bench/$f" >"$6.sql"
+    if [ "$1" = sqlite ]; then
+        sqlite3 "${2#sqlite:}" <"$6.sql" >"$6" 2>&1
+    else
+        psql -q -v ON_ERROR_STOP=1 -f "$6.sql" "$2" >"$6" 2>&1
+    fi
+}
+
+# rollup_job URL LOG: `job retention` with RETENTION_DAYS=0 (rolls every complete hour
+# up, deletes nothing); prints its summary line.
+rollup_job() {
+    DATABASE_URL=$1 RETENTION_DAYS=0 LOG_LEVEL=warn "$BIN" job retention >"$2" 2>&1 ||
+        { say "job retention failed: $(tail -1 "$2")"; return 1; }
+    grep '^retention:' "$2" | tail -1
+}
+
+# hist_query NAME URL OUT: HIST_WARM unmeasured calls of the history API, then HIST_RUNS
+# timed by curl (time_total: connect, request, whole answer); appends q_NAME_* to OUT.
+hist_query() {
+    local name=$1 url=$2 out=$3 i times=$WORK/hq-$1-$STEP_BACKEND.times
+    for ((i = 0; i < HIST_WARM; i++)); do
+        curl -s -o /dev/null --max-time 60 -H "X-API-Key: $HIST_KEY" "$url" || true
+    done
+    : >"$times"
+    for ((i = 0; i < HIST_RUNS; i++)); do
+        curl -s -o "$WORK/history-answer.json" --max-time 60 -w '%{http_code} %{time_total}\n' \
+            -H "X-API-Key: $HIST_KEY" "$url" >>"$times" || echo "000 0" >>"$times"
+    done
+    python3 - "$name" "$times" "$WORK/history-answer.json" >>"$out" <<'PY'
+import json, statistics, sys
+name, times, answer = sys.argv[1:4]
+rows = [line.split() for line in open(times) if line.strip()]
+ms = sorted(float(t) * 1000 for _, t in rows)
+bad = [c for c, _ in rows if c != "200"]
+try:
+    a = json.load(open(answer))
+    items = len(a.get("points", a.get("readings", [])))
+except (OSError, ValueError):
+    items = -1
+print(f"q_{name}_ms={statistics.median(ms):.2f}\nq_{name}_min_ms={ms[0]:.2f}\n"
+      f"q_{name}_max_ms={ms[-1]:.2f}\nq_{name}_items={items}\nq_{name}_non200={len(bad)}")
+PY
+}
+
+# history_run BACKEND: the history API of issue 16 on a sensor with HIST_READINGS
+# readings over HIST_DAYS days (bench/history_data*.sql), once `job retention` rolled
+# the hours up (RETENTION_DAYS=0: nothing deleted), through `serve` and curl.
+history_run() {
+    local backend=$1 name=bench_history out=$WORK/history-$1.txt t0 total sum summary to from
+    # Sensor 1 holds 10 of every 19 readings: a multiple of 10 for it.
+    total=$(((HIST_READINGS + 9 - (HIST_READINGS + 9) % 10) * 19 / 10))
+    STEP_BACKEND=$backend
+    STEP_NOW_MS=$(hour_ms)
+    if ! step_db "$backend" "$name"; then
+        step_skip history "$backend" "no database: $(tail -1 "$WORK/$name-createdb.log")"
+        return 0
+    fi
+    printf 'backend=%s\nreadings=%s\nreadings_sensor=%s\ndays=%s\n' "$backend" "$total" \
+        "$((total * 10 / 19))" "$HIST_DAYS" >"$out"
+    DATABASE_URL=$STEP_URL "$BIN" db init >/dev/null
+    say "history $backend: generating $total readings over $HIST_DAYS days"
+    t0=$(now_ms)
+    hist_gen "$backend" "$STEP_URL" "$((STEP_NOW_MS - HIST_DAYS * 86400000))" \
+        "$((HIST_DAYS * 86400000))" "$total" "$WORK/history-gen-$backend.log" ||
+        { step_skip history "$backend" "generation failed: $(tail -1 "$WORK/history-gen-$backend.log")"
+          step_db_done "$backend" "$name"; return 0; }
+    echo "gen_s=$(secs_since "$t0")" >>"$out"
+    echo "db_bytes=$(db_bytes "$backend" "$STEP_URL")" >>"$out"
+    say "history $backend: job retention (RETENTION_DAYS=0: roll-up only)"
+    t0=$(now_ms)
+    summary=$(rollup_job "$STEP_URL" "$WORK/history-rollup-$backend.log") ||
+        { step_skip history "$backend" "job retention failed: $(tail -1 "$WORK/history-rollup-$backend.log")"
+          step_db_done "$backend" "$name"; return 0; }
+    printf 'rollup_s=%s\nrollup_summary=%s\n' "$(secs_since "$t0")" "$summary" >>"$out"
+    if ! GW_ENV_EXTRA="API_KEY=$HIST_KEY" gateway_start "$STEP_URL" full "history-$backend"; then
+        step_skip history "$backend" "gateway did not start"
+        stop_pid "$GW_PID"; step_db_done "$backend" "$name"; return 0
+    fi
+    sum="$GW_URL/ingest/devices/histbench-d1/sensors/histbench-s01/readings"
+    to=$((STEP_NOW_MS / 1000))
+    from=$((to - HIST_DAYS * 86400))
+    say "history $backend: queries, $HIST_WARM unmeasured + $HIST_RUNS measured each"
+    hist_query day "$sum?from=$from&to=$to&step=1d&agg=avg" "$out"
+    hist_query hour "$sum?from=$from&to=$to&step=1h&agg=avg" "$out"
+    # A raw page from 100 days back (the middle of the span when it is shorter).
+    echo "raw_days=$((HIST_DAYS < 200 ? HIST_DAYS / 2 : 100))" >>"$out"
+    hist_query raw "$sum?from=$((to - (HIST_DAYS < 200 ? HIST_DAYS / 2 : 100) * 86400))&to=$to&limit=1000" "$out"
+    stop_pid "$GW_PID"
+    grep -E 'level=(warn|error)' "$WORK/gw-history-$backend.log" | head -1 | sed 's/^/gw_warning=/' >>"$out" || true
+    step_db_done "$backend" "$name"
+}
+
+# kv_line PREFIX "BENCH k=v ...": the wrk figures as PREFIX_k=v lines.
+kv_line() {
+    local t
+    for t in ${2#BENCH }; do echo "$1_$t"; done
+}
+
+# retention_run BACKEND: the standard load (largest connection count, DB_SYNC=full)
+# on a database that also holds RET_READINGS readings older than RET_KEEP_DAYS days,
+# rolled up beforehand (as the hourly scheduler would have); RET_DURATION s measured
+# without the job, then RET_DURATION s while `job retention` (RETENTION_DAYS=
+# RET_KEEP_DAYS) deletes them. The job starts with the second load; if it outlasts
+# it, it is left to finish (up to RET_TIMEOUT s from its start) and reported as not
+# finished within the load: that window then ran wholly under the job.
+retention_run() {
+    local backend=$1 name=bench_retention out=$WORK/retention-$1.txt c t0 old recent cutoff
+    local summary line tag=retention-$1 wrk_pid job_pid end rc job_end
+    c=$(echo "$CONNS" | awk '{print $NF}')
+    old=$((RET_READINGS - RET_READINGS % 19))
+    recent=$((RET_RECENT - RET_RECENT % 19))
+    STEP_BACKEND=$backend
+    STEP_NOW_MS=$(hour_ms)
+    cutoff=$((STEP_NOW_MS - RET_KEEP_DAYS * 86400000))
+    if ! step_db "$backend" "$name"; then
+        step_skip retention "$backend" "no database: $(tail -1 "$WORK/$name-createdb.log")"
+        return 0
+    fi
+    printf 'backend=%s\nold=%s\nrecent=%s\nkeep_days=%s\nspan_days=%s\nconns=%s\nduration=%s\n' \
+        "$backend" "$old" "$recent" "$RET_KEEP_DAYS" "$RET_SPAN_DAYS" "$c" "$RET_DURATION" >"$out"
+    if ! DB_SYNC=normal "$ROOT/bench/gen_bodies.sh" "$STEP_URL" "$WORK/bodies-$tag.tsv" "$BODIES_N" \
+        >"$WORK/gen-$tag.log" 2>&1; then
+        step_skip retention "$backend" "provisioning failed: $(grep -v '^sim:' "$WORK/gen-$tag.log" | head -1)"
+        step_db_done "$backend" "$name"; return 0
+    fi
+    say "retention $backend: generating $old readings older than $RET_KEEP_DAYS days, $recent newer"
+    t0=$(now_ms)
+    # The old ones over the RET_SPAN_DAYS days before the cutoff; the recent ones from an
+    # hour after it to an hour before now, so the job deletes exactly the old ones.
+    if ! hist_gen "$backend" "$STEP_URL" "$((cutoff - RET_SPAN_DAYS * 86400000))" \
+        "$((RET_SPAN_DAYS * 86400000))" "$old" "$WORK/$tag-gen-old.log" ||
+        { [ "$recent" != 0 ] && ! hist_gen "$backend" "$STEP_URL" "$((cutoff + 3600000))" \
+            "$((RET_KEEP_DAYS * 86400000 - 7200000))" "$recent" "$WORK/$tag-gen-recent.log"; }; then
+        step_skip retention "$backend" "generation failed: $(tail -qn1 "$WORK/$tag"-gen-*.log | head -1)"
+        step_db_done "$backend" "$name"
+        return 0
+    fi
+    echo "gen_s=$(secs_since "$t0")" >>"$out"
+    echo "db_bytes=$(db_bytes "$backend" "$STEP_URL")" >>"$out"
+    say "retention $backend: rolling the hours up first (RETENTION_DAYS=0)"
+    t0=$(now_ms)
+    summary=$(rollup_job "$STEP_URL" "$WORK/$tag-rollup.log") ||
+        { step_skip retention "$backend" "job retention (roll-up) failed: $(tail -1 "$WORK/$tag-rollup.log")"
+          step_db_done "$backend" "$name"; return 0; }
+    printf 'rollup_s=%s\nrollup_summary=%s\n' "$(secs_since "$t0")" "$summary" >>"$out"
+    if ! gateway_start "$STEP_URL" full "$tag"; then
+        step_skip retention "$backend" "gateway did not start"
+        stop_pid "$GW_PID"; step_db_done "$backend" "$name"; return 0
+    fi
+    say "retention $backend c=$c: warm-up ${WARMUP}s, then ${RET_DURATION}s without the job"
+    wrk_run "$GW_URL/ingest/packets" "$WORK/bodies-$tag.tsv" "$c" "$WARMUP" "$WORK/wrk-$tag-warm.txt" >/dev/null
+    line=$(wrk_run "$GW_URL/ingest/packets" "$WORK/bodies-$tag.tsv" "$c" "$RET_DURATION" "$WORK/wrk-$tag-base.txt") ||
+        line="BENCH failed=1"
+    kv_line base "$line" >>"$out"
+    say "  without the job: $line"
+    say "retention $backend c=$c: ${RET_DURATION}s while job retention (RETENTION_DAYS=$RET_KEEP_DAYS) runs"
+    BENCH_BODIES=$WORK/bodies-$tag.tsv wrk -t"$WRK_THREADS" -c"$c" -d"$RET_DURATION"s --timeout 10s \
+        -s "$ROOT/bench/packets.lua" "$GW_URL/ingest/packets" >"$WORK/wrk-$tag-job.txt" 2>&1 &
+    wrk_pid=$!
+    PIDS+=("$wrk_pid")
+    t0=$(now_ms)
+    rm -f "$WORK/$tag-job.end"
+    (
+        rc=0
+        DATABASE_URL=$STEP_URL RETENTION_DAYS=$RET_KEEP_DAYS DB_SYNC=full LOG_LEVEL=info \
+            timeout "$RET_TIMEOUT" "$BIN" job retention >"$WORK/$tag-job.log" 2>&1 || rc=$?
+        echo "$rc $(now_ms)" >"$WORK/$tag-job.end"
+    ) &
+    job_pid=$!
+    PIDS+=("$job_pid")
+    wait "$wrk_pid" || true
+    stop_pid "$wrk_pid"
+    end=$(now_ms)
+    if [ -s "$WORK/$tag-job.end" ]; then echo "job_in_load=1"; else echo "job_in_load=0"; fi >>"$out"
+    [ -s "$WORK/$tag-job.end" ] || say "  the job outlasted the load: waiting for it (up to ${RET_TIMEOUT}s in all)"
+    wait "$job_pid" || true
+    stop_pid "$job_pid"
+    line=$(grep '^BENCH ' "$WORK/wrk-$tag-job.txt") || { cat "$WORK/wrk-$tag-job.txt" >&2; line="BENCH failed=1"; }
+    kv_line job "$line" >>"$out"
+    say "  with the job: $line"
+    read -r rc job_end <"$WORK/$tag-job.end" || { rc=1; job_end=$end; }
+    {
+        echo "job_rc=$rc"
+        echo "job_s=$(awk -v a="$t0" -v b="$job_end" 'BEGIN {printf "%.2f", (b - a) / 1000}')"
+        echo "load_s=$(awk -v a="$t0" -v b="$end" 'BEGIN {printf "%.2f", (b - a) / 1000}')"
+        echo "job_summary=$(grep '^retention:' "$WORK/$tag-job.log" | tail -1)"
+        echo "job_error=$(grep -E 'level=error' "$WORK/$tag-job.log" | head -1)"
+        echo "old_left=$(db_count "$backend" "$STEP_URL" "ts < $cutoff" 2>/dev/null || echo '?')"
+    } >>"$out"
+    say "  job: rc=$rc $(grep '^retention:' "$WORK/$tag-job.log" | tail -1)"
+    stop_pid "$GW_PID"
+    grep -E 'level=(warn|error)' "$WORK/gw-$tag.log" | head -1 | sed 's/^/gw_warning=/' >>"$out" || true
+    step_db_done "$backend" "$name"
+}
+
 # ---------------------------------------------------------------- main
 
 need_tools
@@ -618,6 +922,19 @@ fi
     echo "quick=${BENCH_QUICK:-0}"
     echo "readings_variants=$READINGS_VARIANTS"
     echo "growth_devices=$GROWTH_DEVICES"
+    echo "ingest=$INGEST"
+    echo "history=$HISTORY"
+    echo "history_readings=$HIST_READINGS"
+    echo "history_days=$HIST_DAYS"
+    echo "history_runs=$HIST_RUNS"
+    echo "history_warm=$HIST_WARM"
+    echo "retention=$RETENTION"
+    echo "retention_readings=$RET_READINGS"
+    echo "retention_recent=$RET_RECENT"
+    echo "retention_keep_days=$RET_KEEP_DAYS"
+    echo "retention_span_days=$RET_SPAN_DAYS"
+    echo "retention_duration=$RET_DURATION"
+    echo "retention_timeout=$RET_TIMEOUT"
     if [ "$PEERS" = 1 ]; then
         echo "influxdb=$(dpkg-query -W -f='${Version}' influxdb 2>/dev/null)"
         echo "victoriametrics=$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null)"
@@ -647,19 +964,21 @@ if [ -z "$PG_URL" ] && [ "${BENCH_PG:-1}" = 1 ]; then
     fi
 fi
 
-for c in $CONNS; do nginx_run "$c"; done
-if [ "$MHD" = 1 ]; then
-    for c in $CONNS; do mhd_run "$c" direct && mhd_run "$c" suspend; done
-fi
-for sync in $SYNCS; do
-    for c in $CONNS; do gateway_run sqlite "$sync" "$c"; done
-done
-if [ -n "$PG_URL" ]; then
-    PG_PID=$(pg_server_pid)
-    [ "$PG_PID" != 0 ] || say "PostgreSQL server not local or not readable: its CPU is not counted"
+if [ "$INGEST" = 1 ]; then
+    for c in $CONNS; do nginx_run "$c"; done
+    if [ "$MHD" = 1 ]; then
+        for c in $CONNS; do mhd_run "$c" direct && mhd_run "$c" suspend; done
+    fi
     for sync in $SYNCS; do
-        for c in $CONNS; do gateway_run postgresql "$sync" "$c"; done
+        for c in $CONNS; do gateway_run sqlite "$sync" "$c"; done
     done
+    if [ -n "$PG_URL" ]; then
+        PG_PID=$(pg_server_pid)
+        [ "$PG_PID" != 0 ] || say "PostgreSQL server not local or not readable: its CPU is not counted"
+        for sync in $SYNCS; do
+            for c in $CONNS; do gateway_run postgresql "$sync" "$c"; done
+        done
+    fi
 fi
 [ "$PEERS" = 1 ] && peers_run
 [ -n "$READINGS_VARIANTS" ] && readings_runs
@@ -667,6 +986,14 @@ fi
 [ "$WHATIF" = 1 ] && whatif_runs
 [ "$PROFILE" = 1 ] && profile_run
 [ "$JOBS" = 1 ] && jobs_run
+if [ "$HISTORY" = 1 ]; then
+    history_run sqlite
+    if [ -n "$PG_URL" ]; then history_run postgresql; else step_skip history postgresql "not run"; fi
+fi
+if [ "$RETENTION" = 1 ]; then
+    retention_run sqlite
+    if [ -n "$PG_URL" ]; then retention_run postgresql; else step_skip retention postgresql "not run"; fi
+fi
 
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.env"
 python3 "$ROOT/bench/report.py" "$WORK" "$OUT"
