@@ -1,5 +1,6 @@
 #include "core/clock.h"
 
+#include <errno.h>
 #include <time.h>
 
 static int64_t real_wall(void)
@@ -14,6 +15,14 @@ int64_t clock_mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void clock_sleep_us(int64_t us)
+{
+    if (us <= 0) return;
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) /* a signal: sleep the rest */
+        ;
 }
 
 static int64_t real_mono(void)

@@ -1,4 +1,5 @@
 #include "jobs/retention.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "jobs/job_progress.h"
@@ -21,17 +22,35 @@ static int roll_up(struct store *s, int64_t until, struct job_progress *prog,
     }
 }
 
-/* Calls expire in chunks until a chunk comes back short. */
+/* The next chunk's size: the rows that take about RETENTION_CHUNK_US at the last chunk's pace. */
+static int64_t next_chunk(int64_t rows, int64_t took_us)
+{
+    int64_t next = took_us > 0 ? rows * RETENTION_CHUNK_US / took_us : RETENTION_CHUNK_MAX;
+    if (next > 2 * rows) next = 2 * rows; /* grow gently: one slow chunk costs a writer's p99 */
+    return next < RETENTION_CHUNK_MIN   ? RETENTION_CHUNK_MIN
+           : next > RETENTION_CHUNK_MAX ? RETENTION_CHUNK_MAX
+                                        : next;
+}
+
+/*
+ * Calls expire in chunks until a chunk comes back short, each sized to take
+ * about RETENTION_CHUNK_US and followed by a pause as long as it took
+ * (retention.h says why).
+ */
 static int expire_all(struct store *s, int (*expire)(struct store *, int64_t, int64_t, int64_t *),
                       int64_t before, uint64_t *total, struct job_progress *prog)
 {
+    int64_t chunk = RETENTION_CHUNK_MIN;
     for (;;) {
-        int64_t n = 0;
-        int rc = expire(s, before, RETENTION_CHUNK_ROWS, &n);
+        int64_t n = 0, t0 = clock_mono_us();
+        int rc = expire(s, before, chunk, &n);
         if (rc) return rc;
+        int64_t took = clock_mono_us() - t0;
         *total += (uint64_t)n;
-        if (n < RETENTION_CHUNK_ROWS) return 0;
+        if (n < chunk) return 0;
         job_progress_tick(prog, *total);
+        clock_sleep_us(took);
+        chunk = next_chunk(chunk, took);
     }
 }
 

@@ -11,8 +11,16 @@
 
 #include "store/store.h"
 
-/* Readings or rollups deleted per transaction. */
-#define RETENTION_CHUNK_ROWS 10000
+/*
+ * Deletion runs in chunks of one transaction each, sized to take about
+ * RETENTION_CHUNK_US (between RETENTION_CHUNK_MIN and _MAX rows), and after
+ * each chunk the job pauses as long as the chunk took: on SQLite the
+ * gateway's writer waits for the one write lock, so it gets the lock at
+ * least half the time and never waits much longer than one chunk.
+ */
+#define RETENTION_CHUNK_US  10000
+#define RETENTION_CHUNK_MIN 100
+#define RETENTION_CHUNK_MAX 10000
 
 struct retention_opts {
     int64_t keep_readings_ms; /* 0 = keep forever */
