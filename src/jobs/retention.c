@@ -6,14 +6,19 @@
 
 #define HOUR_MS 3600000LL
 
-/* Rolls up hour after hour until the mark reaches until. */
+/*
+ * Rolls up hour after hour until the mark reaches until, pausing after each
+ * step as long as it took, as the deletes do (a catch-up over a long history
+ * leaves the writer the lock half the time).
+ */
 static int roll_up(struct store *s, int64_t until, struct job_progress *prog,
                    struct retention_summary *sum)
 {
     for (;;) {
-        int64_t mark = 0, rows = 0;
+        int64_t mark = 0, rows = 0, t0 = clock_mono_us();
         int rc = store_rollup_step(s, until, &mark, &rows);
         if (rc) return rc;
+        clock_sleep_us(clock_mono_us() - t0);
         sum->rolled_until = mark;
         if (rows == 0 && mark >= until) return 0;
         sum->hours++;
