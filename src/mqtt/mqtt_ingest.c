@@ -142,7 +142,8 @@ static void pub__final(struct mqtt_pub *pub, enum mqtt_outcome o, uint8_t reason
     if (close311) return conn_close_after(c, NULL, 0, "MQTT 3.1.1 cannot refuse a PUBLISH");
     if (qos == 1) {
         uint8_t f[16];
-        conn_send(c, f, mqtt_encode_puback(f, sizeof f, c->version, id, reason, NULL));
+        uint8_t rc = c->version == MQTT_V5 ? reason : MQTT_RC_SUCCESS; /* 3.1.1 has none */
+        conn_send(c, f, mqtt_encode_puback(f, sizeof f, c->version, id, rc, NULL));
     }
     conn_resume(c);
 }

@@ -249,6 +249,21 @@ def test_a_subscription_to_another_topic_is_refused(gw, make_device):
     assert "Subscribed (mid: 1): 135" in p.stdout, p.stdout
 
 
+def test_a_payload_refused_whole_is_still_acknowledged_on_3_1_1(gw, make_device, db):
+    """A 400 is final (resending will not help): 3.1.1, which has no reason codes, gets
+    a plain PUBACK and keeps its connection; the results topic says why."""
+    dev = make_device(1)
+    c = Raw(gw.mqtt_port).connect(dev)
+    try:
+        c.send(publish_frame(packets_topic(dev), "{", packet_id=2))
+        assert c.frame() == (4, 0, b"\x00\x02")
+        c.send(publish_frame(packets_topic(dev), body(dev, [4]), packet_id=3))
+        assert c.frame() == (4, 0, b"\x00\x03")
+    finally:
+        c.close()
+    assert values_of(db, dev.sensors[0]) == [4]
+
+
 def test_a_dup_retry_in_flight_is_stored_once(gw, make_device, db):
     dev = make_device(1)
     c = Raw(gw.mqtt_port).connect(dev)
