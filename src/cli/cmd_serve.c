@@ -124,7 +124,7 @@ static int run_serve(struct config *cfg, const char **pos)
         cli_error("%s", err);
         goto out;
     }
-    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake};
+    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake, mqtt};
     if (http_server_start(&deps, &http, err, sizeof err)) {
         cli_error("%s", err);
         goto out;

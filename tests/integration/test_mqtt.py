@@ -362,6 +362,42 @@ def test_puback_after_kill_9_every_acknowledged_packet_is_stored(gateway_factory
         restarted.stop()
 
 
+def test_metrics_count_connections_publishes_and_puback_latency(gw, make_device):
+    from conftest import Exposition, metric_value, scrape
+    dev = make_device(1)
+    before = scrape(gw)
+
+    def val(text, name, labels=""):
+        return metric_value(text, name, labels) or 0
+
+    c = Raw(gw.mqtt_port).connect(dev)
+    try:
+        wait_until(lambda: val(scrape(gw), "iot_ingest_mqtt_connections") >= 1, TIMEOUT_S,
+                   what="the connections gauge")
+        c.send(publish_frame(packets_topic(dev), body(dev, [1]), packet_id=1))
+        assert c.frame() == (4, 0, b"\x00\x01")
+        c.send(publish_frame(packets_topic(dev), "{", packet_id=2))
+        assert c.frame() == (4, 0, b"\x00\x02")  # 3.1.1: a 400 is a plain PUBACK
+    finally:
+        c.close()
+    after = scrape(gw)
+    Exposition(after)  # validates the whole text
+    for labels, n in [('qos="1",outcome="stored"', 1), ('qos="1",outcome="rejected"', 1)]:
+        assert val(after, "iot_ingest_mqtt_publishes_total", labels) - val(
+            before, "iot_ingest_mqtt_publishes_total", labels) == n, labels
+    assert val(after, "iot_ingest_mqtt_puback_seconds_count") - val(
+        before, "iot_ingest_mqtt_puback_seconds_count") == 2
+    assert val(after, "iot_ingest_mqtt_connects_total", 'result="accepted"') > val(
+        before, "iot_ingest_mqtt_connects_total", 'result="accepted"')
+
+
+def test_no_mqtt_metrics_without_the_listener(gateway_factory):
+    from conftest import scrape
+    g, _ = gateway_factory()
+    assert g.mqtt_port is None
+    assert "iot_ingest_mqtt_" not in scrape(g)
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
