@@ -398,6 +398,23 @@ def test_no_mqtt_metrics_without_the_listener(gateway_factory):
     assert "iot_ingest_mqtt_" not in scrape(g)
 
 
+def test_sigterm_with_mqtt_clients_connected_exits_0(gateway_factory):
+    """Shutdown order: the listener quiesces, the writer finishes, the loop closes every
+    connection; serve exits 0 (under ASan: no leak, no use after free)."""
+    from conftest import provision_device
+    g, dev = gateway_factory(env=GATEWAY_ENV, provision=lambda c: provision_device(c, 1))
+    idle, busy = Raw(g.mqtt_port).connect(dev), Raw(g.mqtt_port).connect(dev)
+    try:
+        busy.send(b"".join(publish_frame(packets_topic(dev), body(dev, [n]), packet_id=n + 1)
+                           for n in range(30)))
+        assert busy.frame()[0] == 4
+        assert g.stop() == 0, g.log_tail()
+    finally:
+        idle.close()
+        busy.close()
+    assert "event=stopped" in g.log_text()
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
