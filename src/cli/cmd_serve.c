@@ -1,6 +1,7 @@
 /*
  * serve: wires the gateway together (store connections, broker, router,
- * writer, resolver, HTTP) and runs until SIGTERM or SIGINT, then stops
+ * writer, resolver, HTTP, MQTT when MQTT_PORT is set) and runs until SIGTERM
+ * or SIGINT, then stops
  * accepting, answers what is in flight after its commit, and exits 0.
  */
 #include "cli/cli.h"
@@ -11,6 +12,7 @@
 #include "ingest/resolver.h"
 #include "ingest/router.h"
 #include "ingest/writer.h"
+#include "mqtt/mqtt_server.h"
 #include "store/store_maintainer.h"
 #include "store/store_shared.h"
 
@@ -81,6 +83,7 @@ static int run_serve(struct config *cfg, const char **pos)
     struct resolver *resolver = NULL;
     struct intake *intake = NULL;
     struct http_server *http = NULL;
+    struct mqtt_server *mqtt = NULL;
     struct store_maintainer *maint = NULL;
 
     /* Signals are taken by sigwait in this thread only; block them before any thread starts. */
@@ -116,21 +119,29 @@ static int run_serve(struct config *cfg, const char **pos)
                               (size_t)cfg->sensor_cache_max, &resolver)))
         goto fail_rc;
     if ((rc = intake_create(cfg, &intake))) goto fail_rc;
-    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake};
+    struct mqtt_deps mdeps = {cfg, writer, resolver, intake};
+    if (cfg->mqtt_port && mqtt_server_start(&mdeps, &mqtt, err, sizeof err)) {
+        cli_error("%s", err);
+        goto out;
+    }
+    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake, mqtt};
     if (http_server_start(&deps, &http, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
     }
     char shown[256];
     broker_url_redact(cfg->broker_url, shown, sizeof shown);
-    LOG(LOG_INFO, "listening", "host=%s port=%d db=%s broker=%s version=%s", cfg->ingest_host,
-        http_server_port(http), store_backend(shared.s), shown, IOT_VERSION);
+    LOG(LOG_INFO, "listening", "host=%s port=%d mqtt_port=%d db=%s broker=%s version=%s",
+        cfg->ingest_host, http_server_port(http), mqtt ? mqtt_server_port(mqtt) : 0,
+        store_backend(shared.s), shown, IOT_VERSION);
 
     int sig = 0;
     sigwait(&sigs, &sig);
     LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     http_server_quiesce(http);
+    mqtt_server_quiesce(mqtt);
     http_server_drain(http, DRAIN_TIMEOUT_MS);
+    mqtt_server_drain(mqtt, DRAIN_TIMEOUT_MS);
     status = 0;
     goto out;
 fail_rc:
@@ -138,7 +149,8 @@ fail_rc:
 out:
     writer_stop(writer);
     http_server_stop(http);
-    intake_destroy(intake); /* after the server: its workers use it */
+    mqtt_server_stop(mqtt); /* after writer_stop: every job's done() has run */
+    intake_destroy(intake); /* after the servers: their threads use it */
     writer_destroy(writer);
     store_maintainer_stop(maint);
     resolver_destroy(resolver);
@@ -154,7 +166,7 @@ out:
 const struct cli_cmd cmd_serve = {
     .name = "serve",
     .summary = "Runs the HTTP ingest gateway on INGEST_HOST:INGEST_PORT until SIGTERM/SIGINT.\n"
-               "Creates or upgrades the schema first.",
+               "Also MQTT on MQTT_PORT when set. Creates or upgrades the schema first.",
     .run = run_serve,
     .uses = CU_DB | CU_SERVE,
     .creates_db = 1,

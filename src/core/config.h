@@ -94,6 +94,14 @@ enum config_use {
       "HTTP_HEADER_TIMEOUT_S (0 = off)")                                                           \
     X(INT, http_max_connections_per_ip, "HTTP_MAX_CONNECTIONS_PER_IP", 256, 0, 1000000, CU_SERVE,  \
       "Most open connections from one address (IPv6: one RATE_LIMIT_IPV6_PREFIX) (0 = off)")       \
+    X(INT, mqtt_port, "MQTT_PORT", 0, -1, 65535, CU_SERVE,                                         \
+      "MQTT listener port on INGEST_HOST (0 = off, -1 = any free port)")                           \
+    X(INT, mqtt_max_connections, "MQTT_MAX_CONNECTIONS", 4096, 1, 1000000, CU_SERVE,               \
+      "Most open MQTT connections")                                                                \
+    X(INT, mqtt_max_connections_per_ip, "MQTT_MAX_CONNECTIONS_PER_IP", 256, 0, 1000000, CU_SERVE,  \
+      "Most open MQTT connections from one address (IPv6: one RATE_LIMIT_IPV6_PREFIX) (0 = off)")  \
+    X(INT, mqtt_connect_timeout_s, "MQTT_CONNECT_TIMEOUT_S", 10, 1, 3600, CU_SERVE,                \
+      "An MQTT client must send its CONNECT within this many seconds of connecting")               \
     X(INT, write_queue_max, "WRITE_QUEUE_MAX", 4096, 1, 1000000, CU_SERVE,                         \
       "Packets waiting for the writer before new ones get 503")                                    \
     X(INT, commit_batch_max, "COMMIT_BATCH_MAX", 128, 1, 100000, CU_SERVE,                         \

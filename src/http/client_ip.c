@@ -309,16 +309,5 @@ int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct
 
 void client_ip_limit_key(const char *ip, unsigned v6_prefix, char out[CLIENT_IP_LEN])
 {
-    struct in6_addr a;
-    if (v6_prefix >= 128 || !strchr(ip, ':') || inet_pton(AF_INET6, ip, &a) != 1) {
-        snprintf(out, CLIENT_IP_LEN, "%s", ip);
-        return;
-    }
-    for (unsigned i = 0; i < 16; i++) {
-        unsigned keep = v6_prefix > i * 8 ? v6_prefix - i * 8 : 0;
-        if (keep < 8) a.s6_addr[i] &= (unsigned char)(0xff00u >> keep);
-    }
-    char net[INET6_ADDRSTRLEN];
-    inet_ntop(AF_INET6, &a, net, sizeof net);
-    snprintf(out, CLIENT_IP_LEN, "%s/%u", net, v6_prefix);
+    addr_limit_key(ip, v6_prefix, out);
 }

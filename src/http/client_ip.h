@@ -6,6 +6,8 @@
 #ifndef IOT_CLIENT_IP_H
 #define IOT_CLIENT_IP_H
 
+#include "core/addr_key.h"
+
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -27,16 +29,14 @@ int cidr_list_contains(const struct cidr_list *l, const struct sockaddr *peer);
  * shown as v4); xff is the X-Forwarded-For header or NULL. Returns 0, or
  * IOT_EINVAL if peer is of an unknown family.
  */
-#define CLIENT_IP_LEN 64
+#define CLIENT_IP_LEN ADDR_KEY_LEN
 int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
                       char out[CLIENT_IP_LEN]);
 
 /*
  * The key every per-address limit uses for a client address (text from
- * client_ip_resolve): an IPv4 address as it is, an IPv6 address reduced to
- * its first v6_prefix bits and written as "net/len" (2001:db8:1:2::/64), so a
- * host that owns a whole prefix cannot mint fresh budgets by changing its
- * interface identifier. Text that is not an address ("unknown") is copied.
+ * client_ip_resolve): addr_limit_key (src/core/addr_key.h), shared with the
+ * MQTT listener.
  */
 void client_ip_limit_key(const char *ip, unsigned v6_prefix, char out[CLIENT_IP_LEN]);
 

@@ -213,6 +213,57 @@ static void jobs_section(FILE *f, struct store_shared *db)
  * master daemon and returns a pointer to it: two scrapes on two workers
  * would write that field at once, so the call and the copy are serialized.
  */
+/* One series: name{labels} v (labels without braces, "" for none). */
+static void series(FILE *f, const char *name, const char *labels, uint64_t v)
+{
+    fprintf(f, *labels ? "%s{%s} %llu\n" : "%s%s %llu\n", name, labels, (unsigned long long)v);
+}
+
+/* The MQTT listener's counters (MQTT_PORT set); nothing when it is off. */
+static void mqtt_section(FILE *f, struct mqtt_server *m)
+{
+    if (!m) return;
+    struct mqtt_stats st;
+    mqtt_server_get_stats(m, &st);
+    const char *conn = "iot_ingest_mqtt_connections", *connects = "iot_ingest_mqtt_connects_total",
+               *closed = "iot_ingest_mqtt_closed_total", *pubs = "iot_ingest_mqtt_publishes_total",
+               *retries = "iot_ingest_mqtt_publish_retries_total",
+               *dup = "iot_ingest_mqtt_dup_in_flight_total",
+               *results = "iot_ingest_mqtt_results_total",
+               *puback = "iot_ingest_mqtt_puback_seconds";
+    header(f, conn, "gauge", "Open MQTT connections.");
+    series(f, conn, "", st.connections);
+    header(f, connects, "counter", "MQTT CONNECTs by result.");
+    series(f, connects, "result=\"accepted\"", st.connects_accepted);
+    series(f, connects, "result=\"refused\"", st.connects_refused);
+    header(f, closed, "counter", "MQTT connections closed by the gateway, by reason.");
+    series(f, closed, "reason=\"malformed\"", st.closed_malformed);
+    series(f, closed, "reason=\"keep_alive\"", st.closed_keepalive);
+    series(f, closed, "reason=\"connection_limit\"", st.refused_at_accept);
+    header(f, pubs, "counter", "MQTT PUBLISHes by QoS and outcome.");
+    for (int q = 0; q < 2; q++)
+        for (int o = 0; o < MQTT_OUTCOMES; o++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "qos=\"%d\",outcome=\"%s\"", q,
+                     mqtt_outcome_name((enum mqtt_outcome)o));
+            series(f, pubs, labels, st.publishes[q][o]);
+        }
+    header(f, retries, "counter",
+           "Held MQTT packets tried again (their PUBACK delayed), by cause.");
+    series(f, retries, "cause=\"rate_limited\"", st.retries_rate_limited);
+    series(f, retries, "cause=\"unavailable\"", st.retries_unavailable);
+    header(f, dup, "counter",
+           "QoS 1 PUBLISHes ignored as the retry of a packet identifier in flight.");
+    series(f, dup, "", st.dup_in_flight);
+    header(f, results, "counter",
+           "Publications on devices/{uuid}/results, sent or dropped (QoS 0, client not reading).");
+    series(f, results, "result=\"sent\"", st.results_sent);
+    series(f, results, "result=\"dropped\"", st.results_dropped);
+    header(f, puback, "histogram", "From a QoS 1 PUBLISH read to its PUBACK (after the commit).");
+    histogram(f, puback, "", st.puback_lat, mqtt_lat_bounds, MQTT_LAT_BUCKETS,
+              (double)st.puback_us_sum / 1e6);
+}
+
 static unsigned open_connections(struct http_server *s)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -255,6 +306,7 @@ int ep_metrics(struct request *rq)
     cache_section(f, s->d.resolver);
     broker_section(f, s->d.broker);
     jobs_section(f, s->d.db);
+    mqtt_section(f, s->d.mqtt);
     process_section(f, s);
     if (fclose(f) != 0) {
         free(text);

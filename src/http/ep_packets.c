@@ -13,14 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rewrites a remembered answer with "duplicate": true. */
-static json_t *as_duplicate(const char *stored)
-{
-    json_t *j = json_loads(stored, 0, NULL);
-    if (j) json_object_set_new(j, "duplicate", json_true());
-    return j;
-}
-
 static int finish_packet(struct request *rq)
 {
     struct write_job *job = &rq->job;
@@ -32,9 +24,9 @@ static int finish_packet(struct request *rq)
         return reply_text(rq, (unsigned)rq->answer_status, "application/json", text, strlen(text));
     }
     case WRITE_DUPLICATE: {
-        json_t *j = as_duplicate(job->stored_response);
-        if (!j) return reply_store_error(rq, IOT_EDB);
-        return reply_json(rq, 200, j);
+        char *text = intake_answer_duplicate(job->stored_response);
+        if (!text) return reply_store_error(rq, IOT_EDB);
+        return reply_text(rq, 200, "application/json", text, strlen(text));
     }
     case WRITE_NOTHING: {
         char *text = (char *)job->response;

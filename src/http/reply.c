@@ -108,19 +108,7 @@ int reply_store_error(struct request *rq, int err)
 
 int reply_no_valid_text(struct request *rq, struct buf *answer, const char *what)
 {
-    /* answer is one JSON object: reopen it before its closing brace. */
-    int ok = answer->len >= 2 && answer->p[answer->len - 1] == '}';
-    if (ok) {
-        answer->p[--answer->len] = 0;
-        ok = !buf_printf(answer,
-                         ",\"detail\":\"no reading in the %s is valid\","
-                         "\"code\":\"no_valid_readings\"}",
-                         what);
-    }
-    if (!ok) {
-        buf_free(answer);
-        return MHD_NO;
-    }
+    if (intake_answer_no_valid(answer, what)) return MHD_NO;
     rq->code = "no_valid_readings";
     char *text = answer->p;
     size_t len = answer->len;

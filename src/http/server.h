@@ -12,6 +12,7 @@
 #include "ingest/intake.h"
 #include "ingest/resolver.h"
 #include "ingest/writer.h"
+#include "mqtt/mqtt_server.h"
 #include "store/store_shared.h"
 
 #include <stdint.h>
@@ -25,6 +26,7 @@ struct http_deps {
     struct store_shared *db;   /* borrowed: reads (status, legacy, health) */
     struct broker *broker;     /* borrowed, may be NULL */
     struct intake *intake;     /* borrowed: keys, their budgets, device limits, verdicts */
+    struct mqtt_server *mqtt;  /* borrowed, may be NULL: its counters for /metrics */
 };
 
 /*

@@ -5,6 +5,7 @@
 #include "core/rate_limit.h"
 #include "core/secret.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -256,4 +257,32 @@ void intake_verdict_fini(struct intake_verdict *v)
     free(v->readings);
     buf_free(&v->answer);
     memset(v, 0, sizeof *v);
+}
+
+int intake_answer_no_valid(struct buf *answer, const char *what)
+{
+    /* answer is one JSON object: reopen it before its closing brace. */
+    int ok = answer->len >= 2 && answer->p[answer->len - 1] == '}';
+    if (ok) {
+        answer->p[--answer->len] = 0;
+        ok = !buf_printf(answer,
+                         ",\"detail\":\"no reading in the %s is valid\","
+                         "\"code\":\"no_valid_readings\"}",
+                         what);
+    }
+    if (ok) return 0;
+    buf_free(answer);
+    return IOT_ENOMEM;
+}
+
+char *intake_answer_duplicate(const char *stored)
+{
+    json_t *j = json_loads(stored, 0, NULL);
+    if (!json_is_object(j) || json_object_set_new(j, "duplicate", json_true())) {
+        json_decref(j);
+        return NULL;
+    }
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
 }

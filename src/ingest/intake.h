@@ -1,6 +1,6 @@
 /*
- * The front door of ingest, shared by every transport (HTTP today, MQTT
- * next): who may send (a device's key or the API key, and the budgets of
+ * The front door of ingest, shared by every transport (HTTP and MQTT):
+ * who may send (a device's key or the API key, and the budgets of
  * failed authentications), how often (the per-device rate limit), and what
  * becomes of a decoded packet (each reading resolved and checked, the valid
  * ones turned into writer input, the answer written). A transport keeps only
@@ -115,6 +115,20 @@ struct intake_verdict {
 int intake_judge(struct intake *in, const struct decoded_packet *p, const struct device_ref *dref,
                  int64_t received_ms, struct intake_verdict *out);
 void intake_verdict_fini(struct intake_verdict *v);
+
+/*
+ * The answer to a packet none of whose readings is valid (HTTP 422): the
+ * verdict's answer with "detail" and "code":"no_valid_readings" added, in
+ * place. 0 or IOT_ENOMEM (answer is then freed).
+ */
+int intake_answer_no_valid(struct buf *answer, const char *what);
+
+/*
+ * The remembered answer of a packet_id seen before, with "duplicate": true.
+ * Returns malloc'ed text (the caller frees it), or NULL (no memory, or the
+ * stored text is not a JSON object).
+ */
+char *intake_answer_duplicate(const char *stored);
 
 /* Fills one writer reading from its sensor and device (a snapshot of its thresholds). */
 void intake_reading_fill(struct write_reading *w, int index, const struct store_sensor *sen,

@@ -190,6 +190,7 @@ struct dec {
     const char *body;
     size_t len, max;
     struct decoded_packet *out;
+    const char *topic_uuid; /* packet_decode_topic: the topic's device, else NULL */
     yajl_handle h;
 
     enum field field;
@@ -705,11 +706,14 @@ static int judge(const struct dec *d, const char *field, char *detail, size_t dl
     if (d->root_not_object) return SHAPE("the body must be a JSON object");
     if (d->mode == MODE_LEGACY_SINGLE) return 0;
     if (d->mode == MODE_PACKET) {
-        if (d->dev == DEV_MISSING) return SHAPE("device_uuid is missing");
+        if (d->dev == DEV_MISSING && !d->topic_uuid) return SHAPE("device_uuid is missing");
         if (d->dev == DEV_NOT_STRING) return SHAPE("device_uuid must be a string");
         if (d->dev == DEV_BAD_TEXT)
             return SHAPE("device_uuid must be 1 to %d characters of " IDENT_ALPHABET_TEXT,
                          STORE_UUID_MAX);
+        if (d->dev == DEV_OK && d->topic_uuid && strcmp(d->out->device_uuid, d->topic_uuid))
+            return SHAPE("device_uuid must be the topic's device (%s) or be omitted",
+                         d->topic_uuid);
         if (d->packet_id_bad)
             return SHAPE("packet_id must be a string of 1 to %d characters", STORE_PACKET_ID_MAX);
     }
@@ -764,8 +768,9 @@ static size_t strspn_n(const char *s, size_t n, const char *set)
  * checks. The decoder lives on the stack (about 7 KiB). On failure nothing
  * stays allocated in out.
  */
-static int decode(enum mode mode, const char *body, size_t len, size_t max_readings,
-                  struct decoded_packet *out, char *detail, size_t dlen, const char **code)
+static int decode(enum mode mode, const char *topic_uuid, const char *body, size_t len,
+                  size_t max_readings, struct decoded_packet *out, char *detail, size_t dlen,
+                  const char **code)
 {
     memset(out, 0, sizeof *out);
     struct dec d;
@@ -775,6 +780,7 @@ static int decode(enum mode mode, const char *body, size_t len, size_t max_readi
     d.len = len;
     d.max = max_readings;
     d.out = out;
+    d.topic_uuid = topic_uuid;
     d.first_bad = SIZE_MAX;
     d.arena.used = 0;
     stack_init(&d.frames, d.frames_inl, sizeof d.frames_inl / sizeof *d.frames_inl,
@@ -807,6 +813,8 @@ static int decode(enum mode mode, const char *body, size_t len, size_t max_readi
         rc = malformed(&d, pos, "trailing garbage", detail, dlen, code);
     else
         rc = judge(&d, "readings", detail, dlen, code);
+    if (!rc && topic_uuid && d.dev == DEV_MISSING)
+        snprintf(out->device_uuid, sizeof out->device_uuid, "%s", topic_uuid);
     yajl_free(d.h);
     stack_fini(&d.frames);
     stack_fini(&d.keys);
@@ -818,13 +826,19 @@ static int decode(enum mode mode, const char *body, size_t len, size_t max_readi
 int packet_decode(const char *body, size_t len, size_t max_readings, struct decoded_packet *out,
                   char *detail, size_t dlen, const char **code)
 {
-    return decode(MODE_PACKET, body, len, max_readings, out, detail, dlen, code);
+    return decode(MODE_PACKET, NULL, body, len, max_readings, out, detail, dlen, code);
+}
+
+int packet_decode_topic(const char *device_uuid, const char *body, size_t len, size_t max_readings,
+                        struct decoded_packet *out, char *detail, size_t dlen, const char **code)
+{
+    return decode(MODE_PACKET, device_uuid, body, len, max_readings, out, detail, dlen, code);
 }
 
 int legacy_decode(const char *body, size_t len, int bulk, size_t max_readings,
                   struct decoded_packet *out, char *detail, size_t dlen, const char **code)
 {
-    return decode(bulk ? MODE_LEGACY_BULK : MODE_LEGACY_SINGLE, body, len, max_readings, out,
+    return decode(bulk ? MODE_LEGACY_BULK : MODE_LEGACY_SINGLE, NULL, body, len, max_readings, out,
                   detail, dlen, code);
 }
 

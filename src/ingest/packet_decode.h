@@ -59,6 +59,15 @@ int packet_decode(const char *body, size_t len, size_t max_readings, struct deco
                   char *detail, size_t dlen, const char **code);
 
 /*
+ * packet_decode for a body whose device the transport already names (MQTT:
+ * the topic devices/{device_uuid}/packets): the body's device_uuid may be
+ * omitted and then is device_uuid (valid, at most STORE_UUID_MAX bytes); if
+ * present it must equal it, else IOT_EINVAL (invalid_request).
+ */
+int packet_decode_topic(const char *device_uuid, const char *body, size_t len, size_t max_readings,
+                        struct decoded_packet *out, char *detail, size_t dlen, const char **code);
+
+/*
  * Legacy bodies: {"sensor_id","value","timestamp"?} (single: one reading)
  * and {"readings":[...]} (bulk). The result uses decoded_packet with no
  * device; readings carry sensor_id (0 when missing or not a positive integer).

@@ -10,7 +10,7 @@ Pieces:
 - Db:       reads the SQLite file with the sqlite3 module (the gateway runs WAL,
             so reading while it runs is fine).
 - Gateway:  starts `iot-ingest serve` on INGEST_PORT=0, learns the port from the
-            `event=listening ... port=N` log line, offers HTTP helpers with raw
+            `event=listening ... port=N` log line (and `mqtt_port=N` with MQTT_PORT set), offers HTTP helpers with raw
             header control, stops with SIGTERM.
 - fixtures: module-scoped database + gateway (`gw`), a per-test device factory
             (`make_device`), a factory for gateways with special settings
@@ -76,7 +76,7 @@ _STATIC_SETTING_VARS = {
     "SENSOR_CACHE_TTL_S", "SENSOR_CACHE_MAX", "STATE_CACHE_MAX", "ALERT_CLEAR_AFTER",
     "BROKER_URL", "BROKER_THROTTLE_MS", "BROKER_QUEUE_MAX", "HTTP_THREADS",
     "HTTP_MAX_CONNECTIONS", "HTTP_IDLE_TIMEOUT_S", "WRITE_QUEUE_MAX", "COMMIT_BATCH_MAX",
-    "DB_SYNC", "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MB", "LOG_LEVEL", "LOG_FORMAT",
+    "DB_SYNC", "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MB", "LOG_LEVEL", "LOG_FORMAT", "MQTT_PORT",
 }
 
 
@@ -454,6 +454,7 @@ class Gateway:
         self.name = name
         self.proc = None
         self.port = None
+        self.mqtt_port = None  # the MQTT listener's port (MQTT_PORT set), else None
         self.log_path = None
         self.db = Db(db_path)
 
@@ -480,6 +481,8 @@ class Gateway:
             if m:
                 self.port = int(m.group(1))
                 assert self.port > 0, f"gateway reported port {self.port}"
+                mq = re.search(rb"\bmqtt_port=(\d+)", line)
+                self.mqtt_port = int(mq.group(1)) if mq and int(mq.group(1)) > 0 else None
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"gateway exited with {self.proc.returncode} before "

@@ -264,6 +264,22 @@ Test(client_ip, limit_key_groups_an_ipv6_prefix)
     cr_expect_str_eq(k1, "unknown");
 }
 
+/* The MQTT listener's address text (no X-Forwarded-For there). */
+Test(client_ip, addr_peer_text_shows_a_v4_mapped_peer_as_ipv4)
+{
+    char t[ADDR_KEY_LEN];
+    struct sockaddr_storage a = peer4("192.0.2.7"), b = peer6("::ffff:192.0.2.8"),
+                            c = peer6("2001:db8::1"), d = {.ss_family = AF_UNIX};
+    cr_expect_eq(addr_peer_text((struct sockaddr *)&a, t), 0);
+    cr_expect_str_eq(t, "192.0.2.7");
+    cr_expect_eq(addr_peer_text((struct sockaddr *)&b, t), 0);
+    cr_expect_str_eq(t, "192.0.2.8");
+    cr_expect_eq(addr_peer_text((struct sockaddr *)&c, t), 0);
+    cr_expect_str_eq(t, "2001:db8::1");
+    cr_expect_eq(addr_peer_text((struct sockaddr *)&d, t), IOT_EINVAL);
+    cr_expect_str_eq(t, "unknown");
+}
+
 Test(cidr_list, contains_a_socket_peer)
 {
     struct cidr_list *l = parse_ok("10.0.0.0/8, 2001:db8::/32");

@@ -117,6 +117,32 @@ Test(packet_decode, device_uuid_is_1_to_64_characters_of_the_uuid_alphabet)
     cr_expect_eq(dec(body), IOT_EINVAL);
 }
 
+/* MQTT: the topic names the device; the body may omit it, never contradict it. */
+Test(packet_decode, the_topic_device_fills_in_a_missing_device_uuid_and_must_match_a_present_one)
+{
+    const char *b1 = "{\"readings\":[{\"sensor_uuid\":\"s\",\"value\":1}]}";
+    cr_assert_eq(packet_decode_topic("dev-1", b1, strlen(b1), 3, &p, detail, sizeof detail, &code),
+                 0, "%s", detail);
+    cr_expect_str_eq(p.device_uuid, "dev-1");
+    cr_expect_eq(p.n, 1);
+    fini();
+    const char *b2 = "{\"device_uuid\":\"dev-1\",\"readings\":[{}]}";
+    cr_expect_eq(packet_decode_topic("dev-1", b2, strlen(b2), 3, &p, detail, sizeof detail, &code),
+                 0, "%s", detail);
+    cr_expect_str_eq(p.device_uuid, "dev-1");
+    fini();
+    const char *b3 = "{\"device_uuid\":\"dev-2\",\"readings\":[{}]}";
+    cr_expect_eq(packet_decode_topic("dev-1", b3, strlen(b3), 3, &p, detail, sizeof detail, &code),
+                 IOT_EINVAL);
+    cr_expect_str_eq(code, DECODE_INVALID_REQUEST);
+    cr_expect(strstr(detail, "topic"), "%s", detail);
+    const char *b4 = "{\"device_uuid\":7,\"readings\":[{}]}";
+    cr_expect_eq(packet_decode_topic("dev-1", b4, strlen(b4), 3, &p, detail, sizeof detail, &code),
+                 IOT_EINVAL);
+    cr_expect(strstr(detail, "must be a string"), "%s", detail);
+    cr_expect_eq(dec(b1), IOT_EINVAL, "without a topic the body must name its device");
+}
+
 Test(packet_decode, reading_level_problems_are_recorded_not_fatal)
 {
     cr_assert_eq(dec("{\"device_uuid\":\"d\",\"readings\":[{\"value\":1},"
