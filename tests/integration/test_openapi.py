@@ -112,7 +112,9 @@ def test_openapi_is_3_1_and_names_every_error_code(spec):
     """The ErrorCode enum is exactly the set of codes src/http/ can send."""
     assert spec["openapi"].startswith("3.1")
     codes = set(spec["components"]["schemas"]["ErrorCode"]["enum"])
+    # src/http, and the front door that writes the answers every transport sends
     src = "".join(p.read_text() for p in sorted((ROOT / "src" / "http").glob("*.c")))
+    src += (ROOT / "src" / "ingest" / "intake.c").read_text()
     sent = set(re.findall(r'reply_(?:error|retry)\(\s*rq,\s*\d+,\s*(?:\w+,\s*)?"([a-z_]+)"', src))
     sent |= set(re.findall(r'"code",\s*json_string\("([a-z_]+)"\)', src))
     sent |= set(re.findall(r'\\"code\\":\\"([a-z_]+)\\"', src))  # written as text
