@@ -986,12 +986,13 @@ fi
 [ "$WHATIF" = 1 ] && whatif_runs
 [ "$PROFILE" = 1 ] && profile_run
 [ "$JOBS" = 1 ] && jobs_run
+# BENCH_STEP_SQLITE=0: the history and retention steps on PostgreSQL only (a partial run).
 if [ "$HISTORY" = 1 ]; then
-    history_run sqlite
+    if [ "${BENCH_STEP_SQLITE:-1}" = 1 ]; then history_run sqlite; else step_skip history sqlite "not run"; fi
     if [ -n "$PG_URL" ]; then history_run postgresql; else step_skip history postgresql "not run"; fi
 fi
 if [ "$RETENTION" = 1 ]; then
-    retention_run sqlite
+    if [ "${BENCH_STEP_SQLITE:-1}" = 1 ]; then retention_run sqlite; else step_skip retention sqlite "not run"; fi
     if [ -n "$PG_URL" ]; then retention_run postgresql; else step_skip retention postgresql "not run"; fi
 fi
 

@@ -164,6 +164,14 @@ int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t
 /* The rollup lock (class, key): writers shared, the rollup of an hour exclusive. */
 #define PG_ROLLUP_LOCK "74003, 0"
 /*
+ * How long retention's DETACH and DROP of a month wait for their locks:
+ * every insert queues behind the wait, so it stays under a writer's usual
+ * transaction time and well under its p99; pg_retention.c retries.
+ */
+#define PG_DROP_LOCK_TIMEOUT "20ms"
+/* How long they wait for the month's own lock (schema step 5 says why past 1 s). */
+#define PG_OWN_LOCK_TIMEOUT "3s"
+/*
  * Creates or upgrades to PG_SCHEMA_LATEST in one transaction, serialised by
  * an advisory lock. These two return 0 or an iot_err code, the reason in err.
  */

@@ -11,7 +11,9 @@
  * aggregate (a statement that starts after the lock is granted) sees every
  * reading stored below the new mark that the trigger did not add.
  */
+#include "core/clock.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "store/pg_int.h"
 
 #include <stdio.h>
@@ -26,6 +28,8 @@ enum ret_stmt {
     RS_RANGE,
     RS_BUCKETS,
     RS_MARK,
+    RS_DETACH,
+    RS_EMPTY,
     RS_DROP,
     RS_COUNT
 };
@@ -71,7 +75,9 @@ static const char *const ret_sql[RS_COUNT] = {
                   " AND ts < (SELECT rolled_until FROM rollup_state WHERE id = 1)"
                   " AND ts <= coalesce((SELECT ts FROM sensor_readings WHERE ts < $1::timestamptz"
                   " ORDER BY ts OFFSET $2::bigint - 1 LIMIT 1), 'infinity')",
-    [RS_DROP] = "SELECT sensor_readings_drop_partitions($1::timestamptz)",
+    [RS_DETACH] = "SELECT sensor_readings_detach_expired($1::timestamptz)",
+    [RS_EMPTY] = "SELECT sensor_readings_empty_detached($1::timestamptz)",
+    [RS_DROP] = "SELECT sensor_readings_drop_detached($1::timestamptz)",
     [RS_EXPIRE_ROLLUPS] = "DELETE FROM sensor_readings_hourly WHERE (sensor_id, hour) IN"
                           " (SELECT sensor_id, hour FROM sensor_readings_hourly"
                           " WHERE hour < $1::timestamptz ORDER BY hour LIMIT $2)",
@@ -146,6 +152,59 @@ static int expire(struct store *base, enum ret_stmt id, int64_t before, int64_t 
     return 0;
 }
 
+/* One of the month functions of schema step 5; *out its value (NULL: 0, *name ""). */
+static int month_call(struct pg_store *s, enum ret_stmt id, const char *before, int64_t *out,
+                      char *name, size_t cap)
+{
+    const char *p[1] = {before};
+    struct pg_cmd c = rcmd(id, 1, p);
+    PGresult *r;
+    int rc = pg_roundtrip(s, &c, 1, &r, 0);
+    if (rc) return rc;
+    int null = pg_null(r, 0, 0);
+    if (out) *out = null ? 0 : pg_i64(r, 0, 0);
+    if (name) snprintf(name, cap, "%s", null ? "" : PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/*
+ * Detaches, empties and drops the expired months one at a time (schema
+ * step 5 says why in three transactions), pausing after each as long as it
+ * took, as the chunked deletes do. Locks refused for DROP_PATIENCE_US in a
+ * row leave the rest to the chunked deletes of this run and the next run.
+ */
+#define DROP_PATIENCE_US 10000000
+#define DROP_RETRY_US    50000
+static int drop_months(struct pg_store *s, const char *before, int64_t *dropped)
+{
+    char name[64]; /* NAMEDATALEN */
+    int refused = 0;
+    for (int64_t since = 0;;) {
+        int64_t n = 0, t0 = clock_mono_us();
+        int rc = month_call(s, RS_EMPTY, before, &n, NULL, 0);
+        *dropped += n;
+        if (!rc) rc = month_call(s, RS_DROP, before, NULL, NULL, 0);
+        if (!rc) rc = month_call(s, RS_DETACH, before, NULL, name, sizeof name);
+        if (rc == IOT_EBUSY) {
+            refused++;
+            if (!since) since = t0;
+            if (clock_mono_us() - since < DROP_PATIENCE_US) {
+                clock_sleep_us(DROP_RETRY_US);
+                continue;
+            }
+            LOG(LOG_WARN, "retention_month_busy", "refused=%d db=\"%s\"", refused, s->err);
+            return 0;
+        }
+        if (rc || !name[0]) return rc;
+        int64_t took = clock_mono_us() - t0;
+        LOG(LOG_INFO, "retention_month_detached", "partition=%s refused=%d took_ms=%lld", name,
+            refused, (long long)(took / 1000));
+        refused = 0, since = 0;
+        clock_sleep_us(took);
+    }
+}
+
 /*
  * Whole monthly partitions first (schema step 5: dropped, not deleted row by
  * row), then one chunk of the rest; *deleted counts both.
@@ -153,16 +212,11 @@ static int expire(struct store *base, enum ret_stmt id, int64_t before, int64_t 
 int pg_readings_expire(struct store *base, int64_t before, int64_t max_rows, int64_t *deleted)
 {
     char b[32];
-    const char *p[1] = {pg_fmt_ts(b, before)};
-    struct pg_cmd c = rcmd(RS_DROP, 1, p);
-    PGresult *r;
-    int rc = pg_roundtrip((struct pg_store *)base, &c, 1, &r, 0);
-    if (rc) return rc;
-    int64_t dropped = pg_i64(r, 0, 0);
-    PQclear(r);
-    if ((rc = expire(base, RS_EXPIRE, before, max_rows, deleted))) return rc;
+    int64_t dropped = 0;
+    int rc = drop_months((struct pg_store *)base, pg_fmt_ts(b, before), &dropped);
+    if (!rc) rc = expire(base, RS_EXPIRE, before, max_rows, deleted);
     *deleted += dropped;
-    return 0;
+    return rc;
 }
 
 int pg_rollups_expire(struct store *base, int64_t before, int64_t max_rows, int64_t *deleted)

@@ -276,31 +276,75 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
     "  END LOOP;"
     "  RETURN made;"
     " END $$;"
+    /* The end of the UTC month a partition named sensor_readings_pYYYYMM holds. */
+    "CREATE FUNCTION sensor_readings_month_end(name text)"
+    " RETURNS timestamptz LANGUAGE sql STABLE AS $$"
+    " SELECT date_trunc('month', (to_date(substr(name, 18), 'YYYYMM')::timestamp"
+    "  AT TIME ZONE 'UTC') + interval '32 days', 'UTC') $$;"
     /*
-     * Drops the monthly partitions that lie wholly before `before` and below
-     * the rollup mark; returns the readings they held. A partition whose
-     * lock cannot be had at once is left for the next run.
+     * Retention drops a month in three transactions. detach_expired detaches
+     * the oldest attached month that lies wholly before `before` and below
+     * the rollup mark and returns its name (NULL: none): DETACH takes
+     * sensor_readings' ACCESS EXCLUSIVE lock. empty_detached counts and
+     * truncates every detached month before `before` (also one a crash left
+     * detached) and returns the readings they held: the files are unlinked
+     * at its commit, under no lock a writer needs. drop_detached then drops
+     * the empty tables: DROP TABLE takes sensors' ACCESS EXCLUSIVE lock
+     * (the foreign key's triggers). Inserts queue behind a lock request
+     * while it waits, so the two that lock shared tables wait at most
+     * PG_DROP_LOCK_TIMEOUT, and only once they hold the month's own lock:
+     * that wait, which stops no writer, may last PG_OWN_LOCK_TIMEOUT, past
+     * deadlock_timeout, after which an autovacuum of the month yields to it
+     * (seen in make bench: a month's vacuum refused the short wait for 2 s).
      */
-    "CREATE FUNCTION sensor_readings_drop_partitions(before timestamptz)"
-    " RETURNS bigint LANGUAGE plpgsql AS $$"
-    " DECLARE w timestamptz; r record; hi timestamptz; c bigint; n bigint := 0;"
+    "CREATE FUNCTION sensor_readings_detach_expired(before timestamptz)"
+    " RETURNS text LANGUAGE plpgsql AS $$"
+    " DECLARE w timestamptz; r record;"
     " BEGIN"
     "  SELECT rolled_until INTO w FROM rollup_state WHERE id = 1;"
-    "  IF w IS NULL THEN RETURN 0; END IF;"
-    "  FOR r IN SELECT k.relname AS name FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid"
+    "  IF w IS NULL THEN RETURN NULL; END IF;"
+    "  SELECT k.relname AS name INTO r FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid"
     "   WHERE i.inhparent = 'sensor_readings'::regclass"
-    "   AND k.relname ~ '^sensor_readings_p[0-9]{6}$' ORDER BY 1 LOOP"
-    "   hi := date_trunc('month', (to_date(substr(r.name, 18), 'YYYYMM')::timestamp"
-    "    AT TIME ZONE 'UTC') + interval '32 days', 'UTC');"
-    "   EXIT WHEN hi > before OR hi > w;"
-    "   BEGIN"
-    "    SET LOCAL lock_timeout = '2s';"
-    "    EXECUTE format('SELECT count(*) FROM %I', r.name) INTO c;"
-    "    EXECUTE format('ALTER TABLE sensor_readings DETACH PARTITION %I', r.name);"
-    "    EXECUTE format('DROP TABLE %I', r.name);"
-    "    n := n + c;"
-    "   EXCEPTION WHEN lock_not_available THEN EXIT;"
-    "   END;"
+    "   AND k.relname ~ '^sensor_readings_p[0-9]{6}$' ORDER BY 1 LIMIT 1;"
+    "  IF r.name IS NULL OR sensor_readings_month_end(r.name) > least(before, w) THEN"
+    "   RETURN NULL;"
+    "  END IF;"
+    "  PERFORM set_config('lock_timeout', '" PG_OWN_LOCK_TIMEOUT "', true);"
+    "  EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', r.name);"
+    "  PERFORM set_config('lock_timeout', '" PG_DROP_LOCK_TIMEOUT "', true);"
+    "  EXECUTE format('ALTER TABLE sensor_readings DETACH PARTITION %I', r.name);"
+    "  RETURN r.name;"
+    " END $$;"
+    /* The detached months before `before`, oldest first. */
+    "CREATE FUNCTION sensor_readings_detached(before timestamptz)"
+    " RETURNS SETOF text LANGUAGE sql STABLE AS $$"
+    " SELECT k.relname::text FROM pg_class k"
+    "  WHERE k.relnamespace = (SELECT relnamespace FROM pg_class"
+    "   WHERE oid = 'sensor_readings'::regclass)"
+    "  AND k.relkind = 'r' AND k.relname ~ '^sensor_readings_p[0-9]{6}$'"
+    "  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = k.oid)"
+    "  AND sensor_readings_month_end(k.relname) <= before ORDER BY 1 $$;"
+    "CREATE FUNCTION sensor_readings_empty_detached(before timestamptz)"
+    " RETURNS bigint LANGUAGE plpgsql AS $$"
+    " DECLARE t text; c bigint; n bigint := 0;"
+    " BEGIN"
+    "  FOR t IN SELECT sensor_readings_detached(before) LOOP"
+    "   EXECUTE format('SELECT count(*) FROM %I', t) INTO c;"
+    "   EXECUTE format('TRUNCATE %I', t);"
+    "   n := n + c;"
+    "  END LOOP;"
+    "  RETURN n;"
+    " END $$;"
+    "CREATE FUNCTION sensor_readings_drop_detached(before timestamptz)"
+    " RETURNS bigint LANGUAGE plpgsql AS $$"
+    " DECLARE t text; n bigint := 0;"
+    " BEGIN"
+    "  FOR t IN SELECT sensor_readings_detached(before) LOOP"
+    "   PERFORM set_config('lock_timeout', '" PG_OWN_LOCK_TIMEOUT "', true);"
+    "   EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', t);"
+    "   PERFORM set_config('lock_timeout', '" PG_DROP_LOCK_TIMEOUT "', true);"
+    "   EXECUTE format('DROP TABLE %I', t);"
+    "   n := n + 1;"
     "  END LOOP;"
     "  RETURN n;"
     " END $$;"

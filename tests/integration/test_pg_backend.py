@@ -678,7 +678,9 @@ SELECT setval(pg_get_serial_sequence('r3', 'id'), (SELECT max(id) FROM r3));
 DROP TABLE sensor_readings CASCADE;
 DROP TABLE sensor_readings_hourly, rollup_state;
 DROP FUNCTION sensor_readings_rolled_up(), sensor_readings_ensure_partitions(timestamptz, timestamptz),
-  sensor_readings_drop_partitions(timestamptz);
+  sensor_readings_detach_expired(timestamptz), sensor_readings_drop_detached(timestamptz),
+  sensor_readings_empty_detached(timestamptz), sensor_readings_detached(timestamptz),
+  sensor_readings_month_end(text);
 ALTER TABLE r3 RENAME TO sensor_readings;
 ALTER INDEX r3_pkey RENAME TO sensor_readings_pkey;
 CREATE INDEX sensor_readings_sensor_ts ON sensor_readings(sensor_id, ts);
@@ -746,6 +748,42 @@ def test_upgrade_from_schema_3_keeps_every_row_and_partitions_by_month(pgdb, gat
     mark = db.scalar("SELECT rolled_until FROM rollup_state")
     rolled = sum(1 for r in before if r[3] < mark) + (utc(old) < mark) + (utc(t) < mark)
     assert db.scalar("SELECT sum(count) FROM sensor_readings_hourly") == rolled
+
+
+def test_retention_drops_months_in_short_locks_and_finishes_when_refused(pgdb, gateways):
+    """Each month is detached and dropped in its own short transactions: a month
+    a crash left detached is dropped by the next run, and a month whose lock a
+    reader holds (and the months after it) is deleted in chunks instead, without
+    the job failing or waiting for the reader."""
+    url, cli, db = pgdb
+    dev = provision_device(cli, n_sensors=1)
+    g = gateways(url, env={"MAX_PAST_AGE_S": 200 * 86400})
+    t = now_ms()
+    old = [t - (90 + k) * 86400_000 for k in range(0, 60, 3)]  # 20 readings, 90-147 days ago
+    post_ok(g, dev, [(0, float(k), iso_ms(ts)) for k, ts in enumerate(old)])
+    post_ok(g, dev, [(0, 1.0, iso_ms(t - 1000))])
+    g.stop()
+    db.query("SELECT sensor_readings_ensure_partitions(%s, now())", (utc(old[-1]),))
+    months = sorted({month_name(ts) for ts in old})
+    assert len(months) >= 3 and set(months) <= set(partitions(db))
+    orphan, held = months[0], months[1]
+    db.query(f"ALTER TABLE sensor_readings DETACH PARTITION {orphan}")
+    reader = psycopg2.connect(url)
+    try:
+        reader.cursor().execute(f"LOCK TABLE {held} IN ACCESS SHARE MODE")
+        out = subprocess.run([BIN, "job", "retention"], env=base_env(url, {"RETENTION_DAYS": 60}),
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        reader.close()
+    assert out.returncode == 0, out.stderr
+    assert f"readings_deleted={len(old)} " in out.stdout, out.stdout
+    assert db.scalar("SELECT count(*) FROM pg_class WHERE relname = %s", (orphan,)) == 0
+    # the months from the held one on are left attached (the next run drops them), emptied
+    left = set(partitions(db))
+    assert set(months[1:]) <= left
+    for m in months[1:]:
+        assert db.scalar(f"SELECT count(*) FROM {m}") == 0, m
+    assert db.scalar("SELECT count(*) FROM sensor_readings") == 1
 
 
 # --------------------------------------------------------------------------- outage (last)
