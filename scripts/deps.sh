@@ -5,11 +5,12 @@
 set -eu
 mode=${1:-build}
 pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libyajl-dev libsqlite3-dev
-      libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev libuv1-dev sqlite3 curl"
+      libgnutls28-dev libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev libuv1-dev
+      sqlite3 curl"
 if [ "$mode" = test ]; then
     pkgs="$pkgs libcriterion-dev python3 python3-pytest python3-psycopg2 postgresql nats-server
           prometheus systemd clang-14 libclang-rt-14-dev clang-tools-14 valgrind
-          mosquitto-clients python3-paho-mqtt"
+          mosquitto-clients python3-paho-mqtt openssl"
 fi
 missing=""
 for p in $pkgs; do

@@ -15,9 +15,11 @@
 #include "mqtt/mqtt_server.h"
 #include "store/store_maintainer.h"
 #include "store/store_shared.h"
+#include "tls/tls_keys.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,26 @@ static int resolve_ingest_host(struct config *cfg)
     return 0;
 }
 
+/*
+ * Waits for SIGTERM or SIGINT and returns it; SIGHUP meanwhile reloads the
+ * TLS certificate and key (a bad file keeps the pair in use, and says why).
+ */
+static int wait_stop_signal(const sigset_t *sigs, struct tls_keys *tls)
+{
+    for (;;) {
+        int sig = 0;
+        sigwait(sigs, &sig);
+        if (sig != SIGHUP) return sig;
+        char err[IOT_ERRBUF] = "";
+        if (!tls)
+            LOG(LOG_INFO, "sighup", "%s", "nothing to reload (TLS is off)");
+        else if (tls_keys_reload(tls, err, sizeof err))
+            LOG(LOG_ERROR, "tls_reload_failed", "err=\"%s\" kept=previous", err);
+        else
+            LOG(LOG_INFO, "tls_reloaded", "%s", "");
+    }
+}
+
 static int run_serve(struct config *cfg, const char **pos)
 {
     (void)pos;
@@ -85,10 +107,13 @@ static int run_serve(struct config *cfg, const char **pos)
     struct http_server *http = NULL;
     struct mqtt_server *mqtt = NULL;
     struct store_maintainer *maint = NULL;
+    struct tls_keys *tls = NULL;
 
     /* Signals are taken by sigwait in this thread only; block them before any thread starts. */
     sigset_t sigs;
     cli_block_stop_signals(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (resolve_ingest_host(cfg) || cli_open_ready_bg(cfg, 1, 1, &wdb)) goto out;
@@ -124,7 +149,11 @@ static int run_serve(struct config *cfg, const char **pos)
         cli_error("%s", err);
         goto out;
     }
-    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake, mqtt};
+    if (tls_keys_create(cfg, &tls, err, sizeof err)) {
+        cli_error("%s", err);
+        goto out;
+    }
+    struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake, mqtt, tls};
     if (http_server_start(&deps, &http, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
@@ -135,8 +164,7 @@ static int run_serve(struct config *cfg, const char **pos)
         cfg->ingest_host, http_server_port(http), mqtt ? mqtt_server_port(mqtt) : 0,
         store_backend(shared.s), shown, IOT_VERSION);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    int sig = wait_stop_signal(&sigs, tls);
     LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     http_server_quiesce(http);
     mqtt_server_quiesce(mqtt);
@@ -151,6 +179,7 @@ out:
     http_server_stop(http);
     mqtt_server_stop(mqtt); /* after writer_stop: every job's done() has run */
     intake_destroy(intake); /* after the servers: their threads use it */
+    tls_keys_destroy(tls);  /* after the servers: their handshakes use it */
     writer_destroy(writer);
     store_maintainer_stop(maint);
     resolver_destroy(resolver);

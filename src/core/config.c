@@ -190,6 +190,22 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                  cfg->log_level);
         return IOT_EINVAL;
     }
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0]) {
+        snprintf(err, errlen, "TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither");
+        return IOT_EINVAL;
+    }
+    if (strcmp(cfg->tls_client_auth, "off") && strcmp(cfg->tls_client_auth, "optional") &&
+        strcmp(cfg->tls_client_auth, "required")) {
+        snprintf(err, errlen, "TLS_CLIENT_AUTH must be off, optional or required, got \"%.32s\"",
+                 cfg->tls_client_auth);
+        return IOT_EINVAL;
+    }
+    if (strcmp(cfg->tls_client_auth, "off") &&
+        (!cfg->tls_client_ca_file[0] || !cfg->tls_cert_file[0])) {
+        snprintf(err, errlen, "TLS_CLIENT_AUTH=%s needs TLS_CLIENT_CA_FILE and TLS_CERT_FILE",
+                 cfg->tls_client_auth);
+        return IOT_EINVAL;
+    }
     if (strncmp(cfg->database_url, "sqlite:", 7) &&
         strncmp(cfg->database_url, "postgresql://", 13) &&
         strncmp(cfg->database_url, "postgres://", 11)) {

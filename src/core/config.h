@@ -94,6 +94,14 @@ enum config_use {
       "HTTP_HEADER_TIMEOUT_S (0 = off)")                                                           \
     X(INT, http_max_connections_per_ip, "HTTP_MAX_CONNECTIONS_PER_IP", 256, 0, 1000000, CU_SERVE,  \
       "Most open connections from one address (IPv6: one RATE_LIMIT_IPV6_PREFIX) (0 = off)")       \
+    X(STR, tls_cert_file, "TLS_CERT_FILE", "", 0, 0, CU_SERVE,                                     \
+      "PEM certificate chain: when set, INGEST_PORT speaks only HTTPS (reloaded on SIGHUP)")       \
+    X(STR, tls_key_file, "TLS_KEY_FILE", "", 0, 0, CU_SERVE,                                       \
+      "PEM private key of TLS_CERT_FILE (both or neither; reloaded on SIGHUP)")                    \
+    X(STR, tls_client_ca_file, "TLS_CLIENT_CA_FILE", "", 0, 0, CU_SERVE,                           \
+      "PEM CA that issues device certificates (needed when TLS_CLIENT_AUTH is not off)")           \
+    X(STR, tls_client_auth, "TLS_CLIENT_AUTH", "off", 0, 0, CU_SERVE,                              \
+      "Device certificates: off, optional (a certificate or a key) or required")                   \
     X(INT, mqtt_port, "MQTT_PORT", 0, -1, 65535, CU_SERVE,                                         \
       "MQTT listener port on INGEST_HOST (0 = off, -1 = any free port)")                           \
     X(INT, mqtt_max_connections, "MQTT_MAX_CONNECTIONS", 4096, 1, 1000000, CU_SERVE,               \

@@ -7,6 +7,7 @@
  */
 #include "core/err.h"
 #include "http/http_int.h"
+#include "tls/tls_keys.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -29,10 +30,11 @@ static const char *auth__header(struct request *rq, const char *name, size_t *le
 /* The identity rq claims: its address, the device it names, the keys it sends. */
 static struct intake_claim auth__claim(struct request *rq)
 {
-    struct intake_claim c = {rq_limit_key(rq), rq->device_uuid, NULL, 0, NULL, 0, 0};
+    struct intake_claim c = {rq_limit_key(rq), rq->device_uuid, NULL, 0, NULL, 0, 0, NULL};
     c.device_key = auth__header(rq, "X-Device-Key", &c.device_key_len);
     c.api_key = auth__header(rq, "X-API-Key", &c.api_key_len);
     c.api_only = rq->route == ROUTE_READINGS || rq->route == ROUTE_READINGS_BULK;
+    if (tls_keys_client_auth(rq->srv->d.tls) != TLS_CLIENT_OFF) c.cert = &rq->cert;
     return c;
 }
 
@@ -80,7 +82,15 @@ void auth_failed(struct request *rq)
 static const char *auth__denied_detail(struct request *rq)
 {
     int dk = rq_header(rq, "X-Device-Key") != NULL, ak = rq_header(rq, "X-API-Key") != NULL;
+    if (rq->cert.refused) return rq->cert.refused;
+    if (rq->cert.device[0]) {
+        snprintf(rq->cert_detail, sizeof rq->cert_detail,
+                 "the client certificate names device %s, not this one", rq->cert.device);
+        return rq->cert_detail;
+    }
     if (ak && auth_api_key(rq)) return "the X-API-Key is valid, but no such device exists";
+    if (rq->cert.required && !ak)
+        return "a client certificate naming the device is required (TLS_CLIENT_AUTH=required)";
     if (ak) return dk ? "invalid X-Device-Key and X-API-Key" : "invalid X-API-Key";
     return dk ? "missing or invalid device key (X-Device-Key)"
               : "missing device key: send X-Device-Key (or X-API-Key)";

@@ -7,6 +7,7 @@
 #include "http/metrics.h"
 #include "core/rate_limit.h"
 #include "http/server.h"
+#include "ingest/intake.h"
 #include "ingest/write_job.h"
 
 #include <jansson.h>
@@ -91,8 +92,10 @@ struct request {
     int64_t received;   /* wall ms */
     char client_ip[CLIENT_IP_LEN];
     char limit_key[CLIENT_IP_LEN]; /* client_ip as every per-address limit keys it (rq_limit_key) */
-    char request_id[REQUEST_ID_MAX + 1];  /* echoed in X-Request-Id */
-    char device_uuid[STORE_UUID_MAX + 1]; /* for the access log, once known */
+    char request_id[REQUEST_ID_MAX + 1];   /* echoed in X-Request-Id */
+    char device_uuid[STORE_UUID_MAX + 1];  /* for the access log, once known */
+    struct intake_cert cert;               /* the client certificate's evidence (HTTPS) */
+    char cert_detail[STORE_UUID_MAX + 64]; /* the 401 detail that names cert.device */
     const char *method;
 
     char *body;

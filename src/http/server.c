@@ -10,6 +10,7 @@
 #include "http/body_decode.h"
 #include "http/conn_guard.h"
 #include "http/http_int.h"
+#include "tls/tls_keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,24 @@ static void find_client_ip(struct request *rq, struct MHD_Connection *conn)
     if (!ci || client_ip_resolve(ci->client_addr, xff, s->trusted, rq->client_ip) != 0)
         snprintf(rq->client_ip, sizeof rq->client_ip, "unknown");
     free(acc.buf);
+}
+
+/*
+ * The device the connection's client certificate names (HTTPS with
+ * TLS_CLIENT_AUTH on), verified for each request: the intake decides what
+ * it proves (src/ingest/intake.h).
+ */
+static void find_peer_device(struct request *rq, struct MHD_Connection *conn)
+{
+    struct tls_keys *k = rq->srv->d.tls;
+    if (tls_keys_client_auth(k) == TLS_CLIENT_OFF) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    rq->cert.required = tls_keys_client_auth(k) == TLS_CLIENT_REQUIRED;
+    if (!ci || !ci->tls_session) return;
+    int rc = tls_keys_peer_device(k, ci->tls_session, rq->cert.device, sizeof rq->cert.device,
+                                  &rq->cert.refused);
+    if (rc == IOT_ENOTFOUND) rq->cert.refused = NULL;
 }
 
 /* The libmicrohttpd transport of a request. */
@@ -123,6 +142,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!(rq = request_new(cls, &mhd_transport, conn, method))) return MHD_NO;
         *con_cls = rq;
         find_client_ip(rq, conn);
+        find_peer_device(rq, conn);
         int ret = request_headers(rq, url);
         return ret && conn_guard_headers_done(gc, rq->early_done) ? MHD_YES : MHD_NO;
     }
@@ -231,14 +251,27 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
         http_server_stop(h);
         return IOT_EINVAL;
     }
-    h->mhd = MHD_start_daemon(
-        flags, (uint16_t)cfg->ingest_port, conn_guard_accept, h->guard, on_request, h,
-        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, h->guard,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    /* HTTPS: certificates from the reloadable pair, device certificates requested when on. */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (deps->tls) {
+        const char *ca = tls_keys_client_ca_pem(deps->tls);
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                              (void *)(uintptr_t)tls_keys_retrieve};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, TLS_PRIORITIES};
+        tls_opts[2] = ca ? (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)ca}
+                         : (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
+    h->mhd = MHD_start_daemon(flags, (uint16_t)cfg->ingest_port, conn_guard_accept, h->guard,
+                              on_request, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR, addr,
+                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_idle_timeout_s,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                              MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, h->guard,
+                              MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)",
                  cfg->ingest_host, (long long)cfg->ingest_port);

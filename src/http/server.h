@@ -27,6 +27,7 @@ struct http_deps {
     struct broker *broker;     /* borrowed, may be NULL */
     struct intake *intake;     /* borrowed: keys, their budgets, device limits, verdicts */
     struct mqtt_server *mqtt;  /* borrowed, may be NULL: its counters for /metrics */
+    struct tls_keys *tls;      /* borrowed, may be NULL: plain HTTP */
 };
 
 /*

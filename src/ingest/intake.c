@@ -148,7 +148,17 @@ enum intake_auth intake_authenticate(struct intake *in, const struct intake_clai
     unsigned char h[SECRET_HASH_LEN];
     int ok = 0;
     *retry_s = 0;
-    if (key_hash(c->device_key, c->device_key_len, h))
+    const struct intake_cert *cert = c->cert;
+    if (cert && (cert->refused || cert->device[0])) {
+        /* A certificate decides alone: the one device it names, or nothing. */
+        ok = !cert->refused && dev && strcmp(dev->uuid, cert->device) == 0;
+        if (!ok) {
+            intake_failed(in, c, retry_s);
+            return INTAKE_AUTH_DENIED;
+        }
+        return dev->is_active ? INTAKE_AUTH_OK : INTAKE_AUTH_INACTIVE;
+    }
+    if (!(cert && cert->required) && key_hash(c->device_key, c->device_key_len, h))
         ok = secret_hash_equal(h, dev ? dev->key_hash : nobody);
     ok = ok && dev;
     int api = !ok && intake_api_key_ok(in, c);

@@ -58,6 +58,16 @@ struct intake_metrics *intake_metrics(struct intake *in);
 /* Bytes of a claim's address, NUL included. */
 #define INTAKE_ADDR_MAX 64
 
+/*
+ * What a client certificate says (TLS_CLIENT_AUTH, src/tls/tls_keys.h),
+ * filled by the transport from its TLS session.
+ */
+struct intake_cert {
+    char device[STORE_UUID_MAX + 1]; /* the device a verified certificate names, "" for none */
+    const char *refused;             /* why a certificate sent was refused, NULL if none was */
+    int required;                    /* TLS_CLIENT_AUTH=required: a device key alone is refused */
+};
+
 /* An identity one request (or connection) claims. Strings are borrowed. */
 struct intake_claim {
     const char *addr;        /* the client's address as every per-address limit keys it */
@@ -66,7 +76,8 @@ struct intake_claim {
     size_t device_key_len;
     const char *api_key; /* NULL: no API key presented (MQTT never takes one) */
     size_t api_key_len;
-    int api_only; /* it claims the API key alone (the legacy routes) */
+    int api_only;                   /* it claims the API key alone (the legacy routes) */
+    const struct intake_cert *cert; /* NULL: no client certificates on this transport */
 };
 
 /*
@@ -83,7 +94,10 @@ enum intake_auth { INTAKE_AUTH_OK, INTAKE_AUTH_DENIED, INTAKE_AUTH_INACTIVE };
 
 /*
  * Authenticates the claim for dev (NULL: unknown device, which costs the
- * same as a wrong key): the device's own key, or the API key. A denial
+ * same as a wrong key): a verified client certificate that names dev, the
+ * device's own key (not with TLS_CLIENT_AUTH=required), or the API key. A
+ * certificate that was refused or names another device is a denial,
+ * whatever key comes with it. A denial
  * spends the claim's budgets (intake_failed) unless the API key was valid;
  * *retry_s > 0 then means the address's budget is spent too, and the
  * transport refuses with that delay instead of a plain denial.

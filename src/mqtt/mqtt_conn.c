@@ -251,7 +251,7 @@ static void conn__connect(struct mqtt_conn *c, const struct mqtt_connect *k)
         memcpy(uuid, k->username.p, k->username.len);
         uuid[k->username.len] = 0;
     }
-    struct intake_claim claim = {c->key, uuid, NULL, 0, NULL, 0, 0};
+    struct intake_claim claim = {c->key, uuid, NULL, 0, NULL, 0, 0, NULL};
     if (k->has_password) {
         claim.device_key = (const char *)k->password.p;
         claim.device_key_len = k->password.len;

@@ -205,7 +205,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if ((rc = resolver_create(&shared, 60000, 5000, 64, &resolver))) die("resolver", rc);
     static struct intake *intake; /* lives as long as the fuzzer (as the server) */
     if ((rc = intake_create(&cfg, &intake))) die("intake", rc);
-    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake, NULL};
+    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake, NULL, NULL};
     char err[256] = "";
     if ((rc = http_server_create(&d, &srv, err, sizeof err))) die(err, rc);
     if (sqlite3_open_v2(path, &check_db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)

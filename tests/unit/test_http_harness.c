@@ -62,7 +62,7 @@ static void setup(void)
     store_shared_init(&shared, open_db());
     cr_assert_eq(resolver_create(&shared, 60000, 0, 64, &resolver), 0);
     cr_assert_eq(intake_create(&cfg, &intake), 0);
-    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake, NULL};
+    struct http_deps d = {&cfg, writer, resolver, &shared, NULL, intake, NULL, NULL};
     char err[256];
     cr_assert_eq(http_server_create(&d, &srv, err, sizeof err), 0, "%s", err);
 }

@@ -48,7 +48,7 @@ static struct intake_claim claim(const char *addr, const char *device_uuid, cons
                                  const char *api)
 {
     return (struct intake_claim){addr, device_uuid,           key, key ? strlen(key) : 0,
-                                 api,  api ? strlen(api) : 0, 0};
+                                 api,  api ? strlen(api) : 0, 0,   NULL};
 }
 
 TestSuite(intake, .init = setup, .fini = teardown);
@@ -91,6 +91,37 @@ Test(intake, keys_decide_and_failures_spend_the_pair_then_the_address)
     cr_expect_eq(atomic_load(&m->auth_failures), 4,
                  "the API key with an unknown device counts too");
     cr_expect_eq(atomic_load(&m->rate_limited_auth), 4, "three lockouts seen, one refusal");
+}
+
+Test(intake, a_client_certificate_decides_alone)
+{
+    int retry;
+    struct intake_cert cert = {"dev-1", NULL, 0};
+    /* A certificate naming the device needs no key; a wrong key does not spoil it. */
+    struct intake_claim c = claim("10.0.0.4", "dev-1", NULL, NULL);
+    c.cert = &cert;
+    cr_expect_eq(intake_authenticate(in, &c, &dev, &retry), INTAKE_AUTH_OK);
+    c.device_key = "wrong-key-0123456789", c.device_key_len = 20;
+    cr_expect_eq(intake_authenticate(in, &c, &dev, &retry), INTAKE_AUTH_OK);
+    dev.is_active = 0;
+    cr_expect_eq(intake_authenticate(in, &c, &dev, &retry), INTAKE_AUTH_INACTIVE);
+    dev.is_active = 1;
+    /* Naming another device, or refused: denied even with the right key. */
+    struct intake_claim k = claim("10.0.0.4", "dev-1", DEV_KEY, NULL);
+    struct intake_cert other = {"dev-2", NULL, 0}, refused = {"", "expired", 0};
+    k.cert = &other;
+    cr_expect_eq(intake_authenticate(in, &k, &dev, &retry), INTAKE_AUTH_DENIED);
+    k.cert = &refused;
+    cr_expect_eq(intake_authenticate(in, &k, &dev, &retry), INTAKE_AUTH_DENIED);
+    /* No certificate: the key, unless one is required; the API key either way. */
+    struct intake_cert none = {"", NULL, 0}, required = {"", NULL, 1};
+    k.cert = &none;
+    cr_expect_eq(intake_authenticate(in, &k, &dev, &retry), INTAKE_AUTH_OK);
+    k.cert = &required;
+    cr_expect_eq(intake_authenticate(in, &k, &dev, &retry), INTAKE_AUTH_DENIED);
+    struct intake_claim api = claim("10.0.0.5", "dev-1", NULL, API_KEY);
+    api.cert = &required;
+    cr_expect_eq(intake_authenticate(in, &api, &dev, &retry), INTAKE_AUTH_OK);
 }
 
 Test(intake, the_api_key_alone_on_legacy_routes)
