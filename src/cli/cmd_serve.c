@@ -144,12 +144,13 @@ static int run_serve(struct config *cfg, const char **pos)
                               (size_t)cfg->sensor_cache_max, &resolver)))
         goto fail_rc;
     if ((rc = intake_create(cfg, &intake))) goto fail_rc;
-    struct mqtt_deps mdeps = {cfg, writer, resolver, intake};
-    if (cfg->mqtt_port && mqtt_server_start(&mdeps, &mqtt, err, sizeof err)) {
+    if (tls_keys_create(cfg, &tls, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
     }
-    if (tls_keys_create(cfg, &tls, err, sizeof err)) {
+    struct mqtt_deps mdeps = {cfg, writer, resolver, intake, tls};
+    if ((cfg->mqtt_port || cfg->mqtt_tls_port) &&
+        mqtt_server_start(&mdeps, &mqtt, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
     }
@@ -160,8 +161,10 @@ static int run_serve(struct config *cfg, const char **pos)
     }
     char shown[256];
     broker_url_redact(cfg->broker_url, shown, sizeof shown);
-    LOG(LOG_INFO, "listening", "host=%s port=%d mqtt_port=%d db=%s broker=%s version=%s",
-        cfg->ingest_host, http_server_port(http), mqtt ? mqtt_server_port(mqtt) : 0,
+    LOG(LOG_INFO, "listening",
+        "host=%s port=%d tls=%s mqtt_port=%d mqtt_tls_port=%d db=%s broker=%s version=%s",
+        cfg->ingest_host, http_server_port(http), tls ? "on" : "off",
+        mqtt ? mqtt_server_port(mqtt) : 0, mqtt ? mqtt_server_tls_port(mqtt) : 0,
         store_backend(shared.s), shown, IOT_VERSION);
 
     int sig = wait_stop_signal(&sigs, tls);
@@ -195,7 +198,8 @@ out:
 const struct cli_cmd cmd_serve = {
     .name = "serve",
     .summary = "Runs the HTTP ingest gateway on INGEST_HOST:INGEST_PORT until SIGTERM/SIGINT.\n"
-               "Also MQTT on MQTT_PORT when set. Creates or upgrades the schema first.",
+               "Also MQTT on MQTT_PORT and MQTT_TLS_PORT when set, HTTPS with TLS_CERT_FILE;\n"
+               "SIGHUP reloads the certificate. Creates or upgrades the schema first.",
     .run = run_serve,
     .uses = CU_DB | CU_SERVE,
     .creates_db = 1,

@@ -206,6 +206,10 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                  cfg->tls_client_auth);
         return IOT_EINVAL;
     }
+    if (cfg->mqtt_tls_port && !cfg->tls_cert_file[0]) {
+        snprintf(err, errlen, "MQTT_TLS_PORT needs TLS_CERT_FILE and TLS_KEY_FILE");
+        return IOT_EINVAL;
+    }
     if (strncmp(cfg->database_url, "sqlite:", 7) &&
         strncmp(cfg->database_url, "postgresql://", 13) &&
         strncmp(cfg->database_url, "postgres://", 11)) {

@@ -104,6 +104,9 @@ enum config_use {
       "Device certificates: off, optional (a certificate or a key) or required")                   \
     X(INT, mqtt_port, "MQTT_PORT", 0, -1, 65535, CU_SERVE,                                         \
       "MQTT listener port on INGEST_HOST (0 = off, -1 = any free port)")                           \
+    X(INT, mqtt_tls_port, "MQTT_TLS_PORT", 0, -1, 65535, CU_SERVE,                                 \
+      "MQTT over TLS on INGEST_HOST at this port, with TLS_CERT_FILE (0 = off, -1 = any free "     \
+      "port)")                                                                                     \
     X(INT, mqtt_max_connections, "MQTT_MAX_CONNECTIONS", 4096, 1, 1000000, CU_SERVE,               \
       "Most open MQTT connections")                                                                \
     X(INT, mqtt_max_connections_per_ip, "MQTT_MAX_CONNECTIONS_PER_IP", 256, 0, 1000000, CU_SERVE,  \

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "mqtt/mqtt_srv_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ static void conn__on_closed(uv_handle_t *h)
     m->nconns--;
     if (c->sub_results) m->nsubs--;
     atomic_fetch_sub(&m->st.connections, 1);
+    if (c->tls) gnutls_deinit(c->tls);
+    free(c->tin);
     free(c->in);
     free(c);
 }
@@ -65,6 +68,7 @@ void conn_close_after(struct mqtt_conn *c, const uint8_t *frame, int len, const 
 {
     if (c->closing) return;
     if (frame && len > 0) conn_send(c, frame, len);
+    if (c->tls && c->tls_ready) gnutls_bye(c->tls, GNUTLS_SHUT_WR); /* pushes close_notify */
     LOG(LOG_INFO, "mqtt_close", "ip=%s device=%s reason=\"%s\"", c->addr,
         c->device_uuid[0] ? c->device_uuid : "-", why);
     c->closing = true;
@@ -85,6 +89,23 @@ static void conn__on_written(uv_write_t *req, int status)
     free(w);
 }
 
+/* Queues bytes as they go on the wire (a frame, or TLS records). 0, or -1 (the caller closes). */
+static int conn__write(struct mqtt_conn *c, const void *data, size_t len)
+{
+    struct conn_write *w = malloc(sizeof *w + len);
+    if (!w) return -1;
+    memcpy(w->data, data, len);
+    w->c = c;
+    w->len = len;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn__on_written)) {
+        free(w);
+        return -1;
+    }
+    c->out_bytes += len;
+    return 0;
+}
+
 void conn_send(struct mqtt_conn *c, const uint8_t *frame, int len)
 {
     if (c->closing || len <= 0) return;
@@ -93,21 +114,45 @@ void conn_send(struct mqtt_conn *c, const uint8_t *frame, int len)
         conn_close(c, "the client does not read what it is sent");
         return;
     }
-    struct conn_write *w = malloc(sizeof *w + (size_t)len);
-    if (!w) {
-        conn_close(c, "out of memory");
-        return;
+    /* Over TLS the frame goes through gnutls_record_send, which calls conn__tls_push. */
+    int bad = c->tls ? !c->tls_ready || gnutls_record_send(c->tls, frame, (size_t)len) != len
+                     : conn__write(c, frame, (size_t)len) != 0;
+    if (bad) conn_close(c, "write failed");
+}
+
+/* GnuTLS's push: the records it made go out as one write. */
+static ssize_t conn__tls_push(gnutls_transport_ptr_t p, const void *data, size_t len)
+{
+    struct mqtt_conn *c = p;
+    if (conn__write(c, data, len)) {
+        gnutls_transport_set_errno(c->tls, EPIPE);
+        return -1;
     }
-    memcpy(w->data, frame, (size_t)len);
-    w->c = c;
-    w->len = (size_t)len;
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn__on_written)) {
-        free(w);
-        conn_close(c, "write failed");
-        return;
+    return (ssize_t)len;
+}
+
+/* GnuTLS's wait for data: never waits (the loop calls back when bytes arrive). */
+static int conn__tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+    (void)ms;
+    struct mqtt_conn *c = p;
+    return c->tin_len > c->tin_off ? 1 : 0;
+}
+
+/* GnuTLS's pull: what was read and not yet handed over, or EAGAIN. */
+static ssize_t conn__tls_pull(gnutls_transport_ptr_t p, void *data, size_t len)
+{
+    struct mqtt_conn *c = p;
+    size_t have = c->tin_len - c->tin_off;
+    if (have == 0) {
+        gnutls_transport_set_errno(c->tls, EAGAIN);
+        return -1;
     }
-    c->out_bytes += (size_t)len;
+    if (len > have) len = have;
+    memcpy(data, c->tin + c->tin_off, len);
+    c->tin_off += len;
+    if (c->tin_off == c->tin_len) c->tin_off = c->tin_len = 0;
+    return (ssize_t)len;
 }
 
 /* The per-address cap: connections from the same limit key. */
@@ -119,21 +164,78 @@ static size_t conn__same_key(struct mqtt_server *m, const char *key)
     return n;
 }
 
+/* Makes room for IN_CHUNK more bytes in *p (of *cap, *len used), up to limit; best effort. */
+static void conn__grow(uint8_t **p, size_t *cap, size_t len, size_t limit)
+{
+    if (*cap - len >= IN_CHUNK || *cap >= limit) return;
+    size_t n = *cap ? *cap * 2 : IN_CHUNK;
+    if (n > limit) n = limit;
+    uint8_t *q = realloc(*p, n);
+    if (q) *p = q, *cap = n;
+}
+
+/* Reads go to in, or over TLS to tin (bounded alike: the frame bound and a chunk). */
 static void conn__alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)hint;
     struct mqtt_conn *c = h->data;
     size_t limit = c->srv->max_frame + IN_CHUNK;
-    if (c->in_cap - c->in_len < IN_CHUNK && c->in_cap < limit) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : IN_CHUNK;
-        if (cap > limit) cap = limit;
-        uint8_t *p = realloc(c->in, cap);
-        if (p) {
-            c->in = p;
-            c->in_cap = cap;
+    if (c->tls) {
+        if (c->tin_off) { /* compact what the pull left */
+            memmove(c->tin, c->tin + c->tin_off, c->tin_len - c->tin_off);
+            c->tin_len -= c->tin_off;
+            c->tin_off = 0;
         }
+        conn__grow(&c->tin, &c->tin_cap, c->tin_len, limit);
+        *buf = uv_buf_init((char *)c->tin + c->tin_len, (unsigned)(c->tin_cap - c->tin_len));
+        return;
     }
+    conn__grow(&c->in, &c->in_cap, c->in_len, limit);
     *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+/* After the handshake: what the client certificate says, for CONNECT (TLS_CLIENT_AUTH). */
+static void conn__peer_cert(struct mqtt_conn *c)
+{
+    struct tls_keys *k = c->srv->d.tls;
+    if (tls_keys_client_auth(k) == TLS_CLIENT_OFF) return;
+    if (tls_keys_peer_device(k, c->tls, c->cert.device, sizeof c->cert.device, &c->cert.refused) ==
+        IOT_ENOTFOUND)
+        c->cert.refused = NULL;
+}
+
+/*
+ * Over TLS: the handshake, then every record that fits into in decrypted
+ * (what does not fit waits in tin, or in GnuTLS, for the next call), then
+ * the frames.
+ */
+static void conn__tls_pump(struct mqtt_conn *c)
+{
+    if (!c->tls_ready) {
+        int r = gnutls_handshake(c->tls);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) return;
+        if (r < 0) {
+            char why[160];
+            snprintf(why, sizeof why, "TLS handshake failed: %s", gnutls_strerror(r));
+            conn_close(c, why);
+            return;
+        }
+        c->tls_ready = true;
+        conn__peer_cert(c);
+    }
+    size_t limit = c->srv->max_frame + IN_CHUNK;
+    while (!c->closing) {
+        conn__grow(&c->in, &c->in_cap, c->in_len, limit);
+        if (c->in_cap == c->in_len) break;
+        ssize_t r = gnutls_record_recv(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) break;
+        if (r <= 0) {
+            conn_close(c, r == 0 ? "closed by the client" : gnutls_strerror((int)r));
+            return;
+        }
+        c->in_len += (size_t)r;
+    }
+    conn_process(c);
 }
 
 static void conn__on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -145,8 +247,13 @@ static void conn__on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (n == 0) return;
-    c->in_len += (size_t)n;
     c->last_rx = uv_now(&c->srv->loop);
+    if (c->tls) {
+        c->tin_len += (size_t)n;
+        conn__tls_pump(c);
+        return;
+    }
+    c->in_len += (size_t)n;
     conn_process(c);
 }
 
@@ -158,11 +265,15 @@ void conn_resume(struct mqtt_conn *c)
         return;
     }
     c->reading = true;
-    conn_process(c); /* frames that waited in the buffer */
+    if (c->tls) /* records that waited, then the frames */
+        conn__tls_pump(c);
+    else
+        conn_process(c); /* frames that waited in the buffer */
 }
 
-void conn_accept(struct mqtt_server *m)
+void conn_accept(struct mqtt_server *m, uv_stream_t *listener)
 {
+    bool tls = listener == (uv_stream_t *)&m->listener_tls;
     struct mqtt_conn *c = calloc(1, sizeof *c);
     if (!c) return;
     c->srv = m;
@@ -177,7 +288,7 @@ void conn_accept(struct mqtt_server *m)
     m->nconns++;
     atomic_fetch_add(&m->st.connections, 1);
     c->opened = c->last_rx = uv_now(&m->loop);
-    if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)&c->tcp)) {
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp)) {
         conn_close(c, "accept failed");
         return;
     }
@@ -194,6 +305,18 @@ void conn_accept(struct mqtt_server *m)
         MQTT_COUNT(m, refused_at_accept);
         conn_close(c, "too many connections");
         return;
+    }
+    c->cert.required = tls_keys_client_auth(m->d.tls) == TLS_CLIENT_REQUIRED;
+    if (tls) {
+        if (tls_keys_session_new(m->d.tls, &c->tls)) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        gnutls_transport_set_ptr(c->tls, c);
+        gnutls_transport_set_push_function(c->tls, conn__tls_push);
+        gnutls_transport_set_pull_function(c->tls, conn__tls_pull);
+        gnutls_transport_set_pull_timeout_function(c->tls, conn__tls_pull_timeout);
+        gnutls_handshake_set_timeout(c->tls, 0); /* MQTT_CONNECT_TIMEOUT_S bounds it */
     }
     uv_tcp_nodelay(&c->tcp, 1);
     conn_resume(c);
@@ -256,6 +379,9 @@ static void conn__connect(struct mqtt_conn *c, const struct mqtt_connect *k)
         claim.device_key = (const char *)k->password.p;
         claim.device_key_len = k->password.len;
     }
+    /* With TLS_CLIENT_AUTH on, every connection shows its certificate, or that it has none. */
+    if (tls_keys_client_auth(m->d.tls) != TLS_CLIENT_OFF) claim.cert = &c->cert;
+    bool has_cert = claim.cert && (c->cert.device[0] || c->cert.refused);
     int retry = intake_locked_out(m->d.intake, &claim);
     if (retry)
         return conn__refuse(c, v, MQTT_RC_CONNECTION_RATE_EXCEEDED,
@@ -267,7 +393,7 @@ static void conn__connect(struct mqtt_conn *c, const struct mqtt_connect *k)
             return conn__refuse(c, v, MQTT_RC_SERVER_UNAVAILABLE, iot_strerror(rc));
     }
     enum intake_auth a;
-    if (claim.device_key)
+    if (claim.device_key || has_cert)
         a = intake_authenticate(m->d.intake, &claim, dref ? &dref->dev : NULL, &retry);
     else {
         intake_failed(m->d.intake, &claim, &retry);
@@ -276,9 +402,15 @@ static void conn__connect(struct mqtt_conn *c, const struct mqtt_connect *k)
     resolver_release(m->d.resolver, dref);
     if (a == INTAKE_AUTH_INACTIVE)
         return conn__refuse(c, v, MQTT_RC_NOT_AUTHORIZED, "device inactive");
-    if (a != INTAKE_AUTH_OK)
+    if (a != INTAKE_AUTH_OK) {
+        const char *why = c->cert.refused                          ? c->cert.refused
+                          : c->cert.device[0]                      ? "the client certificate names "
+                                                                     "another device"
+                          : c->cert.required && !c->cert.device[0] ? "no client certificate"
+                                                                   : "not authorized";
         return conn__refuse(c, v, retry ? MQTT_RC_CONNECTION_RATE_EXCEEDED : MQTT_RC_NOT_AUTHORIZED,
-                            "not authorized");
+                            why);
+    }
     memcpy(c->device_uuid, uuid, sizeof uuid);
     c->version = v;
     c->keep_alive = k->keep_alive;

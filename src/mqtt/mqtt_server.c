@@ -33,14 +33,14 @@ static void server__on_connection(uv_stream_t *listener, int status)
         LOG(LOG_WARN, "mqtt_accept_failed", "err=\"%s\"", uv_strerror(status));
         return;
     }
-    conn_accept(m);
+    conn_accept(m, listener);
 }
 
 static void server__close_listener(struct mqtt_server *m)
 {
-    if (!m->listening) return;
-    m->listening = false;
-    uv_close((uv_handle_t *)&m->listener, NULL);
+    if (m->listening) uv_close((uv_handle_t *)&m->listener, NULL);
+    if (m->listening_tls) uv_close((uv_handle_t *)&m->listener_tls, NULL);
+    m->listening = m->listening_tls = false;
 }
 
 /* The writer finished jobs, or the server is asked to quiesce or stop. */
@@ -75,24 +75,25 @@ static void *server__thread(void *arg)
     return NULL;
 }
 
-/* Binds the listener on host:port (port -1: any free port). 0 or a libuv error. */
-static int server__bind(struct mqtt_server *m, const char *host, int port)
+/* Binds l on host:port (port -1: any free port); *bound_port the port. 0 or a libuv error. */
+static int server__bind(struct mqtt_server *m, uv_tcp_t *l, bool *listening, const char *host,
+                        int port, int *bound_port)
 {
     struct sockaddr_storage ss;
     int p = port < 0 ? 0 : port;
     int rc = strchr(host, ':') ? uv_ip6_addr(host, p, (struct sockaddr_in6 *)&ss)
                                : uv_ip4_addr(host, p, (struct sockaddr_in *)&ss);
     if (rc) return rc;
-    if ((rc = uv_tcp_init(&m->loop, &m->listener))) return rc;
-    m->listener.data = m;
-    m->listening = true;
-    if ((rc = uv_tcp_bind(&m->listener, (const struct sockaddr *)&ss, 0))) return rc;
-    if ((rc = uv_listen((uv_stream_t *)&m->listener, BACKLOG, server__on_connection))) return rc;
+    if ((rc = uv_tcp_init(&m->loop, l))) return rc;
+    l->data = m;
+    *listening = true;
+    if ((rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0))) return rc;
+    if ((rc = uv_listen((uv_stream_t *)l, BACKLOG, server__on_connection))) return rc;
     struct sockaddr_storage bound;
     int len = sizeof bound;
-    if ((rc = uv_tcp_getsockname(&m->listener, (struct sockaddr *)&bound, &len))) return rc;
-    m->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    if ((rc = uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len))) return rc;
+    *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
     return 0;
 }
 
@@ -124,10 +125,19 @@ int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, ch
     m->d = *deps;
     m->max_frame = (size_t)deps->cfg->max_body_bytes + 4096; /* topic, properties */
     pthread_mutex_init(&m->done_mu, NULL);
+    const struct config *cfg = deps->cfg;
+    int port = (int)cfg->mqtt_port;
     int rc = uv_loop_init(&m->loop);
     if (rc) goto fail;
     m->loop_ready = true;
-    if ((rc = server__bind(m, deps->cfg->ingest_host, (int)deps->cfg->mqtt_port))) goto fail;
+    if (port &&
+        (rc = server__bind(m, &m->listener, &m->listening, cfg->ingest_host, port, &m->port)))
+        goto fail;
+    port = (int)cfg->mqtt_tls_port;
+    if (port && deps->tls &&
+        (rc = server__bind(m, &m->listener_tls, &m->listening_tls, cfg->ingest_host, port,
+                           &m->tls_port)))
+        goto fail;
     if ((rc = uv_async_init(&m->loop, &m->wake, server__on_wake))) goto fail;
     m->wake.data = m;
     if ((rc = uv_timer_init(&m->loop, &m->tick))) goto fail;
@@ -142,7 +152,7 @@ int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, ch
     return 0;
 fail:
     snprintf(err, errlen, "MQTT listener on %s port %lld: %s", deps->cfg->ingest_host,
-             (long long)deps->cfg->mqtt_port, uv_strerror(rc));
+             (long long)port, uv_strerror(rc));
     if (m->loop_ready) server__unwind(m);
     server__free(m);
     return rc == UV_EINVAL ? IOT_EINVAL : IOT_EIO;
@@ -151,6 +161,11 @@ fail:
 int mqtt_server_port(struct mqtt_server *m)
 {
     return m->port;
+}
+
+int mqtt_server_tls_port(struct mqtt_server *m)
+{
+    return m->tls_port;
 }
 
 static void server__signal(struct mqtt_server *m, bool stop)

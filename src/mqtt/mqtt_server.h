@@ -15,6 +15,7 @@
 #include "ingest/intake.h"
 #include "ingest/resolver.h"
 #include "ingest/writer.h"
+#include "tls/tls_keys.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@ struct mqtt_deps {
     struct writer *writer;     /* borrowed */
     struct resolver *resolver; /* borrowed */
     struct intake *intake;     /* borrowed: keys, their budgets, device limits, verdicts */
+    struct tls_keys *tls;      /* borrowed, may be NULL: no MQTT_TLS_PORT */
 };
 
 /* What became of a PUBLISH (iot_ingest_mqtt_publishes_total{outcome}). */
@@ -59,13 +61,15 @@ struct mqtt_stats {
 };
 
 /*
- * Binds INGEST_HOST:MQTT_PORT (-1: any free port) and starts the loop thread.
+ * Binds INGEST_HOST:MQTT_PORT and INGEST_HOST:MQTT_TLS_PORT (those not 0;
+ * -1: any free port) and starts the loop thread.
  * Returns 0, or IOT_EINVAL/IOT_EIO/IOT_ENOMEM with a message in err. deps
  * and what it points to are borrowed until mqtt_server_stop.
  */
 int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, char *err,
                       size_t errlen);
-int mqtt_server_port(struct mqtt_server *m); /* the bound port */
+int mqtt_server_port(struct mqtt_server *m);     /* the bound MQTT_PORT, 0 when off */
+int mqtt_server_tls_port(struct mqtt_server *m); /* the bound MQTT_TLS_PORT, 0 when off */
 /* Stops accepting; connections and packets in flight go on. */
 void mqtt_server_quiesce(struct mqtt_server *m);
 /* Waits (up to timeout_ms) until no packet is with the writer any more. */

@@ -59,17 +59,23 @@ struct mqtt_conn {
     char device_uuid[STORE_UUID_MAX + 1];
     struct mqtt_pub *pubs, *pubs_tail; /* in flight, in arrival order */
     size_t npubs;
+    /* MQTT_TLS_PORT: the session (owned), and TLS records read, not yet decrypted */
+    gnutls_session_t tls; /* NULL: plain TCP */
+    bool tls_ready;       /* the handshake is done */
+    uint8_t *tin;
+    size_t tin_off, tin_len, tin_cap; /* tin[tin_off..tin_len) is unread */
+    struct intake_cert cert;          /* what its client certificate says (TLS_CLIENT_AUTH) */
 };
 
 struct mqtt_server {
     struct mqtt_deps d;
     uv_loop_t loop;
-    uv_tcp_t listener;
-    uv_async_t wake; /* completions arrived, or stop */
-    uv_timer_t tick; /* deadlines, keep-alive, held packets */
+    uv_tcp_t listener, listener_tls; /* MQTT_PORT, MQTT_TLS_PORT */
+    uv_async_t wake;                 /* completions arrived, or stop */
+    uv_timer_t tick;                 /* deadlines, keep-alive, held packets */
     pthread_t thread;
-    bool thread_started, listening, loop_ready;
-    int port;
+    bool thread_started, listening, listening_tls, loop_ready;
+    int port, tls_port;
     size_t max_frame; /* the largest frame read: MAX_BODY_BYTES and room for the header */
     struct mqtt_conn *conns;
     size_t nconns;
@@ -92,7 +98,8 @@ struct mqtt_server {
 #define MQTT_COUNT(m, field) atomic_fetch_add_explicit(&(m)->st.field, 1, memory_order_relaxed)
 
 /* mqtt_conn.c */
-void conn_accept(struct mqtt_server *m);
+/* Accepts from listener (the TLS one: the connection speaks TLS). */
+void conn_accept(struct mqtt_server *m, uv_stream_t *listener);
 void conn_close(struct mqtt_conn *c, const char *why);
 /* Sends frame (if any) and closes once it is written. */
 void conn_close_after(struct mqtt_conn *c, const uint8_t *frame, int len, const char *why);

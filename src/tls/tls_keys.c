@@ -30,6 +30,8 @@ struct tls_keys {
     char *client_ca_pem;            /* owned, NULL: client certificates off */
     gnutls_x509_trust_list_t trust; /* the client CA, NULL when off */
     enum tls_client_auth auth;
+    gnutls_certificate_credentials_t cred; /* for tls_keys_session_new: the callback below */
+    gnutls_priority_t prio;                /* TLS_PRIORITIES, compiled once */
 };
 
 /* The one instance, for the callback GnuTLS gives no user pointer. */
@@ -147,6 +149,16 @@ int tls_keys_create(const struct config *cfg, struct tls_keys **out, char *err, 
     if ((rc = pair_load(k->cert_file, k->key_file, &k->cur, err, errlen))) goto fail;
     if (k->auth != TLS_CLIENT_OFF && (rc = client_ca_load(k, cfg->tls_client_ca_file, err, errlen)))
         goto fail;
+    rc = IOT_ENOMEM;
+    if (gnutls_certificate_allocate_credentials(&k->cred) < 0) {
+        k->cred = NULL;
+        goto fail;
+    }
+    gnutls_certificate_set_retrieve_function2(k->cred, tls_keys_retrieve);
+    if (gnutls_priority_init(&k->prio, TLS_PRIORITIES, NULL) < 0) {
+        k->prio = NULL;
+        goto fail;
+    }
     if (!atomic_compare_exchange_strong(&the_keys, &none, k)) {
         iot_set_err(err, errlen, "TLS is already set up in this process");
         rc = IOT_EINVAL;
@@ -169,6 +181,8 @@ void tls_keys_destroy(struct tls_keys *k)
     for (size_t i = 0; i < k->nretired; i++)
         pair_free(k->retired[i]);
     if (k->trust) gnutls_x509_trust_list_deinit(k->trust, 1);
+    if (k->cred) gnutls_certificate_free_credentials(k->cred);
+    if (k->prio) gnutls_priority_deinit(k->prio);
     free(k->client_ca_pem);
     free(k->cert_file);
     free(k->key_file);
@@ -218,6 +232,21 @@ int tls_keys_retrieve(gnutls_session_t s, const gnutls_datum_t *req_ca, int nreq
     *npcert = k->cur->npcert;
     *key = k->cur->key;
     pthread_mutex_unlock(&k->mu);
+    return 0;
+}
+
+int tls_keys_session_new(struct tls_keys *k, gnutls_session_t *out)
+{
+    gnutls_session_t s;
+    *out = NULL;
+    if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) return IOT_ENOMEM;
+    if (gnutls_priority_set(s, k->prio) < 0 ||
+        gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, k->cred) < 0) {
+        gnutls_deinit(s);
+        return IOT_ENOMEM;
+    }
+    if (k->auth != TLS_CLIENT_OFF) gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+    *out = s;
     return 0;
 }
 

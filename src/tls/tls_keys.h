@@ -57,6 +57,14 @@ int tls_keys_retrieve(gnutls_session_t s, const gnutls_datum_t *req_ca, int nreq
                       const gnutls_pk_algorithm_t *pk, int npk, gnutls_pcert_st **pcert,
                       unsigned int *npcert, gnutls_privkey_t *key);
 
+/*
+ * A server session for a transport that does its own I/O (MQTT): the
+ * pair's callback, TLS_PRIORITIES, and a request for the client's
+ * certificate when TLS_CLIENT_AUTH is on. The caller sets the transport
+ * functions and owns the session (gnutls_deinit). 0 or IOT_ENOMEM.
+ */
+int tls_keys_session_new(struct tls_keys *k, gnutls_session_t *out);
+
 /* The client CA file's PEM text (NULL when client certificates are off), for the transports. */
 const char *tls_keys_client_ca_pem(const struct tls_keys *k);
 enum tls_client_auth tls_keys_client_auth(const struct tls_keys *k);

@@ -17,6 +17,7 @@ at start.
 
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
@@ -322,3 +323,115 @@ def test_a_key_that_is_not_the_certificates_is_refused_at_start(module_db_path, 
     p = subprocess.run([BIN, "serve"], env=base_env(module_db_path, env), capture_output=True,
                        text=True, timeout=TIMEOUT_S)
     assert p.returncode != 0 and "is not the key of TLS_CERT_FILE" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- MQTT over TLS (MQTT_TLS_PORT)
+
+
+def mqtt_tls_port(g):
+    line = next(ln for ln in g.log_text().splitlines() if "event=listening" in ln)
+    port = int(re.search(r"\bmqtt_tls_port=(\d+)", line).group(1))
+    assert port > 0, line
+    return port
+
+
+@pytest.fixture(scope="module")
+def mgw(module_db_path, module_dir, cli, pki):
+    env = {**tls_env(pki), "MQTT_PORT": "-1", "MQTT_TLS_PORT": "-1"}
+    g = Gateway(module_db_path, module_dir, env=env, name="tls-mqtt")
+    g.start()
+    g.tls_port = mqtt_tls_port(g)
+    yield g
+    assert g.stop() == 0, g.log_tail()
+
+
+def mosquitto_pub(port, dev, pki, *args, password=True):
+    cmd = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-u", dev.uuid,
+           "-t", f"devices/{dev.uuid}/packets", "-m", json.dumps(dev.packet([(0, 3.5)])),
+           "--cafile", pki.path("ca.pem"), *args]
+    if password:
+        cmd += ["-P", dev.key]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+needs_mosquitto = pytest.mark.skipif(not shutil.which("mosquitto_pub"),
+                                     reason="mosquitto-clients is not installed")
+
+
+@needs_mosquitto
+def test_mosquitto_pub_over_tls_with_a_key_is_stored(mgw, cli, db, pki):
+    dev = provision_device(cli, 1)
+    p = mosquitto_pub(mgw.tls_port, dev, pki)
+    assert p.returncode == 0, p.stderr
+    assert stored(db, dev) == 1
+
+
+@needs_mosquitto
+def test_mosquitto_pub_with_a_device_certificate_and_no_password(mgw, cli, db, pki):
+    dev = provision_device(cli, 1)
+    cert = pki.issue(uid("mq-"), f"/CN={dev.uuid}")
+    p = mosquitto_pub(mgw.tls_port, dev, pki, "--cert", cert[0], "--key", cert[1],
+                      password=False)
+    assert p.returncode == 0, p.stderr
+    assert stored(db, dev) == 1
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("kind", ["other_device", "other_ca"])
+def test_a_wrong_certificate_refuses_the_connect_even_with_the_key(mgw, cli, db, pki, kind):
+    dev, other = provision_device(cli, 1), provision_device(cli, 1)
+    if kind == "other_device":
+        cert = pki.issue(uid("mqo-"), f"/CN={other.uuid}")
+    else:
+        cert = pki.issue(uid("mqc-"), f"/CN={dev.uuid}", ca=pki._ca(uid("ca3-"), "/CN=CA 3"))
+    p = mosquitto_pub(mgw.tls_port, dev, pki, "--cert", cert[0], "--key", cert[1])
+    assert p.returncode != 0 and "refused" in (p.stderr + p.stdout).lower(), p.stderr
+    assert stored(db, dev) == 0
+
+
+def test_paho_over_tls_qos1_is_acknowledged_after_commit(mgw, cli, db, pki):
+    paho = pytest.importorskip("paho.mqtt.client")
+    dev = provision_device(cli, 1)
+    c = paho.Client(client_id=uid("tls-"), protocol=paho.MQTTv311)
+    c.tls_set(ca_certs=pki.path("ca.pem"))
+    c.username_pw_set(dev.uuid, dev.key)
+    c.connect("127.0.0.1", mgw.tls_port, keepalive=30)
+    c.loop_start()
+    try:
+        info = c.publish(f"devices/{dev.uuid}/packets", json.dumps(dev.packet([(0, 4.5)])), qos=1)
+        info.wait_for_publish(TIMEOUT_S)
+        assert info.is_published()
+        assert stored(db, dev) == 1  # PUBACK came after the commit
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_mqtt_tls_refuses_tls_1_1(mgw):
+    rc, out = s_client(mgw.tls_port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    assert rc != 0 and "no protocols available" not in out, out
+    rc, out = s_client(mgw.tls_port, "-tls1_3")
+    assert rc == 0 and "TLSv1.3" in out, out
+
+
+@needs_mosquitto
+def test_required_refuses_a_key_alone_on_both_mqtt_ports(module_db_path, module_dir, cli, db,
+                                                         pki):
+    dev = provision_device(cli, 1)
+    env = {**tls_env(pki, "required"), "MQTT_PORT": "-1", "MQTT_TLS_PORT": "-1"}
+    g = Gateway(module_db_path, module_dir, env=env, name="tls-mqtt-req")
+    g.start()
+    try:
+        assert mosquitto_pub(mqtt_tls_port(g), dev, pki).returncode != 0
+        plain = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(g.mqtt_port), "-q",
+                                "1", "-u", dev.uuid, "-P", dev.key, "-t",
+                                f"devices/{dev.uuid}/packets", "-m", "{}"],
+                               capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert plain.returncode != 0
+        cert = pki.issue(uid("mqr-"), f"/CN={dev.uuid}")
+        p = mosquitto_pub(mqtt_tls_port(g), dev, pki, "--cert", cert[0], "--key", cert[1],
+                          password=False)
+        assert p.returncode == 0, p.stderr
+        assert stored(db, dev) == 1
+    finally:
+        assert g.stop() == 0, g.log_tail()
