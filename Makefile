@@ -245,7 +245,7 @@ valgrind-integration: build/iot-ingest
 # (bench/README.md); writes docs/BENCHMARKS.md (BENCH_QUICK=1: a short run into
 # build/). Installs wrk, nginx-light, hyperfine and the peers' Debian packages.
 .PHONY: bench
-bench: build/iot-ingest build/bench/mhd204
+bench: build/iot-ingest build/bench/mhd204 build/bench/mqtt_load
 	@BENCH_NO_BUILD=1 bash bench/run.sh
 
 # libmicrohttpd alone answering 204 with the gateway's daemon flags (bench/peers/mhd204.c).
@@ -253,6 +253,11 @@ build/bench/mhd204: bench/peers/mhd204.c
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags libmicrohttpd) -o $@ $< \
 	    $(shell pkg-config --libs libmicrohttpd) -pthread
+
+# The MQTT load of make bench (bench/peers/mqtt_load.c): QoS 1 publishers, one thread, epoll.
+build/bench/mqtt_load: bench/peers/mqtt_load.c
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) $(CFLAGS_BASE) -o $@ $<
 
 # packet_decode alone (bench/decode_bench.c): ns per packet, then instructions per
 # packet under callgrind (steadier on a shared machine).

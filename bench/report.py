@@ -90,7 +90,7 @@ def derived(r, meta):
 
 # Rows that answer without storing anything: no readings/s.
 NOT_STORED = ("nginx", "mhd-direct", "mhd-suspend")
-LABEL = {"nginx": "nginx `return 204`", "gateway": "iot-ingest",
+LABEL = {"nginx": "nginx `return 204`", "gateway": "iot-ingest", "mqtt": "iot-ingest, MQTT QoS 1",
          "mhd-direct": "libmicrohttpd alone, 204 from the callback",
          "mhd-suspend": "libmicrohttpd alone, 204 after suspend/resume",
          "influxdb": "InfluxDB `/write` (line protocol)",
@@ -104,7 +104,8 @@ VARIANT = {"-r1": "1 reading per packet", "-r100": "100 readings per packet (10 
 
 
 def ingest_section(meta, rows, work):
-    std = [r for r in rows if r["variant"] == "standard"]
+    # The MQTT rows have a table of their own (mqtt_section), next to their HTTP rows.
+    std = [r for r in rows if r["variant"] == "standard" and r["name"] != "mqtt"]
     nginx = {r["conns"]: derived(r, meta)["pps"] for r in std
              if r["name"] == "nginx" and "skipped" not in r}
     out = ["| server | database | DB_SYNC | conns | packets/s | readings/s | vs nginx | "
@@ -132,10 +133,12 @@ def ingest_section(meta, rows, work):
             "disk KiB/packet | commits/s | packets/commit | writer in a transaction |",
             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if r["name"] != "gateway" or "skipped" in r:
+        if r["name"] not in ("gateway", "mqtt") or "skipped" in r:
             continue
         d = derived(r, meta)
         var = "standard" if r["variant"] == "standard" else VARIANT.get(r["variant"], r["variant"])
+        if r["name"] == "mqtt":
+            var = "MQTT QoS 1 (`mqtt_load`)"
         out.append(f"| {r['backend']} | {r['sync']} | {r['conns']} | {var} | {fmt(d['pps'])} | "
                    f"{fmt(d['cpu'], 1)} | {fmt(d['disk'], 1)} | {fmt(d['db_cpu'], 1)} | "
                    f"{fmt(d['db_disk'], 1)} | {fmt(d['commits_s'])} | "
@@ -153,11 +156,13 @@ def ingest_section(meta, rows, work):
                 notes.append(f"- the seed's design, stored readings by `class/late`, c={r['conns']} "
                              f"(warm-up included): {mix}")
     for r in rows:
-        if r["name"] != "gateway" or "skipped" in r:
+        if r["name"] not in ("gateway", "mqtt") or "skipped" in r:
             continue
         suffix = "" if r["variant"] == "standard" else r["variant"]
-        tag = f"{r['backend']}-{r['sync']}-{r['conns']}{suffix}"
-        label = f"{r['sync']} c={r['conns']}{(' ' + suffix.lstrip('-')) if suffix else ''}"
+        mqtt = "mqtt-" if r["name"] == "mqtt" else ""
+        tag = f"{mqtt}{r['backend']}-{r['sync']}-{r['conns']}{suffix}"
+        label = (f"{'MQTT ' if mqtt else ''}{r['sync']} c={r['conns']}"
+                 f"{(' ' + suffix.lstrip('-')) if suffix else ''}")
         mix = read(Path(work) / f"mix-{tag}.txt").strip()
         if mix:
             notes.append(f"- stored readings by `class/late`, {label} (warm-up included): {mix}")
@@ -165,6 +170,46 @@ def ingest_section(meta, rows, work):
         if warn:
             notes.append(f"- gateway warnings, {label}: `{warn.splitlines()[0][:200]}`")
     return "\n".join(out), notes
+
+
+def mqtt_section(meta, rows):
+    """Issue 17: each MQTT row under the HTTP row of the same backend, DB_SYNC and connections."""
+    mq = [r for r in rows if r["name"] == "mqtt"]
+    if not mq:
+        return "_No MQTT row in this run (`BENCH_MQTT=0`, or not asked for)._\n"
+    k = meta.get("mqtt_inflight", "1")
+    out = ["`bench/peers/mqtt_load.c` publishes the same bodies (`bench/gen_bodies.sh`, the same "
+           "fleet size and packets) at QoS 1 to `devices/{device_uuid}/packets`: N MQTT 3.1.1 "
+           "connections from one thread (epoll), each CONNECTed as one device of the fleet "
+           "(user name `device_uuid`, password its key; connection i is device i, so N "
+           "connections use min(N, devices) devices) and publishing that device's bodies with "
+           f"{k} PUBLISH{'es' if k != '1' else ''} in flight, a closed loop like wrk's keep-alive "
+           "connections; the same warm-up and duration, on a fresh gateway and database, right "
+           "after the HTTP row of the same settings. packets/s counts PUBACKs; latency is "
+           "PUBLISH written → PUBACK read (a PUBACK leaves after the commit); errors: "
+           "non-success PUBACKs / connection errors (refused CONNECTs, connections the gateway "
+           "closed, PUBLISHes unacknowledged after 10 s). \"vs HTTP\" = packets/s ÷ the HTTP "
+           "row's. Server CPU as above (the gateway's user+system time ÷ packets).", "",
+           "| transport | database | DB_SYNC | conns | packets/s | readings/s | vs HTTP | "
+           "p50 ms | p99 ms | errors | server CPU µs/packet | peak RSS MiB |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in mq:
+        http = find(rows, "gateway", m["backend"], m["sync"], m["conns"])
+        ref = derived(http, meta)["pps"] if http else None
+        for r, label in ((http, "HTTP `POST` (wrk)"), (m, "MQTT QoS 1 (`mqtt_load`)")):
+            head = f"| {label} | {m['backend']} | {m['sync']} | {m['conns']} |"
+            if r is None:
+                out.append(f"{head} not run | | | | | | | |")
+                continue
+            if "skipped" in r:
+                out.append(f"{head} skipped: {r['skipped'][:120]} | | | | | | | |")
+                continue
+            d = derived(r, meta)
+            out.append(f"{head} {fmt(d['pps'])} | {fmt(d['rps'])} | "
+                       f"{fmt(d['pps'] / ref if ref else None, 3)} | {r['p50_us'] / 1000:.2f} | "
+                       f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
+                       f"{fmt(d['cpu'], 1)} | {r['peak_kb'] / 1024:.1f} |")
+    return "\n".join(out) + "\n"
 
 
 def find(rows, name, backend=None, sync=None, conns=None, variant="standard"):
@@ -670,6 +715,9 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 {table}
 
 """ + ("\n".join(notes) + "\n" if notes else "") + f"""
+### MQTT next to HTTP (issue 17)
+
+{mqtt_section(meta, rows)}
 ## Targets (issue 13)
 
 {targets_section(meta, rows)}

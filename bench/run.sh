@@ -30,6 +30,10 @@
 #     rolled up by `job retention`, queried through `serve` with curl.
 #  8. Issue 16's retention under load (retention_run): the standard load without
 #     and then with `job retention` deleting BENCH_RETENTION_READINGS old readings.
+#  9. Issue 17's MQTT row (ingest_rows): the same bodies published at QoS 1 by
+#     bench/peers/mqtt_load.c to a fresh gateway and database, SQLite DB_SYNC=full
+#     (and PostgreSQL) at the largest connection count, right after the HTTP row of
+#     the same settings. Every gateway listens on MQTT too (MQTT_PORT).
 #
 # Settings (environment): see bench/README.md. BENCH_QUICK=1 is a short run of
 # what the Targets section needs. Installs wrk, nginx-light, hyperfine, sqlite3,
@@ -43,21 +47,23 @@ BIN=${IOT_INGEST_BIN:-$ROOT/build/iot-ingest}
 # BENCH_ONLY=targets (or peers): only the rows of issue 13's Targets (nginx,
 # SQLite DB_SYNC=full, PostgreSQL when given, the peers, the readings-per-packet
 # variants). BENCH_ONLY=history, retention: only that step of issue 16 (both
-# backends); a list (`history,retention`, `targets history`) runs each part.
+# backends); BENCH_ONLY=mqtt: issue 17's MQTT rows and the HTTP rows they are
+# compared with; a list (`history,retention`, `targets history`) runs each part.
 # BENCH_QUICK=1: the same, short and small, into build/BENCHMARKS-quick.md (alone:
 # BENCH_ONLY=targets). Each default below still gives way to its own variable.
 ONLY=${BENCH_ONLY:-}
 [ "${BENCH_QUICK:-0}" = 1 ] && ONLY=${ONLY:-targets}
 ONLY=$(echo "$ONLY" | tr ',' ' ' | xargs)
-# What runs: the ingest rows (everything but the two steps below), the history
-# API step, the retention-under-load step.
-if [ -z "$ONLY" ]; then Q_INGEST=1 Q_HIST=1 Q_RET=1; else Q_INGEST=0 Q_HIST=0 Q_RET=0; fi
+# What runs: the ingest rows (everything but the three steps below), the history
+# API step, the retention-under-load step, the MQTT rows (with their HTTP rows).
+if [ -z "$ONLY" ]; then Q_INGEST=1 Q_HIST=1 Q_RET=1 Q_MQTT=1; else Q_INGEST=0 Q_HIST=0 Q_RET=0 Q_MQTT=0; fi
 for o in $ONLY; do
     case "$o" in
     targets | peers) Q_INGEST=1 ;;
     history) Q_HIST=1 ;;
     retention) Q_RET=1 ;;
-    *) echo "bench: BENCH_ONLY=$o: use targets, history or retention" >&2; exit 2 ;;
+    mqtt) Q_MQTT=1 ;;
+    *) echo "bench: BENCH_ONLY=$o: use targets, history, retention or mqtt" >&2; exit 2 ;;
     esac
 done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -112,6 +118,11 @@ RET_RECENT=${BENCH_RETENTION_RECENT:-$((RET_READINGS / 10))}
 RET_KEEP_DAYS=${BENCH_RETENTION_DAYS:-30}
 RET_SPAN_DAYS=${BENCH_RETENTION_SPAN_DAYS:-335}
 RET_TIMEOUT=${BENCH_RETENTION_TIMEOUT:-1800}
+# Issue 17, MQTT: the standard bodies at QoS 1 (bench/peers/mqtt_load.c), MQTT_INFLIGHT
+# PUBLISHes in flight per connection, next to the HTTP row of the same settings.
+MQTT=${BENCH_MQTT:-$Q_MQTT}
+MQTT_INFLIGHT=${BENCH_MQTT_INFLIGHT:-1}
+MQTT_LOAD=${BENCH_MQTT_LOAD:-$ROOT/build/bench/mqtt_load}
 # The history queries' X-API-Key (the gateway of that step only).
 HIST_KEY=bench-history-key
 SEED_SYNC=${BENCH_SEED_SYNC:-full}
@@ -216,6 +227,22 @@ wrk_run() {
     grep '^BENCH ' "$5" || { cat "$5" >&2; return 1; }
 }
 
+# mqtt_run mqtt://HOST:PORT BODIES CONNS SECONDS OUTFILE: the same bodies published at
+# QoS 1 (bench/peers/mqtt_load.c); prints its BENCH line, in packets.lua's format.
+mqtt_run() {
+    local hp=${1#mqtt://}
+    "$MQTT_LOAD" -c "$3" -d "$4" -k "$MQTT_INFLIGHT" -t 10 "${hp%:*}" "${hp##*:}" "$2" >"$5" 2>&1 || true
+    grep '^BENCH ' "$5" || { cat "$5" >&2; return 1; }
+}
+
+# load_run TARGET BODIES CONNS SECONDS OUTFILE: mqtt_run for an mqtt:// TARGET, else wrk_run.
+load_run() {
+    case "$1" in
+    mqtt://*) mqtt_run "$@" ;;
+    *) wrk_run "$@" ;;
+    esac
+}
+
 # Bytes the process (and its children) sent to storage, from /proc/PID/io.
 proc_write_bytes() {
     local pid=$1 total=0 p v
@@ -236,14 +263,14 @@ writer_counters() {
 }
 
 # measure NAME BACKEND SYNC CONNS PID URL BODIES [METRICS_URL]: warm-up, measured run,
-# one results row.
+# one results row. URL mqtt://HOST:PORT: the load is MQTT (mqtt_run), else wrk.
 measure() {
     local name=$1 backend=$2 sync=$3 c=$4 pid=$5 url=$6 bodies=$7 metrics=${8:-}
     local idle t0 t1 w0 w1 m0="0 0 0" m1="0 0 0" line tag=$1-$2-$3-$4${BENCH_TAG:-}
     sleep 1
     idle=$(proc_kb VmRSS "$pid")
     say "$name $backend $sync c=$c${BENCH_TAG:-}: warm-up ${WARMUP}s"
-    wrk_run "$url" "$bodies" "$c" "$WARMUP" "$WORK/wrk-warm-$tag.txt" >/dev/null
+    load_run "$url" "$bodies" "$c" "$WARMUP" "$WORK/wrk-warm-$tag.txt" >/dev/null
     say "$name $backend $sync c=$c${BENCH_TAG:-}: measuring ${DURATION}s"
     # A local PostgreSQL server's own CPU and disk writes (its backends are the
     # postmaster's children); 0 when it is remote or not ours to read.
@@ -253,7 +280,7 @@ measure() {
     [ -n "$metrics" ] && m0=$(writer_counters "$metrics")
     t0=$(proc_ticks "$pid")
     w0=$(proc_write_bytes "$pid")
-    line=$(wrk_run "$url" "$bodies" "$c" "$DURATION" "$WORK/wrk-$tag.txt")
+    line=$(load_run "$url" "$bodies" "$c" "$DURATION" "$WORK/wrk-$tag.txt")
     t1=$(proc_ticks "$pid")
     w1=$(proc_write_bytes "$pid")
     [ -n "$metrics" ] && m1=$(writer_counters "$metrics")
@@ -339,49 +366,80 @@ pg_server_pid() {
 
 # ---------------------------------------------------------------- gateway
 
-# gateway_start DBURL SYNC TAG: starts `serve`, sets GW_PID and GW_URL.
+# gateway_start DBURL SYNC TAG: starts `serve`, sets GW_PID, GW_URL and GW_MQTT (every
+# gateway also listens on MQTT, as `make run` does; idle unless the row is MQTT's).
 gateway_start() {
-    local url=$1 sync=$2 tag=$3 port
+    local url=$1 sync=$2 tag=$3 port mport
     port=$(free_port)
+    mport=$(free_port)
     # shellcheck disable=SC2086  # GW_ENV_EXTRA holds VAR=VALUE words
     env DATABASE_URL="$url" DB_SYNC="$sync" INGEST_HOST=127.0.0.1 INGEST_PORT="$port" \
-        RATE_LIMIT_IP_RPS=0 RATE_LIMIT_DEVICE_RPS=0 LOG_LEVEL="$GW_LOG_LEVEL" ${GW_ENV_EXTRA:-} \
-        "$BIN" serve >"$WORK/gw-$tag.log" 2>&1 &
+        MQTT_PORT="$mport" RATE_LIMIT_IP_RPS=0 RATE_LIMIT_DEVICE_RPS=0 LOG_LEVEL="$GW_LOG_LEVEL" \
+        ${GW_ENV_EXTRA:-} "$BIN" serve >"$WORK/gw-$tag.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
     GW_URL=http://127.0.0.1:$port
+    GW_MQTT=mqtt://127.0.0.1:$mport
     wait_http "$GW_URL/health" "$GW_PID" || { tail -5 "$WORK/gw-$tag.log" >&2; return 1; }
 }
 
+# gateway_run BACKEND SYNC CONNS: one row, a fresh database and gateway; the load is wrk,
+# or with BENCH_LOAD=mqtt the MQTT publisher (row name "mqtt", files tagged mqtt-...).
 gateway_run() {
-    local backend=$1 sync=$2 c=$3 url tag=$1-$2-$3${BENCH_TAG:-} err
+    local backend=$1 sync=$2 c=$3 url tag=$1-$2-$3${BENCH_TAG:-} err name=gateway
+    if [ "${BENCH_LOAD:-wrk}" = mqtt ]; then
+        name=mqtt tag=mqtt-$tag
+        if [ ! -x "$MQTT_LOAD" ]; then
+            say "mqtt $backend $sync c=$c: skipped: no $MQTT_LOAD (make build/bench/mqtt_load)"
+            printf 'mqtt\t%s\t%s\t%s\tvariant=%s skipped=no %s\n' "$backend" "$sync" "$c" \
+                "${BENCH_TAG:-standard}" "$MQTT_LOAD" >>"$WORK/results.tsv"
+            return 0
+        fi
+    fi
     if [ "$backend" = sqlite ]; then url=sqlite:$WORK/gw-$tag.db; else url=$PG_URL; fi
     # Provisioning durability does not matter here: DB_SYNC=normal keeps a large fleet quick.
     if ! DB_SYNC=normal "$ROOT/bench/gen_bodies.sh" "$url" "$WORK/bodies-$tag.tsv" "$BODIES_N" \
         >"$WORK/gen-$tag.log" 2>&1; then
         err=$(grep -v '^sim:' "$WORK/gen-$tag.log" | head -1 | tr '\t' ' ')
-        say "gateway $backend $sync c=$c: skipped: $err"
-        printf 'gateway\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$backend" "$sync" "$c" \
+        say "$name $backend $sync c=$c: skipped: $err"
+        printf '%s\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$name" "$backend" "$sync" "$c" \
             "${BENCH_TAG:-standard}" "${err:-provisioning failed}" >>"$WORK/results.tsv"
         return 0
     fi
     [ -n "${PRE_SQL:-}" ] && sqlite3 "$WORK/gw-$tag.db" "$PRE_SQL"
     if ! gateway_start "$url" "$sync" "$tag"; then
         err=$(grep -i 'error\|fail' "$WORK/gw-$tag.log" | head -1)
-        say "gateway $backend $sync c=$c: skipped: gateway did not start: $err"
-        printf 'gateway\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$backend" "$sync" "$c" \
+        say "$name $backend $sync c=$c: skipped: gateway did not start: $err"
+        printf '%s\t%s\t%s\t%s\tvariant=%s skipped=%s\n' "$name" "$backend" "$sync" "$c" \
             "${BENCH_TAG:-standard}" "gateway did not start: ${err:-see log}" >>"$WORK/results.tsv"
         stop_pid "$GW_PID"
         return 0
     fi
-    measure gateway "$backend" "$sync" "$c" "$GW_PID" "$GW_URL/ingest/packets" "$WORK/bodies-$tag.tsv" \
-        "$GW_URL/metrics"
+    local target=$GW_URL/ingest/packets
+    [ "$name" = mqtt ] && target=$GW_MQTT
+    measure "$name" "$backend" "$sync" "$c" "$GW_PID" "$target" "$WORK/bodies-$tag.tsv" "$GW_URL/metrics"
     if [ "$backend" = sqlite ]; then
         sqlite3 "$WORK/gw-$tag.db" "SELECT class || '/' || late, count(*) FROM sensor_readings GROUP BY 1" \
             | tr '|' '=' | tr '\n' ' ' >"$WORK/mix-$tag.txt" || true
     fi
     stop_pid "$GW_PID"
     grep -E 'level=(warn|error)' "$WORK/gw-$tag.log" | head -3 >"$WORK/gwwarn-$tag.txt" || true
+}
+
+# ingest_rows BACKEND SYNCS CONNS: the gateway rows of BACKEND; with MQTT=1 the MQTT row
+# (DB_SYNC=full, the largest of CONNS) right after the HTTP row of the same settings, so
+# the two run back to back.
+ingest_rows() {
+    local sync c last
+    last=$(echo "$3" | awk '{print $NF}')
+    for sync in $2; do
+        for c in $3; do
+            gateway_run "$1" "$sync" "$c"
+            if [ "$MQTT" = 1 ] && [ "$sync" = full ] && [ "$c" = "$last" ]; then
+                BENCH_LOAD=mqtt gateway_run "$1" full "$c"
+            fi
+        done
+    done
 }
 
 # ---------------------------------------------------------------- what-if variants
@@ -886,7 +944,7 @@ need_tools
 command -v perf >/dev/null || say "perf not installed: the profile is skipped"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${IOT_INGEST_BIN:-}" ]; then
     say "building"
-    make -s -C "$ROOT" all build/bench/mhd204 >"$WORK/build.log" 2>&1 ||
+    make -s -C "$ROOT" all build/bench/mhd204 build/bench/mqtt_load >"$WORK/build.log" 2>&1 ||
         { cat "$WORK/build.log" >&2; die "build failed"; }
 fi
 [ -x "$BIN" ] || die "$BIN missing (run make)"
@@ -935,6 +993,8 @@ fi
     echo "retention_span_days=$RET_SPAN_DAYS"
     echo "retention_duration=$RET_DURATION"
     echo "retention_timeout=$RET_TIMEOUT"
+    echo "mqtt=$MQTT"
+    echo "mqtt_inflight=$MQTT_INFLIGHT"
     if [ "$PEERS" = 1 ]; then
         echo "influxdb=$(dpkg-query -W -f='${Version}' influxdb 2>/dev/null)"
         echo "victoriametrics=$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null)"
@@ -969,15 +1029,16 @@ if [ "$INGEST" = 1 ]; then
     if [ "$MHD" = 1 ]; then
         for c in $CONNS; do mhd_run "$c" direct && mhd_run "$c" suspend; done
     fi
-    for sync in $SYNCS; do
-        for c in $CONNS; do gateway_run sqlite "$sync" "$c"; done
-    done
+fi
+if [ "$INGEST" = 1 ] || [ "$MQTT" = 1 ]; then
+    # BENCH_ONLY=mqtt: the MQTT rows and only the HTTP rows they are compared with.
+    if [ "$INGEST" = 1 ]; then row_syncs=$SYNCS row_conns=$CONNS
+    else row_syncs=full row_conns=$(echo "$CONNS" | awk '{print $NF}'); fi
+    ingest_rows sqlite "$row_syncs" "$row_conns"
     if [ -n "$PG_URL" ]; then
         PG_PID=$(pg_server_pid)
         [ "$PG_PID" != 0 ] || say "PostgreSQL server not local or not readable: its CPU is not counted"
-        for sync in $SYNCS; do
-            for c in $CONNS; do gateway_run postgresql "$sync" "$c"; done
-        done
+        ingest_rows postgresql "$row_syncs" "$row_conns"
     fi
 fi
 [ "$PEERS" = 1 ] && peers_run
