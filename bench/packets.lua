@@ -9,12 +9,15 @@
 -- The peers reuse it (bench/peers/lineproto.py): BENCH_CONTENT_TYPE replaces
 -- application/json, a HEADER of "-" sends no key header, and BENCH_BODY_NL=1
 -- turns the two characters \n of a body into newlines (line protocol).
+-- BENCH_CLOSE=1 adds "Connection: close": a new connection (and, over HTTPS, a
+-- new TLS handshake) for every request.
 --
 -- done() prints one "BENCH key=value ..." line that bench/run.sh parses.
 
 local path = os.getenv("BENCH_BODIES") or "bodies.tsv"
 local ctype = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
 local body_nl = os.getenv("BENCH_BODY_NL") == "1"
+local close = os.getenv("BENCH_CLOSE") == "1"
 local reqs = {}
 local n = 0
 local i = 0
@@ -25,6 +28,7 @@ function init(args)
     if h then
       local headers = { ["Content-Type"] = ctype }
       if h ~= "-" then headers[h] = k end
+      if close then headers["Connection"] = "close" end
       if body_nl then body = body:gsub("\\n", "\n") end
       n = n + 1
       reqs[n] = wrk.format("POST", nil, headers, body)

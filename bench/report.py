@@ -88,6 +88,8 @@ def derived(r, meta):
     return d
 
 
+# Rows with a table of their own (mqtt_section, tls_section), next to their HTTP rows.
+OWN_TABLE = ("mqtt", "https", "https-close")
 # Rows that answer without storing anything: no readings/s.
 NOT_STORED = ("nginx", "mhd-direct", "mhd-suspend")
 LABEL = {"nginx": "nginx `return 204`", "gateway": "iot-ingest", "mqtt": "iot-ingest, MQTT QoS 1",
@@ -105,7 +107,7 @@ VARIANT = {"-r1": "1 reading per packet", "-r100": "100 readings per packet (10 
 
 def ingest_section(meta, rows, work):
     # The MQTT rows have a table of their own (mqtt_section), next to their HTTP rows.
-    std = [r for r in rows if r["variant"] == "standard" and r["name"] != "mqtt"]
+    std = [r for r in rows if r["variant"] == "standard" and r["name"] not in OWN_TABLE]
     nginx = {r["conns"]: derived(r, meta)["pps"] for r in std
              if r["name"] == "nginx" and "skipped" not in r}
     out = ["| server | database | DB_SYNC | conns | packets/s | readings/s | vs nginx | "
@@ -210,6 +212,47 @@ def mqtt_section(meta, rows):
                        f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
                        f"{fmt(d['cpu'], 1)} | {r['peak_kb'] / 1024:.1f} |")
     return "\n".join(out) + "\n"
+
+
+def tls_section(meta, rows):
+    """Issue 19: HTTPS keep-alive and one connection per request, under the HTTP row."""
+    tl = [r for r in rows if r["name"] in ("https", "https-close")]
+    if not tl:
+        return "_No HTTPS row in this run (`BENCH_TLS=0`, or not asked for)._\n"
+    out = ["The same gateway, bodies and wrk load with `TLS_CERT_FILE` set (an ECDSA P-256 "
+           "certificate made for the run; TLS 1.3 with the gateway's `TLS_PRIORITIES`), on a "
+           "fresh gateway and database each, right after the HTTP row of the same settings: "
+           "keep-alive connections, then `Connection: close` on every request (wrk opens a new "
+           "connection, and a new TLS handshake, for each). \"vs HTTP\" = packets/s ÷ the "
+           "HTTP row's. Target (issue 19): keep-alive HTTPS at least 0.8× plain HTTP.", "",
+           "| transport | database | DB_SYNC | conns | packets/s | vs HTTP | p50 ms | p99 ms | "
+           "non-2xx / socket errors | server CPU µs/packet | peak RSS MiB |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for key in sorted({(r["backend"], r["sync"], r["conns"]) for r in tl}):
+        http = find(rows, "gateway", *key)
+        ref = derived(http, meta)["pps"] if http else None
+        for name, label in (("gateway", "HTTP, keep-alive"), ("https", "HTTPS, keep-alive"),
+                            ("https-close", "HTTPS, a new connection per request")):
+            r = http if name == "gateway" else next(
+                (x for x in tl if x["name"] == name and (x["backend"], x["sync"], x["conns"]) == key),
+                None)
+            head = f"| {label} | {key[0]} | {key[1]} | {key[2]} |"
+            if r is None:
+                out.append(f"{head} not run | | | | | | |")
+                continue
+            if "skipped" in r:
+                out.append(f"{head} skipped: {r['skipped'][:120]} | | | | | | |")
+                continue
+            d = derived(r, meta)
+            ratio = d["pps"] / ref if ref else None
+            out.append(f"{head} {fmt(d['pps'])} | {fmt(ratio, 3)} | {r['p50_us'] / 1000:.2f} | "
+                       f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
+                       f"{fmt(d['cpu'], 1)} | {r['peak_kb'] / 1024:.1f} |")
+            if name == "https" and ratio is not None:
+                verdicts.append(f"- {key[0]} c={key[2]}: keep-alive HTTPS at {ratio:.3f}× plain "
+                                f"HTTP: **{'met' if ratio >= 0.8 else 'missed'}** (≥ 0.8×).")
+    return "\n".join(out + [""] + verdicts) + "\n"
 
 
 def find(rows, name, backend=None, sync=None, conns=None, variant="standard"):
@@ -718,6 +761,9 @@ and prefer server CPU µs/packet, which moves less than packets/s. {load}
 ### MQTT next to HTTP (issue 17)
 
 {mqtt_section(meta, rows)}
+### HTTPS next to HTTP (issue 19)
+
+{tls_section(meta, rows)}
 ## Targets (issue 13)
 
 {targets_section(meta, rows)}

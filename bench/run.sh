@@ -48,7 +48,7 @@ BIN=${IOT_INGEST_BIN:-$ROOT/build/iot-ingest}
 # SQLite DB_SYNC=full, PostgreSQL when given, the peers, the readings-per-packet
 # variants). BENCH_ONLY=history, retention: only that step of issue 16 (both
 # backends); BENCH_ONLY=mqtt: issue 17's MQTT rows and the HTTP rows they are
-# compared with; a list (`history,retention`, `targets history`) runs each part.
+# compared with; BENCH_ONLY=tls: issue 19's HTTPS rows and their HTTP rows; a list (`history,retention`, `targets history`) runs each part.
 # BENCH_QUICK=1: the same, short and small, into build/BENCHMARKS-quick.md (alone:
 # BENCH_ONLY=targets). Each default below still gives way to its own variable.
 ONLY=${BENCH_ONLY:-}
@@ -56,14 +56,15 @@ ONLY=${BENCH_ONLY:-}
 ONLY=$(echo "$ONLY" | tr ',' ' ' | xargs)
 # What runs: the ingest rows (everything but the three steps below), the history
 # API step, the retention-under-load step, the MQTT rows (with their HTTP rows).
-if [ -z "$ONLY" ]; then Q_INGEST=1 Q_HIST=1 Q_RET=1 Q_MQTT=1; else Q_INGEST=0 Q_HIST=0 Q_RET=0 Q_MQTT=0; fi
+if [ -z "$ONLY" ]; then Q_INGEST=1 Q_HIST=1 Q_RET=1 Q_MQTT=1 Q_TLS=1; else Q_INGEST=0 Q_HIST=0 Q_RET=0 Q_MQTT=0 Q_TLS=0; fi
 for o in $ONLY; do
     case "$o" in
     targets | peers) Q_INGEST=1 ;;
     history) Q_HIST=1 ;;
     retention) Q_RET=1 ;;
     mqtt) Q_MQTT=1 ;;
-    *) echo "bench: BENCH_ONLY=$o: use targets, history, retention or mqtt" >&2; exit 2 ;;
+    tls) Q_TLS=1 ;;
+    *) echo "bench: BENCH_ONLY=$o: use targets, history, retention, mqtt or tls" >&2; exit 2 ;;
     esac
 done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -123,6 +124,9 @@ RET_TIMEOUT=${BENCH_RETENTION_TIMEOUT:-1800}
 MQTT=${BENCH_MQTT:-$Q_MQTT}
 MQTT_INFLIGHT=${BENCH_MQTT_INFLIGHT:-1}
 MQTT_LOAD=${BENCH_MQTT_LOAD:-$ROOT/build/bench/mqtt_load}
+# Issue 19, TLS: the standard load over HTTPS (TLS_CERT_FILE, a certificate made for the
+# run), keep-alive and a new connection per request, next to the HTTP row.
+TLS=${BENCH_TLS:-$Q_TLS}
 # The history queries' X-API-Key (the gateway of that step only).
 HIST_KEY=bench-history-key
 SEED_SYNC=${BENCH_SEED_SYNC:-full}
@@ -193,7 +197,7 @@ free_port() {
 wait_http() {
     local url=$1 pid=$2 _
     for _ in $(seq 1 200); do
-        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        if curl -sk -o /dev/null --max-time 1 "$url"; then return 0; fi
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -222,8 +226,8 @@ proc_ticks() {
 
 # wrk_run URL BODIES CONNS SECONDS OUTFILE: prints the BENCH line of packets.lua.
 wrk_run() {
-    BENCH_BODIES=$2 wrk -t"$WRK_THREADS" -c"$3" -d"$4"s --timeout 10s \
-        -s "$ROOT/bench/packets.lua" "$1" >"$5" 2>&1 || true
+    BENCH_BODIES=$2 BENCH_CLOSE=${BENCH_CLOSE:-0} wrk -t"$WRK_THREADS" -c"$3" -d"$4"s \
+        --timeout 10s -s "$ROOT/bench/packets.lua" "$1" >"$5" 2>&1 || true
     grep '^BENCH ' "$5" || { cat "$5" >&2; return 1; }
 }
 
@@ -255,7 +259,7 @@ proc_write_bytes() {
 
 # The writer's counters from the gateway's /metrics: "commits batch_sum tx_seconds".
 writer_counters() {
-    curl -s --max-time 5 "$1" | awk '
+    curl -sk --max-time 5 "$1" | awk '
         /^iot_ingest_commits_total / {c = $2}
         /^iot_ingest_commit_batch_size_sum / {b = $2}
         /^iot_ingest_commit_duration_seconds_sum / {d = $2}
@@ -378,7 +382,7 @@ gateway_start() {
         ${GW_ENV_EXTRA:-} "$BIN" serve >"$WORK/gw-$tag.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
-    GW_URL=http://127.0.0.1:$port
+    GW_URL=${GW_SCHEME:-http}://127.0.0.1:$port
     GW_MQTT=mqtt://127.0.0.1:$mport
     wait_http "$GW_URL/health" "$GW_PID" || { tail -5 "$WORK/gw-$tag.log" >&2; return 1; }
 }
@@ -387,6 +391,9 @@ gateway_start() {
 # or with BENCH_LOAD=mqtt the MQTT publisher (row name "mqtt", files tagged mqtt-...).
 gateway_run() {
     local backend=$1 sync=$2 c=$3 url tag=$1-$2-$3${BENCH_TAG:-} err name=gateway
+    case "${BENCH_LOAD:-wrk}" in
+    https | https-close) name=${BENCH_LOAD} tag=${BENCH_LOAD}-$tag ;;
+    esac
     if [ "${BENCH_LOAD:-wrk}" = mqtt ]; then
         name=mqtt tag=mqtt-$tag
         if [ ! -x "$MQTT_LOAD" ]; then
@@ -426,9 +433,26 @@ gateway_run() {
     grep -E 'level=(warn|error)' "$WORK/gw-$tag.log" | head -3 >"$WORK/gwwarn-$tag.txt" || true
 }
 
+# tls_rows BACKEND CONNS: the HTTPS rows (keep-alive, then a new connection and TLS
+# handshake per request), with a certificate made for the run (ECDSA P-256, as
+# docs/tls.md's recipe).
+tls_rows() {
+    if [ ! -s "$WORK/tls.pem" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$WORK/tls.key" -out "$WORK/tls.pem" >"$WORK/tls-gen.log" 2>&1 ||
+            { say "https: skipped: openssl could not make a certificate"; return 0; }
+    fi
+    local tls_env="TLS_CERT_FILE=$WORK/tls.pem TLS_KEY_FILE=$WORK/tls.key"
+    GW_SCHEME=https GW_ENV_EXTRA="${GW_ENV_EXTRA:-} $tls_env" BENCH_LOAD=https \
+        gateway_run "$1" full "$2"
+    GW_SCHEME=https GW_ENV_EXTRA="${GW_ENV_EXTRA:-} $tls_env" BENCH_LOAD=https-close \
+        BENCH_CLOSE=1 gateway_run "$1" full "$2"
+}
+
 # ingest_rows BACKEND SYNCS CONNS: the gateway rows of BACKEND; with MQTT=1 the MQTT row
 # (DB_SYNC=full, the largest of CONNS) right after the HTTP row of the same settings, so
-# the two run back to back.
+# the two run back to back; with TLS=1 (SQLite) the HTTPS rows after them.
 ingest_rows() {
     local sync c last
     last=$(echo "$3" | awk '{print $NF}')
@@ -437,6 +461,9 @@ ingest_rows() {
             gateway_run "$1" "$sync" "$c"
             if [ "$MQTT" = 1 ] && [ "$sync" = full ] && [ "$c" = "$last" ]; then
                 BENCH_LOAD=mqtt gateway_run "$1" full "$c"
+            fi
+            if [ "$TLS" = 1 ] && [ "$1" = sqlite ] && [ "$sync" = full ] && [ "$c" = "$last" ]; then
+                tls_rows "$1" "$c"
             fi
         done
     done
@@ -1030,12 +1057,12 @@ if [ "$INGEST" = 1 ]; then
         for c in $CONNS; do mhd_run "$c" direct && mhd_run "$c" suspend; done
     fi
 fi
-if [ "$INGEST" = 1 ] || [ "$MQTT" = 1 ]; then
+if [ "$INGEST" = 1 ] || [ "$MQTT" = 1 ] || [ "$TLS" = 1 ]; then
     # BENCH_ONLY=mqtt: the MQTT rows and only the HTTP rows they are compared with.
     if [ "$INGEST" = 1 ]; then row_syncs=$SYNCS row_conns=$CONNS
     else row_syncs=full row_conns=$(echo "$CONNS" | awk '{print $NF}'); fi
     ingest_rows sqlite "$row_syncs" "$row_conns"
-    if [ -n "$PG_URL" ]; then
+    if [ -n "$PG_URL" ] && { [ "$INGEST" = 1 ] || [ "$MQTT" = 1 ]; }; then
         PG_PID=$(pg_server_pid)
         [ "$PG_PID" != 0 ] || say "PostgreSQL server not local or not readable: its CPU is not counted"
         ingest_rows postgresql "$row_syncs" "$row_conns"

@@ -417,6 +417,14 @@ void conn_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
 {
     struct conn_guard *g = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        /*
+         * No Nagle: a TLS handshake's flight goes out in several small writes,
+         * and each would wait for the client's delayed ACK (40 ms).
+         */
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int one = 1;
+        if (fd) setsockopt(fd->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         *socket_context = cg__started(g, c);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
         cg__closed(g, *socket_context);

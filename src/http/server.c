@@ -255,7 +255,12 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
     struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     if (deps->tls) {
         const char *ca = tls_keys_client_ca_pem(deps->tls);
-        flags |= MHD_USE_TLS;
+        /*
+         * poll(), not epoll: libmicrohttpd 0.9.75 keeps a connection whose TLS
+         * handshake waits for the client on its epoll ready list, and the
+         * worker spins on recv() (perf: 1.7 ms of CPU per handshake).
+         */
+        flags = (flags & ~(unsigned)MHD_USE_EPOLL) | MHD_USE_POLL | MHD_USE_TLS;
         tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
                                               (void *)(uintptr_t)tls_keys_retrieve};
         tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, TLS_PRIORITIES};
