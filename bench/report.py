@@ -200,18 +200,24 @@ def mqtt_section(meta, rows):
         ref = derived(http, meta)["pps"] if http else None
         for r, label in ((http, "HTTP `POST` (wrk)"), (m, "MQTT QoS 1 (`mqtt_load`)")):
             head = f"| {label} | {m['backend']} | {m['sync']} | {m['conns']} |"
-            if r is None:
-                out.append(f"{head} not run | | | | | | | |")
-                continue
-            if "skipped" in r:
-                out.append(f"{head} skipped: {r['skipped'][:120]} | | | | | | | |")
-                continue
-            d = derived(r, meta)
-            out.append(f"{head} {fmt(d['pps'])} | {fmt(d['rps'])} | "
-                       f"{fmt(d['pps'] / ref if ref else None, 3)} | {r['p50_us'] / 1000:.2f} | "
-                       f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
-                       f"{fmt(d['cpu'], 1)} | {r['peak_kb'] / 1024:.1f} |")
+            out.append(pair_row(meta, head, r, ref, readings=True)[0])
     return "\n".join(out) + "\n"
+
+
+def pair_row(meta, head, r, ref, readings):
+    """One row of a table that compares a transport with the HTTP row (ref: its packets/s);
+    returns (the line, the ratio or None)."""
+    cols = 8 if readings else 7
+    if r is None:
+        return f"{head} not run |" + " |" * (cols - 1), None
+    if "skipped" in r:
+        return f"{head} skipped: {r['skipped'][:120]} |" + " |" * (cols - 1), None
+    d = derived(r, meta)
+    ratio = d["pps"] / ref if ref else None
+    rps = f" {fmt(d['rps'])} |" if readings else ""
+    return (f"{head} {fmt(d['pps'])} |{rps} {fmt(ratio, 3)} | {r['p50_us'] / 1000:.2f} | "
+            f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | {fmt(d['cpu'], 1)} | "
+            f"{r['peak_kb'] / 1024:.1f} |"), ratio
 
 
 def tls_section(meta, rows):
@@ -238,17 +244,8 @@ def tls_section(meta, rows):
                 (x for x in tl if x["name"] == name and (x["backend"], x["sync"], x["conns"]) == key),
                 None)
             head = f"| {label} | {key[0]} | {key[1]} | {key[2]} |"
-            if r is None:
-                out.append(f"{head} not run | | | | | | |")
-                continue
-            if "skipped" in r:
-                out.append(f"{head} skipped: {r['skipped'][:120]} | | | | | | |")
-                continue
-            d = derived(r, meta)
-            ratio = d["pps"] / ref if ref else None
-            out.append(f"{head} {fmt(d['pps'])} | {fmt(ratio, 3)} | {r['p50_us'] / 1000:.2f} | "
-                       f"{r['p99_us'] / 1000:.2f} | {r['non2xx']} / {d['errs']} | "
-                       f"{fmt(d['cpu'], 1)} | {r['peak_kb'] / 1024:.1f} |")
+            line, ratio = pair_row(meta, head, r, ref, readings=False)
+            out.append(line)
             if name == "https" and ratio is not None:
                 verdicts.append(f"- {key[0]} c={key[2]}: keep-alive HTTPS at {ratio:.3f}× plain "
                                 f"HTTP: **{'met' if ratio >= 0.8 else 'missed'}** (≥ 0.8×).")
