@@ -31,11 +31,13 @@
 /*
  * TLS 1.2 and 1.3 only, ECDHE key exchange, AEAD ciphers: what SPEC §13
  * calls modern. GnuTLS has no TLS compression and the transports never
- * renegotiate.
+ * renegotiate. AES-GCM first: with AES-NI it costs a fraction of
+ * ChaCha20-Poly1305, which nettle runs in plain C here (perf: 6% of the
+ * gateway's CPU under HTTPS load when ChaCha20 came first).
  */
 #define TLS_PRIORITIES                                                                             \
-    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-RSA:-DHE-RSA:-CIPHER-ALL:+CHACHA20-POLY1305:"  \
-    "+AES-256-GCM:+AES-128-GCM:%SERVER_PRECEDENCE"
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-RSA:-DHE-RSA:-CIPHER-ALL:+AES-128-GCM:"        \
+    "+AES-256-GCM:+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
 
 enum tls_client_auth { TLS_CLIENT_OFF, TLS_CLIENT_OPTIONAL, TLS_CLIENT_REQUIRED };
 
