@@ -202,10 +202,16 @@ fuzz: deps-test
 fuzz-smoke: fuzz-build
 	@sh tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
 
+# sslscan against the gateway's HTTPS and MQTT-over-TLS listeners: fails on any weak
+# protocol or cipher, renegotiation or compression (scripts/tls-scan.sh, docs/tls.md).
+.PHONY: tls-scan
+tls-scan: build/iot-ingest
+	@sh scripts/tls-scan.sh build/iot-ingest
+
 # Everything, slowly (see docs/SECURITY.md, "Testing"): the test suite, 5 minutes
 # of fuzzing per harness, 10 kill -9 rounds of the crash test, part of the
 # integration suite against the plain build under valgrind memcheck, the
-# PostgreSQL pass under TSan (make test ran the SQLite one) and scan-build.
+# PostgreSQL pass under TSan (make test ran the SQLite one), scan-build and tls-scan.
 VALGRIND_TESTS ?= tests/integration/test_packets.py tests/integration/test_auth_limits.py
 check-all: deps-test
 	@rc=0; failed=""; \
@@ -219,6 +225,7 @@ check-all: deps-test
 	$(MAKE) --no-print-directory valgrind-integration || { rc=1; failed="$$failed valgrind"; }; \
 	$(MAKE) --no-print-directory tsan TSAN_BACKENDS=postgresql || { rc=1; failed="$$failed tsan"; }; \
 	$(MAKE) --no-print-directory scan-build || { rc=1; failed="$$failed scan-build"; }; \
+	$(MAKE) --no-print-directory tls-scan || { rc=1; failed="$$failed tls-scan"; }; \
 	if [ $$rc = 0 ]; then echo "check-all: everything passed"; \
 	else echo "check-all: FAILED:$$failed" >&2; fi; exit $$rc
 

@@ -23,6 +23,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -302,6 +303,60 @@ def test_sighup_swaps_the_certificate_and_keeps_open_connections(module_db_path,
         open_conn.close()
     finally:
         assert g.stop() == 0, g.log_tail()
+
+
+def test_sighup_under_load_fails_no_request(module_db_path, module_dir, cli, db, pki, tmp_path):
+    """Clients posting over new and kept-alive HTTPS connections while the pair is
+    rotated five times: every request is answered 200."""
+    dev = provision_device(cli, 1)
+    cert, key = tmp_path / "srv.pem", tmp_path / "srv.key"
+    cert.write_text(open(pki.server_pem).read())
+    key.write_text(open(pki.server_key).read())
+    g = Gateway(module_db_path, module_dir, name="tls-hup-load",
+                env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key),
+                     "RATE_LIMIT_IP_RPS": "0", "RATE_LIMIT_DEVICE_RPS": "0"})
+    g.start()
+    stop, results, lock = threading.Event(), [], threading.Lock()
+
+    def client(keep_alive):
+        conn = None
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPSConnection("127.0.0.1", g.port, context=context(pki),
+                                                       timeout=TIMEOUT_S)
+                status = post(g.port, None, dev, conn=conn)[0]
+            except Exception as e:  # a failed request is what this test looks for
+                status = repr(e)
+            with lock:
+                results.append(status)
+            if not keep_alive:
+                conn.close()
+                conn = None
+
+    threads = [threading.Thread(target=client, args=(ka,)) for ka in (True, True, False, False)]
+    for t in threads:
+        t.start()
+    try:
+        pairs = [pki.issue(uid(f"rot{i}-"), "/CN=localhost", server=True) for i in range(5)]
+        for i, (pem, k) in enumerate(pairs):
+            wait_until(lambda: len(results) >= 20 * (i + 1), TIMEOUT_S, what="requests flowing")
+            cert.write_text(open(pem).read())
+            key.write_text(open(k).read())
+            g.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: g.log_text().count("event=tls_reloaded") == i + 1, TIMEOUT_S,
+                       what=f"reload {i + 1}")
+        n = len(results)
+        wait_until(lambda: len(results) >= n + 20, TIMEOUT_S, what="requests after the last reload")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        rc = g.stop()
+    failed = [r for r in results if r != 200]
+    assert not failed, failed[:5]
+    assert rc == 0, g.log_tail()
+    assert stored(db, dev) == len(results)
 
 
 @pytest.mark.parametrize("env,msg", [
