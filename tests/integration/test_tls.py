@@ -256,7 +256,8 @@ def test_a_wrong_certificate_is_401_even_with_the_right_key(tgw, cli, db, pki, k
 def test_required_refuses_a_key_alone_and_takes_a_certificate(module_db_path, module_dir, cli,
                                                               db, pki):
     dev = provision_device(cli, 1)
-    g = Gateway(module_db_path, module_dir, env=tls_env(pki, "required"), name="tls-req")
+    g = Gateway(module_db_path, module_dir, name="tls-req",
+                env={**tls_env(pki, "required"), "SENSOR_CACHE_TTL_S": "0"})
     g.start()
     try:
         status, body = post(g.port, context(pki), dev, key=True)
@@ -264,6 +265,10 @@ def test_required_refuses_a_key_alone_and_takes_a_certificate(module_db_path, mo
         cert = pki.issue(uid("req-"), f"/CN={dev.uuid}")
         assert post(g.port, context(pki, cert), dev, key=False)[0] == 200
         assert stored(db, dev) == 1
+        # revocation: disabling the device refuses its certificate (here at once: TTL 0)
+        cli.run("device", "disable", dev.uuid)
+        status, body = post(g.port, context(pki, cert), dev, key=False)
+        assert status == 403 and body["code"] == "device_inactive", body
     finally:
         assert g.stop() == 0, g.log_tail()
 
