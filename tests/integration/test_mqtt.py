@@ -11,8 +11,8 @@ HTTP client would get, a retried DUP is stored once, a malformed frame closes
 only its own connection, and after kill -9 during a paho QoS 1 run every
 PUBACKed packet is in the database. Held packets: past the device rate limit
 (QoS 1 and 0) and with the write queue full the PUBACK waits, nothing is
-lost, each packet is stored once (the database-away twin is in
-test_pg_backend.py).
+lost, each packet is stored once; 64 packets in flight keep the keep-alive
+(the database-away twin is in test_pg_backend.py).
 """
 
 import json
@@ -84,6 +84,12 @@ class Raw:
 
     def frame(self, timeout=TIMEOUT_S):
         """The next frame as (type, flags, body), or None when the server closed."""
+        f = self.poll(timeout)
+        assert f is not False, "no frame from the gateway in time"
+        return f
+
+    def poll(self, timeout):
+        """As frame(), but False when no frame came within timeout."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 2:
@@ -100,7 +106,8 @@ class Raw:
                     self.buf = self.buf[i + n:]
                     return t >> 4, t & 15, body
             left = deadline - time.monotonic()
-            assert left > 0, "no frame from the gateway in time"
+            if left <= 0:
+                return False
             r, _, _ = select.select([self.s], [], [], left)
             if not r:
                 continue
@@ -556,6 +563,71 @@ def test_a_full_write_queue_delays_the_puback_and_loses_nothing(gateway_factory)
         client.close()
     assert values_of(g.db, dev.sensors[0]) == list(range(n))  # each once
     assert metric_delta(before, scrape(g), PUBLISHES, 'qos="1",outcome="stored"') == n
+
+
+def frames_while_pinging(c, done, limit_s, every_s=0.5):
+    """
+    The frames read while sending a PINGREQ every every_s, as a client keeping
+    its keep-alive does, until done(frames), a close (None, last) or limit_s.
+    """
+    frames, deadline, next_ping = [], time.monotonic() + limit_s, 0.0
+    while not done(frames) and None not in frames:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if now >= next_ping:
+            try:
+                c.send(PINGREQ)
+            except OSError:
+                frames.append(None)
+                break
+            next_ping = now + every_s
+        f = c.poll(min(next_ping, deadline) - now)
+        if f is not False:
+            frames.append(f)
+    return frames
+
+
+def test_a_connection_at_its_in_flight_cap_keeps_its_keep_alive(gateway_factory):
+    """
+    64 packets in flight (the Receive Maximum) while the writer waits for
+    SQLite's write lock: a PINGREQ behind them is still answered. A 65th
+    PUBLISH stops the reading until one finishes, but the client, which keeps
+    pinging every half keep-alive, is not dropped for silence while its frames
+    wait unread. Once the lock goes: every PUBACK, in order, each packet once.
+    """
+    import sqlite3
+    from conftest import provision_device, sqlite_only
+    sqlite_only("stalls the writer with SQLite's write lock")
+    g, dev = gateway_factory(env={**GATEWAY_ENV, "DB_BUSY_TIMEOUT_MS": 120000},
+                             provision=lambda cli: provision_device(cli, 1))
+    n, cap = 65, 64
+    pubacks = [(4, 0, struct.pack(">H", v + 1)) for v in range(n)]
+    c = Raw(g.mqtt_port)
+    lock = sqlite3.connect(str(g.db_path), timeout=TIMEOUT_S, isolation_level=None)
+    try:
+        c.send(connect_frame(dev.uuid, dev.key, keep_alive=1))
+        assert c.frame()[0] == 2
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            c.send(b"".join(publish_frame(packets_topic(dev), body(dev, [v]), packet_id=v + 1)
+                            for v in range(cap)) + PINGREQ)
+            assert c.frame() == (13, 0, b""), "the PINGREQ behind 64 packets in flight"
+            c.send(publish_frame(packets_topic(dev), body(dev, [cap]), packet_id=cap + 1))
+            seen = frames_while_pinging(c, lambda fr: [f for f in fr if f[0] == 4],
+                                        3.0)  # twice 1.5x the keep-alive
+            assert None not in seen, "dropped for silence while its frames waited unread"
+            assert not [f for f in seen if f[0] == 4], "a PUBACK before the commit"
+        finally:
+            lock.execute("ROLLBACK")
+        seen = frames_while_pinging(c, lambda fr: [f for f in fr if f[0] == 4] == pubacks,
+                                    TIMEOUT_S)
+        assert None not in seen, "closed"
+        assert [f for f in seen if f[0] == 4] == pubacks
+    finally:
+        lock.close()
+        c.close()
+    assert values_of(g.db, dev.sensors[0]) == list(range(n))
 
 
 def _free_port():
