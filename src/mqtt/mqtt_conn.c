@@ -265,6 +265,8 @@ void conn_resume(struct mqtt_conn *c)
         return;
     }
     c->reading = true;
+    /* A PUBLISH from the client waited unread: the pause was not its silence. */
+    c->last_rx = uv_now(&c->srv->loop);
     if (c->tls) /* records that waited, then the frames */
         conn__tls_pump(c);
     else
@@ -501,7 +503,12 @@ void conn_process(struct mqtt_conn *c)
 {
     size_t off = 0;
     while (!c->closing && c->reading && off < c->in_len) {
-        if (c->npubs >= MQTT_INFLIGHT_MAX) { /* back-pressure: read again when one finishes */
+        /*
+         * Back-pressure: a PUBLISH past the in-flight cap waits, unread, until
+         * one finishes. Other frames go on (a PINGREQ behind the Receive
+         * Maximum's worth of packets is answered).
+         */
+        if (c->npubs >= MQTT_INFLIGHT_MAX && (c->in[off] >> 4) == MQTT_PUBLISH) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = false;
             break;
@@ -538,8 +545,12 @@ void conn_tick(struct mqtt_conn *c, uint64_t now)
         MQTT_COUNT(m, closed_keepalive);
         return conn_close(c, "no CONNECT in time");
     }
-    /* [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet. */
-    if (c->version && c->keep_alive && now - c->last_rx > (uint64_t)c->keep_alive * 1500) {
+    /*
+     * [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet;
+     * not while reading waits for the packets in flight (conn_process).
+     */
+    if (c->version && c->keep_alive && c->reading &&
+        now - c->last_rx > (uint64_t)c->keep_alive * 1500) {
         MQTT_COUNT(m, closed_keepalive);
         return conn_close(c, "keep-alive expired");
     }

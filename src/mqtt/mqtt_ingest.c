@@ -11,10 +11,11 @@
  * Nothing is dropped to make room: past the device's rate limit, with the
  * write queue full or the database away, the packet is held and tried again
  * later (its PUBACK waits), and a connection with MQTT_INFLIGHT_MAX packets
- * in flight stops being read. A QoS 1 PUBLISH whose packet identifier is
- * already in flight on its connection is the client's retry (DUP) and is not
- * stored again; a packet_id in the payload deduplicates across connections
- * and gateways through the writer, as over HTTP.
+ * in flight has its next PUBLISH left unread (mqtt_conn.c). A QoS 1 PUBLISH
+ * whose packet identifier is already in flight on its connection is the
+ * client's retry (DUP) and is not stored again; a packet_id in the payload
+ * deduplicates across connections and gateways through the writer, as over
+ * HTTP.
  */
 #include "core/buf.h"
 #include "core/clock.h"

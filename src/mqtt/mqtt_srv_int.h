@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
-/* Packets one connection may have in flight (MQTT 5 Receive Maximum); past it, reading pauses. */
+/* Packets one connection may have in flight (MQTT 5 Receive Maximum); past it, a PUBLISH waits. */
 #define MQTT_INFLIGHT_MAX 64
 /* A connection whose unsent bytes pass this many frames' worth is closed (it does not read). */
 #define MQTT_OUT_FRAMES_MAX 4

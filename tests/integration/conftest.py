@@ -16,8 +16,10 @@ Pieces:
             (`make_device`), a factory for gateways with special settings
             (`gateway_factory`), a module-wide device for hostile input (`hdev`).
 - /metrics: Exposition (a validating parser of the Prometheus text format),
-            scrape, metric_value (one exported line read by regex).
+            scrape, metric_value (one exported line read by regex), metric_delta.
 - raw HTTP: raw_exchange (raw bytes in, a Response or None for a close out).
+- MQTT:     MqttDevice (a paho-mqtt client connected as one device, recording
+            each PUBACK's time and every disconnect); paho is imported on use.
 """
 
 import atexit
@@ -683,6 +685,11 @@ def metric_value(text, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def metric_delta(before, after, name, labels=""):
+    """How much the series name{labels} rose between two scrapes (absent counts as 0)."""
+    return (metric_value(after, name, labels) or 0) - (metric_value(before, name, labels) or 0)
+
+
 # --------------------------------------------------------------------------- fleet
 
 
@@ -731,6 +738,61 @@ def provision_device(cli, n_sensors=2, key=None, name="itest device"):
         assert so["sensor_uuid"] == s_uuid
         dev.sensors.append(Sensor(uuid=s_uuid, id=so["sensor_id"], name=f"sensor {i}"))
     return dev
+
+
+# --------------------------------------------------------------------------- MQTT
+
+
+class MqttDevice:
+    """
+    A device connected over MQTT 3.1.1 with paho-mqtt (Debian's
+    python3-paho-mqtt), its network loop in paho's thread. publish() returns the
+    message id; acked maps the id of each QoS 1 message to the time.monotonic()
+    of its PUBACK (QoS 0: of its sending), order lists the ids in that order;
+    disconnects lists every loss of the connection (paho would reconnect and
+    resend behind the test's back). 3.1.1 because the gateway can refuse a PUBLISH there only by
+    closing: a refusal or an internal error shows up in disconnects.
+    """
+
+    def __init__(self, port, dev, inflight=64, timeout=20):
+        import paho.mqtt.client as paho
+        self.lock = threading.Lock()
+        self.acked, self.order, self.disconnects = {}, [], []
+        self.connack = []
+        self.c = paho.Client(client_id=uid("paho-"), clean_session=True,
+                             protocol=paho.MQTTv311)
+        self.c.username_pw_set(dev.uuid, dev.key)
+        self.c.max_inflight_messages_set(inflight)
+        self.c.on_connect = lambda _c, _u, _f, rc: self.connack.append(rc)
+        self.c.on_publish = self._on_publish
+        self.c.on_disconnect = lambda _c, _u, rc: self.disconnects.append(rc)
+        self.c.connect("127.0.0.1", port, keepalive=60)
+        self.c.loop_start()
+        try:
+            wait_until(lambda: self.connack, timeout, what="CONNACK")
+        except AssertionError:
+            self.close()
+            raise
+        assert self.connack == [0], f"CONNACK refused: {self.connack}"
+
+    def _on_publish(self, _c, _u, mid):
+        t = time.monotonic()
+        with self.lock:
+            self.acked[mid] = t
+            self.order.append(mid)
+
+    def publish(self, topic, payload, qos=1):
+        info = self.c.publish(topic, payload, qos=qos)
+        assert info.rc == 0, f"paho could not send: rc={info.rc}"
+        return info.mid
+
+    def nacked(self):
+        with self.lock:
+            return len(self.acked)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
 
 
 def sha256_hex(s):

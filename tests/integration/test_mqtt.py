@@ -9,7 +9,10 @@ password is refused (CONNACK 5 / 0x87), another device's topic is refused
 (MQTT 5 PUBACK 0x87, 3.1.1 closes), the results topic carries the verdict an
 HTTP client would get, a retried DUP is stored once, a malformed frame closes
 only its own connection, and after kill -9 during a paho QoS 1 run every
-PUBACKed packet is in the database.
+PUBACKed packet is in the database. Held packets: past the device rate limit
+(QoS 1 and 0) and with the write queue full the PUBACK waits, nothing is
+lost, each packet is stored once; 64 packets in flight keep the keep-alive
+(the database-away twin is in test_pg_backend.py).
 """
 
 import json
@@ -66,6 +69,7 @@ def publish_frame(topic, payload, qos=1, packet_id=1, dup=False):
 
 
 PINGREQ = bytes([0xC0, 0])
+DISCONNECT = bytes([0xE0, 0])
 
 
 class Raw:
@@ -80,6 +84,12 @@ class Raw:
 
     def frame(self, timeout=TIMEOUT_S):
         """The next frame as (type, flags, body), or None when the server closed."""
+        f = self.poll(timeout)
+        assert f is not False, "no frame from the gateway in time"
+        return f
+
+    def poll(self, timeout):
+        """As frame(), but False when no frame came within timeout."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 2:
@@ -96,7 +106,8 @@ class Raw:
                     self.buf = self.buf[i + n:]
                     return t >> 4, t & 15, body
             left = deadline - time.monotonic()
-            assert left > 0, "no frame from the gateway in time"
+            if left <= 0:
+                return False
             r, _, _ = select.select([self.s], [], [], left)
             if not r:
                 continue
@@ -413,6 +424,210 @@ def test_sigterm_with_mqtt_clients_connected_exits_0(gateway_factory):
         idle.close()
         busy.close()
     assert "event=stopped" in g.log_text()
+
+
+# ------------------------------------------- held, not dropped: rate limit, full queue
+#
+# Past the device's rate limit, with the write queue full or the database away
+# (test_pg_backend.py), a packet is held and tried again; its PUBACK waits.
+
+RPS, BURST = 2, 2  # the rate-limited gateway's RATE_LIMIT_DEVICE_RPS and RATE_LIMIT_BURST
+RETRIES = "iot_ingest_mqtt_publish_retries_total"
+PUBLISHES = "iot_ingest_mqtt_publishes_total"
+CLOCK_SLACK_S = 0.01  # the limiter counts whole milliseconds
+
+
+@pytest.fixture(scope="module")
+def limited(module_dir):
+    """A gateway of its own whose devices may send RPS packets/s after a burst of BURST."""
+    from conftest import Cli, new_db
+    path = new_db(module_dir / "limited.db")
+    c = Cli(path)
+    c.init()
+    g = Gateway(path, module_dir, name="limited-gw",
+                env={**GATEWAY_ENV, "RATE_LIMIT_DEVICE_RPS": RPS, "RATE_LIMIT_BURST": BURST})
+    g.cli = c
+    g.start()
+    yield g
+    g.stop()
+
+
+def earliest_s(k):
+    """The soonest the k-th packet (from 1) of a fresh device may pass the limit."""
+    return (k - BURST) / RPS - CLOCK_SLACK_S
+
+
+def test_past_the_rate_limit_the_puback_is_delayed_not_dropped(limited):
+    from conftest import MqttDevice, metric_delta, provision_device, scrape
+    g, n = limited, 8
+    dev = provision_device(g.cli, 1)
+    before = scrape(g)
+    client = MqttDevice(g.mqtt_port, dev)
+    try:
+        t0 = time.monotonic()  # before the first PUBLISH leaves: the bucket is full here
+        mids = [client.publish(packets_topic(dev), body(dev, [v])) for v in range(n)]
+        wait_until(lambda: client.nacked() == n, TIMEOUT_S + n / RPS, what="every PUBACK")
+        assert client.disconnects == [], "the connection was lost"
+    finally:
+        client.close()
+    assert client.order == mids, "PUBACKs in the order of the PUBLISHes"
+    for k, mid in enumerate(mids, 1):
+        assert client.acked[mid] - t0 >= earliest_s(k), (k, client.acked[mid] - t0)
+    assert values_of(g.db, dev.sensors[0]) == list(range(n))  # each once
+    after = scrape(g)
+    assert metric_delta(before, after, PUBLISHES, 'qos="1",outcome="stored"') == n
+    assert metric_delta(before, after, RETRIES, 'cause="rate_limited"') >= 1
+
+
+def test_qos0_past_the_rate_limit_is_held_too_while_its_connection_is_open(limited):
+    from conftest import MqttDevice, metric_delta, provision_device, scrape
+    g, n = limited, BURST + 3
+    dev = provision_device(g.cli, 1)
+    before = scrape(g)
+    client = MqttDevice(g.mqtt_port, dev)
+    try:
+        t0 = time.monotonic()
+        for v in range(n):
+            client.publish(packets_topic(dev), body(dev, [v]), qos=0)
+        wait_until(lambda: values_of(g.db, dev.sensors[0]) == list(range(n)),
+                   TIMEOUT_S + n / RPS, what="every QoS 0 packet stored")
+        assert time.monotonic() - t0 >= earliest_s(n)
+        assert client.disconnects == []
+    finally:
+        client.close()
+    after = scrape(g)
+    assert metric_delta(before, after, PUBLISHES, 'qos="0",outcome="stored"') == n
+    assert metric_delta(before, after, PUBLISHES, 'qos="0",outcome="dropped"') == 0
+    assert metric_delta(before, after, RETRIES, 'cause="rate_limited"') >= 1
+
+
+def test_qos0_held_past_the_rate_limit_is_lost_when_its_connection_closes(limited):
+    """What mosquitto_pub -q 0 does past the limit: it sends and disconnects at once."""
+    from conftest import metric_delta, provision_device, scrape
+    g = limited
+    dev = provision_device(g.cli, 1)
+    before = scrape(g)
+    c = Raw(g.mqtt_port).connect(dev)
+    try:  # one write: the held packets are still held (>= 1 s) at the DISCONNECT
+        c.send(b"".join(publish_frame(packets_topic(dev), body(dev, [v]), qos=0)
+                        for v in range(BURST + 2)) + DISCONNECT)
+        assert c.frame() is None
+    finally:
+        c.close()
+
+    def outcomes():
+        now = scrape(g)
+        return [metric_delta(before, now, PUBLISHES, f'qos="0",outcome="{o}"')
+                for o in ("stored", "dropped")]
+
+    wait_until(lambda: outcomes() == [BURST, 2], TIMEOUT_S, what="2 stored, 2 dropped")
+    assert values_of(g.db, dev.sensors[0]) == list(range(BURST))
+
+
+def test_a_full_write_queue_delays_the_puback_and_loses_nothing(gateway_factory):
+    """
+    WRITE_QUEUE_MAX=1 and COMMIT_BATCH_MAX=1: the writer holds one packet and the
+    queue one more. The test takes SQLite's write lock, so the writer waits
+    (DB_BUSY_TIMEOUT_MS is long) and a third packet finds the queue full: held,
+    tried again every 200 ms, no PUBACK, until the lock is released.
+    """
+    import sqlite3
+    from conftest import MqttDevice, metric_delta, metric_value, provision_device, scrape, \
+        sqlite_only
+    sqlite_only("stalls the writer with SQLite's write lock")
+    g, dev = gateway_factory(env={**GATEWAY_ENV, "WRITE_QUEUE_MAX": 1, "COMMIT_BATCH_MAX": 1,
+                                  "DB_BUSY_TIMEOUT_MS": 120000},
+                             provision=lambda cli: provision_device(cli, 1))
+    n = 3
+    client = MqttDevice(g.mqtt_port, dev)
+    lock = sqlite3.connect(str(g.db_path), timeout=TIMEOUT_S, isolation_level=None)
+    try:
+        before = scrape(g)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            mids = [client.publish(packets_topic(dev), body(dev, [v])) for v in range(n)]
+
+            def held_at_a_full_queue():
+                now = scrape(g)
+                return (metric_delta(before, now, RETRIES, 'cause="unavailable"') >= 1
+                        and metric_value(now, "iot_ingest_write_queue_depth") == 1)
+
+            wait_until(held_at_a_full_queue, TIMEOUT_S, what="a packet held at the full queue")
+            assert client.nacked() == 0, "a PUBACK before the commit"
+        finally:
+            lock.execute("ROLLBACK")
+        wait_until(lambda: client.nacked() == n, TIMEOUT_S, what="every PUBACK")
+        assert client.order == mids and client.disconnects == []
+    finally:
+        lock.close()
+        client.close()
+    assert values_of(g.db, dev.sensors[0]) == list(range(n))  # each once
+    assert metric_delta(before, scrape(g), PUBLISHES, 'qos="1",outcome="stored"') == n
+
+
+def frames_while_pinging(c, done, limit_s, every_s=0.5):
+    """
+    The frames read while sending a PINGREQ every every_s, as a client keeping
+    its keep-alive does, until done(frames), a close (None, last) or limit_s.
+    """
+    frames, deadline, next_ping = [], time.monotonic() + limit_s, 0.0
+    while not done(frames) and None not in frames:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if now >= next_ping:
+            try:
+                c.send(PINGREQ)
+            except OSError:
+                frames.append(None)
+                break
+            next_ping = now + every_s
+        f = c.poll(min(next_ping, deadline) - now)
+        if f is not False:
+            frames.append(f)
+    return frames
+
+
+def test_a_connection_at_its_in_flight_cap_keeps_its_keep_alive(gateway_factory):
+    """
+    64 packets in flight (the Receive Maximum) while the writer waits for
+    SQLite's write lock: a PINGREQ behind them is still answered. A 65th
+    PUBLISH stops the reading until one finishes, but the client, which keeps
+    pinging every half keep-alive, is not dropped for silence while its frames
+    wait unread. Once the lock goes: every PUBACK, in order, each packet once.
+    """
+    import sqlite3
+    from conftest import provision_device, sqlite_only
+    sqlite_only("stalls the writer with SQLite's write lock")
+    g, dev = gateway_factory(env={**GATEWAY_ENV, "DB_BUSY_TIMEOUT_MS": 120000},
+                             provision=lambda cli: provision_device(cli, 1))
+    n, cap = 65, 64
+    pubacks = [(4, 0, struct.pack(">H", v + 1)) for v in range(n)]
+    c = Raw(g.mqtt_port)
+    lock = sqlite3.connect(str(g.db_path), timeout=TIMEOUT_S, isolation_level=None)
+    try:
+        c.send(connect_frame(dev.uuid, dev.key, keep_alive=1))
+        assert c.frame()[0] == 2
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            c.send(b"".join(publish_frame(packets_topic(dev), body(dev, [v]), packet_id=v + 1)
+                            for v in range(cap)) + PINGREQ)
+            assert c.frame() == (13, 0, b""), "the PINGREQ behind 64 packets in flight"
+            c.send(publish_frame(packets_topic(dev), body(dev, [cap]), packet_id=cap + 1))
+            seen = frames_while_pinging(c, lambda fr: [f for f in fr if f[0] == 4],
+                                        3.0)  # twice 1.5x the keep-alive
+            assert None not in seen, "dropped for silence while its frames waited unread"
+            assert not [f for f in seen if f[0] == 4], "a PUBACK before the commit"
+        finally:
+            lock.execute("ROLLBACK")
+        seen = frames_while_pinging(c, lambda fr: [f for f in fr if f[0] == 4] == pubacks,
+                                    TIMEOUT_S)
+        assert None not in seen, "closed"
+        assert [f for f in seen if f[0] == 4] == pubacks
+    finally:
+        lock.close()
+        c.close()
+    assert values_of(g.db, dev.sensors[0]) == list(range(n))
 
 
 def _free_port():

@@ -8,7 +8,8 @@ with PostgreSQL's own types: timestamptz comes back as an aware datetime.
 What only PostgreSQL has is tested here: the schema's types, N gateways on one
 database (packet_id idempotency and alert transitions under concurrency), the
 jobs on PostgreSQL, and a server that goes away and comes back while the
-gateway runs. The outage test stops the cluster: it stays the last test.
+gateway runs (over HTTP and over MQTT). The outage tests stop the cluster: they
+stay the last tests.
 """
 
 import glob
@@ -852,4 +853,52 @@ def test_server_outage_503_then_recovers_without_restart(cluster, pgdb, gateways
             assert db.scalar("SELECT count(*) FROM sensor_readings WHERE value >= %s"
                              " AND value < %s", (1000.0 * k, 1000.0 * k + n_readings)) == n_readings
     assert g.status(dev.uuid, key=dev.key).status == 200
+    assert g.stop() == 0, g.log_tail()
+
+
+def test_server_outage_mqtt_puback_waits_then_arrives_stored_once(cluster, pgdb, gateways):
+    """
+    The MQTT twin of the test above: a paho client publishes QoS 1 while the
+    server is down. No PUBACK (nothing committed), the connection stays open,
+    the packet is tried again; once the server is back the PUBACK arrives on the
+    same connection and the packet is stored once (no packet_id: only the
+    gateway's holding of it keeps it single).
+    """
+    pytest.importorskip("paho.mqtt.client", reason="python3-paho-mqtt (scripts/deps.sh test)")
+    from conftest import MqttDevice, metric_delta, scrape
+    url, cli, db = pgdb
+    dev = provision_device(cli, n_sensors=1)
+    g = gateways(url, env={"MQTT_PORT": "-1"}, name="pg-mqtt-gw")
+    topic = f"devices/{dev.uuid}/packets"
+
+    def payload(v):
+        return json.dumps({"readings": [{"sensor_uuid": dev.sensors[0].uuid, "value": v}]})
+
+    def stored(v):
+        return db.scalar("SELECT count(*) FROM sensor_readings WHERE value = %s", (v,))
+
+    client = MqttDevice(g.mqtt_port, dev)
+    try:
+        first = client.publish(topic, payload(1.0))
+        wait_until(lambda: first in client.acked, DEADLINE_S, what="the PUBACK before the outage")
+        before = scrape(g)
+        cluster.down()
+        try:
+            held = [client.publish(topic, payload(v)) for v in (2.0, 3.0)]
+            # Held three times (tried again twice, 1 s apart) while down: no PUBACK meanwhile.
+            wait_until(lambda: metric_delta(before, scrape(g), "iot_ingest_mqtt_publish_retries_total",
+                                            'cause="unavailable"') >= 3,
+                       DEADLINE_S, what="the held packets tried again")
+            assert client.nacked() == 1, "a PUBACK while the server was down"
+            assert client.disconnects == [] and g.alive()
+        finally:
+            cluster.up()
+        wait_until(lambda: client.nacked() == 3, DEADLINE_S, what="the PUBACKs after the restart")
+        assert client.disconnects == [], "the connection was lost"
+        assert client.order == [first, *held]
+    finally:
+        client.close()
+    assert [stored(v) for v in (1.0, 2.0, 3.0)] == [1, 1, 1]
+    assert metric_delta(before, scrape(g), "iot_ingest_mqtt_publishes_total",
+                        'qos="1",outcome="stored"') == 2
     assert g.stop() == 0, g.log_tail()
