@@ -35,6 +35,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ struct conn_guard_conn {
 };
 
 struct conn_guard {
+    atomic_bool door_closed; /* shutdown: refuse every new connection */
     struct conn_guard_limits lim;
     unsigned per_ip; /* 0 = off */
     unsigned v6_prefix;
@@ -351,12 +353,18 @@ static struct conn_count_entry *cg__take(struct conn_guard *g, const struct sock
     return e;
 }
 
+void conn_guard_close_door(struct conn_guard *g)
+{
+    atomic_store(&g->door_closed, true);
+}
+
 enum MHD_Result conn_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)addrlen;
     struct conn_guard *g = cls;
     int refused;
     cg__drop_pending();
+    if (atomic_load_explicit(&g->door_closed, memory_order_relaxed)) return MHD_NO;
     struct conn_count_entry *e = cg__take(g, addr, 0, &refused);
     if (refused) {
         atomic_fetch_add_explicit(&g->n_refused, 1, memory_order_relaxed);

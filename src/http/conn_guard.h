@@ -81,6 +81,9 @@ struct conn_guard_stats {
 };
 void conn_guard_stats(struct conn_guard *g, struct conn_guard_stats *out);
 
+/* From now on every new connection is closed as soon as it is accepted (shutdown). */
+void conn_guard_close_door(struct conn_guard *g);
+
 /* libmicrohttpd callbacks, cls = the guard: the accept policy and NOTIFY_CONNECTION. */
 enum MHD_Result conn_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
 void conn_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,

@@ -46,7 +46,6 @@ struct http_server {
      * start/stop thread; closed only after MHD_stop_daemon has joined the
      * workers, which still take it out of their epoll sets after the quiesce.
      */
-    int quiesced_fd;
     struct rate_limiter *rl_ip; /* the per-address request limit (per device: the intake) */
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */

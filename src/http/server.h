@@ -41,7 +41,7 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
                       size_t errlen);
 /* The bound TCP port (useful with port 0). */
 int http_server_port(struct http_server *h);
-/* Stops accepting new connections; requests in flight go on. */
+/* New connections are closed on accept from now on; requests in flight go on. */
 void http_server_quiesce(struct http_server *h);
 /* Waits (up to timeout_ms) until every request in flight has been answered. */
 void http_server_drain(struct http_server *h, int64_t timeout_ms);
