@@ -110,6 +110,23 @@ static void results_send(struct mqtt_conn *from, const char *text)
             results_send_one(c, topic, text);
 }
 
+/*
+ * What became of a PUBLISH: counted, and logged as HTTP logs a request
+ * (LOG_REQUESTS: every one at info, or only those not stored nor duplicate,
+ * the rest at debug).
+ */
+static void pub__outcome(struct mqtt_server *m, struct mqtt_pub *pub, enum mqtt_outcome o)
+{
+    atomic_fetch_add_explicit(&m->st.publishes[pub->qos][o], 1, memory_order_relaxed);
+    bool ok = o == MQTT_OUT_STORED || o == MQTT_OUT_DUPLICATE;
+    enum log_level level =
+        (!ok && m->log_publishes >= 1) || m->log_publishes >= 2 ? LOG_INFO : LOG_DEBUG;
+    LOG(level, "mqtt_publish",
+        "request_id=%s qos=%d packet_id=%u outcome=%s duration_ms=%.3f ip=%s device=%s",
+        pub->request_id, pub->qos, (unsigned)pub->packet_id, mqtt_outcome_name(o),
+        (double)(clock_mono_us() - pub->t_start_us) / 1000.0, pub->addr, pub->device_uuid);
+}
+
 static void observe_puback(struct mqtt_server *m, int64_t t_start_us)
 {
     int64_t us = clock_mono_us() - t_start_us;
@@ -131,7 +148,7 @@ static void pub__final(struct mqtt_pub *pub, enum mqtt_outcome o, uint8_t reason
 {
     struct mqtt_conn *c = pub->conn;
     struct mqtt_server *m = c->srv;
-    atomic_fetch_add_explicit(&m->st.publishes[pub->qos][o], 1, memory_order_relaxed);
+    pub__outcome(m, pub, o);
     results_send(c, text);
     free(text);
     bool close311 = c->version == MQTT_V311 && (o == MQTT_OUT_REFUSED || o == MQTT_OUT_FAILED);
@@ -297,6 +314,10 @@ void ingest_publish(struct mqtt_conn *c, const struct mqtt_publish *p)
     pub->payload = payload;
     pub->len = p->payload_len;
     pub->t_start_us = clock_mono_us();
+    snprintf(pub->request_id, sizeof pub->request_id, "%08x%012llx", m->request_prefix,
+             m->request_seq++);
+    memcpy(pub->addr, c->addr, sizeof pub->addr);
+    memcpy(pub->device_uuid, c->device_uuid, sizeof pub->device_uuid);
     if (c->pubs_tail)
         c->pubs_tail->next = pub;
     else
@@ -396,7 +417,7 @@ void ingest_completions(struct mqtt_server *m)
         enum mqtt_outcome o = pub->job.status == WRITE_STORED      ? MQTT_OUT_STORED
                               : pub->job.status == WRITE_DUPLICATE ? MQTT_OUT_DUPLICATE
                                                                    : MQTT_OUT_DROPPED;
-        atomic_fetch_add(&m->st.publishes[pub->qos][o], 1);
+        pub__outcome(m, pub, o);
         pub__free(pub);
     }
 }
@@ -409,7 +430,7 @@ void ingest_detach(struct mqtt_conn *c)
         if (pub->in_writer) {
             pub->conn = NULL; /* freed when the writer is done with it */
         } else {
-            atomic_fetch_add(&c->srv->st.publishes[pub->qos][MQTT_OUT_DROPPED], 1);
+            pub__outcome(c->srv, pub, MQTT_OUT_DROPPED);
             pub__free(pub);
         }
         pub = next;

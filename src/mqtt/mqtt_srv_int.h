@@ -34,8 +34,11 @@ struct mqtt_pub {
     char *payload; /* a copy (the frame's bytes move) */
     size_t len;
     int64_t t_start_us;
-    uint64_t retry_at; /* uv_now ms: held until then; 0 = not held */
-    bool in_writer;    /* the job is with the writer: only its done() frees it */
+    char request_id[24];     /* as HTTP's: the server's random prefix and a sequence number */
+    char addr[ADDR_KEY_LEN]; /* its connection's, for the log (it may go first) */
+    char device_uuid[STORE_UUID_MAX + 1]; /* likewise */
+    uint64_t retry_at;                    /* uv_now ms: held until then; 0 = not held */
+    bool in_writer;                       /* the job is with the writer: only its done() frees it */
     struct write_job job;
 };
 
@@ -76,7 +79,10 @@ struct mqtt_server {
     pthread_t thread;
     bool thread_started, listening, listening_tls, loop_ready;
     int port, tls_port;
-    size_t max_frame; /* the largest frame read: MAX_BODY_BYTES and room for the header */
+    size_t max_frame;        /* the largest frame read: MAX_BODY_BYTES and room for the header */
+    unsigned request_prefix; /* random: request ids of two gateways differ */
+    unsigned long long request_seq; /* loop thread only */
+    int log_publishes;              /* LOG_REQUESTS: 2 all, 1 errors, 0 none */
     struct mqtt_conn *conns;
     size_t nconns;
     size_t nsubs; /* connections subscribed to their results topic */

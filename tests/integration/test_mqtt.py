@@ -16,6 +16,7 @@ lost, each packet is stored once; 64 packets in flight keep the keep-alive
 """
 
 import json
+import re
 import select
 import shutil
 import socket
@@ -26,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import Gateway, uid, wait_until
+from conftest import Gateway, provision_device, uid, wait_until
 
 paho = pytest.importorskip("paho.mqtt.client")
 
@@ -172,6 +173,21 @@ def test_qos1_is_stored_before_its_puback(gw, make_device, db):
     # The PUBACK left after the commit: the rows are there without waiting.
     assert values_of(db, dev.sensors[0]) == [21.5]
     assert values_of(db, dev.sensors[1]) == [40]
+
+
+def test_each_publish_is_logged_with_a_request_id(gateway_factory):
+    """LOG_REQUESTS=all: one access-log line per PUBLISH, in HTTP's request-id style."""
+    g, dev = gateway_factory(env={**GATEWAY_ENV, "LOG_REQUESTS": "all"},
+                             provision=lambda c: provision_device(c, 1))
+    assert mosquitto_pub(g, dev, body(dev, [1.5]), qos=1).returncode == 0
+    assert mosquitto_pub(g, dev, body(dev, [2.5]), qos=0).returncode == 0
+    pat = re.compile(r"event=mqtt_publish request_id=([0-9a-f]{20}) qos=(\d) packet_id=(\d+) "
+                     r"outcome=(\w+) duration_ms=[0-9.]+ ip=127\.0\.0\.1 device=(\S+)")
+    wait_until(lambda: len(pat.findall(g.log_text())) == 2, TIMEOUT_S, what="two publish lines")
+    lines = pat.findall(g.log_text())
+    assert [(q, o, d) for _, q, _, o, d in lines] == [("1", "stored", dev.uuid),
+                                                      ("0", "stored", dev.uuid)], lines
+    assert lines[0][0] != lines[1][0] and lines[0][0][:8] == lines[1][0][:8]  # one prefix, a sequence
 
 
 def test_qos0_is_stored(gw, make_device, db):
