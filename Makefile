@@ -162,7 +162,8 @@ scan-build:
 format:
 	clang-format -i $(SRC) $(shell find src tests -name '*.h') $(UNIT_SRC)
 
-# Binary, iot-ingest(1), systemd units, env example (packaging/install.sh; DESTDIR honoured).
+# Binary, iot-ingest(1), systemd units, env example, nginx TLS sample (packaging/install.sh;
+# DESTDIR honoured).
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
 .PHONY: install openapi-deps

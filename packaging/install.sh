@@ -1,6 +1,7 @@
 #!/bin/sh
-# Installs iot-ingest: the binary, its manual page, the systemd units and an
-# annotated environment file. `make install` runs it; DESTDIR is honoured.
+# Installs iot-ingest: the binary, its manual page, the systemd units, an
+# annotated environment file and the nginx sample (docs/operations.md, "TLS").
+# `make install` runs it; DESTDIR is honoured.
 # Usage: packaging/install.sh BINARY
 #   PREFIX      install prefix (default /usr/local)
 #   DESTDIR     staging root prepended to every path written (default empty)
@@ -34,4 +35,5 @@ install -m 0644 "$tmp/iot-ingest.1" "$root/share/man/man1/iot-ingest.1"
 install -m 0644 "$tmp/iot-ingest.service" "$tmp/iot-ingest-jobs.service" \
     "$root/lib/systemd/system/"
 install -m 0644 "$tmp/iot-ingest.env.example" "$root/share/doc/iot-ingest/iot-ingest.env.example"
+install -m 0644 "$here/nginx-tls.conf" "$root/share/doc/iot-ingest/nginx-tls.conf"
 echo "installed iot-ingest under $root"

@@ -25,6 +25,7 @@ FILES = {
     "lib/systemd/system/iot-ingest.service": 0o644,
     "lib/systemd/system/iot-ingest-jobs.service": 0o644,
     "share/doc/iot-ingest/iot-ingest.env.example": 0o644,
+    "share/doc/iot-ingest/nginx-tls.conf": 0o644,
 }
 HARDENING = [
     "DynamicUser=yes", "ProtectSystem=strict", "StateDirectory=iot-ingest", "ProtectHome=yes",
