@@ -495,3 +495,41 @@ def test_required_refuses_a_key_alone_on_both_mqtt_ports(module_db_path, module_
         assert stored(db, dev) == 1
     finally:
         assert g.stop() == 0, g.log_tail()
+
+
+def test_sighup_keeps_an_open_mqtt_tls_connection_and_new_ones_get_the_new_pair(
+        module_db_path, module_dir, cli, db, pki, tmp_path):
+    paho = pytest.importorskip("paho.mqtt.client")
+    dev = provision_device(cli, 1)
+    cert, key = tmp_path / "srv.pem", tmp_path / "srv.key"
+    cert.write_text(open(pki.server_pem).read())
+    key.write_text(open(pki.server_key).read())
+    g = Gateway(module_db_path, module_dir, name="tls-mqtt-hup",
+                env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key), "MQTT_TLS_PORT": "-1"})
+    g.start()
+    port = mqtt_tls_port(g)
+    c = paho.Client(client_id=uid("hup-"), protocol=paho.MQTTv311)
+    c.tls_set(ca_certs=pki.path("ca.pem"))
+    c.username_pw_set(dev.uuid, dev.key)
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    try:
+        def publish(v):
+            info = c.publish(f"devices/{dev.uuid}/packets", json.dumps(dev.packet([(0, v)])), qos=1)
+            info.wait_for_publish(TIMEOUT_S)
+            assert info.is_published()
+
+        publish(1.0)
+        before = server_serial(port, pki)
+        new_pem, new_key = pki.issue(uid("msrv-"), "/CN=localhost", server=True)
+        cert.write_text(open(new_pem).read())
+        key.write_text(open(new_key).read())
+        g.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "event=tls_reloaded" in g.log_text(), TIMEOUT_S, what="tls_reloaded")
+        assert server_serial(port, pki) != before  # a new connection gets the new pair
+        publish(2.0)  # the open one goes on
+        assert stored(db, dev) == 2
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        assert g.stop() == 0, g.log_tail()
