@@ -1,6 +1,10 @@
 /* The identifier alphabet (see ident.h). */
 #include "core/ident.h"
 
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <unistd.h>
+
 size_t ident_span(const char *s, size_t n)
 {
     size_t i = 0;
@@ -11,4 +15,16 @@ size_t ident_span(const char *s, size_t n)
         if (!ok) break;
     }
     return i;
+}
+
+unsigned ident_request_prefix(void)
+{
+    unsigned char r[4];
+    if (RAND_bytes(r, sizeof r) != 1) return (unsigned)getpid();
+    return (unsigned)r[0] << 24 | (unsigned)r[1] << 16 | (unsigned)r[2] << 8 | r[3];
+}
+
+void ident_request_id(char *out, size_t cap, unsigned prefix, unsigned long long seq)
+{
+    snprintf(out, cap, "%08x%012llx", prefix, seq);
 }

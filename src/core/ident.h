@@ -22,4 +22,13 @@ static inline int ident_valid(const char *s, size_t n, size_t max)
     return n >= 1 && n <= max && ident_span(s, n) == n;
 }
 
+/*
+ * Request ids the gateway makes (HTTP without a usable X-Request-Id, MQTT
+ * PUBLISHes): a per-process random prefix, so that the ids of two gateways
+ * or two runs differ, then a sequence number; 20 hex digits.
+ */
+#define IDENT_REQUEST_ID_LEN 20
+unsigned ident_request_prefix(void);
+void ident_request_id(char *out, size_t cap, unsigned prefix, unsigned long long seq);
+
 #endif

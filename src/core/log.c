@@ -135,3 +135,8 @@ void log_write(enum log_level lvl, const char *event, const char *fmt, ...)
     }
     funlockfile(stderr);
 }
+
+int log_requests_mode(const char *setting)
+{
+    return strcmp(setting, "all") == 0 ? 2 : strcmp(setting, "errors") == 0 ? 1 : 0;
+}

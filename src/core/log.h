@@ -14,6 +14,14 @@ extern enum log_level log_min_level;
 
 /* Parses "debug|info|warn|error|off"; returns 0 or IOT_EINVAL. */
 int log_level_parse(const char *s, enum log_level *out);
+
+/* LOG_REQUESTS (all, errors, none) as the access log's mode: 2, 1, 0. */
+int log_requests_mode(const char *setting);
+/* The level of one access-log line: info when mode asks for it (failed: an error), else debug. */
+static inline enum log_level log_access_level(int mode, int failed)
+{
+    return (failed && mode >= 1) || mode >= 2 ? LOG_INFO : LOG_DEBUG;
+}
 /* json != 0 selects JSON lines instead of logfmt. */
 void log_set_format_json(int json);
 

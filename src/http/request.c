@@ -151,7 +151,7 @@ static void set_request_id(struct request *rq)
         return;
     }
     unsigned long long seq = atomic_fetch_add(&rq->srv->request_seq, 1);
-    snprintf(rq->request_id, sizeof rq->request_id, "%08x%012llx", rq->srv->request_prefix, seq);
+    ident_request_id(rq->request_id, sizeof rq->request_id, rq->srv->request_prefix, seq);
 }
 
 static int append_body(struct request *rq, const char *data, size_t n)
@@ -314,9 +314,7 @@ void request_free(struct request *rq, int aborted)
     struct http_server *s = rq->srv;
     int64_t us = clock_mono_us() - rq->t_start_us;
     http_metrics_observe(&s->metrics, rq->route, (unsigned)rq->status, us);
-    enum log_level level = rq->status >= 400 && s->log_requests >= 1 ? LOG_INFO
-                           : s->log_requests >= 2                    ? LOG_INFO
-                                                                     : LOG_DEBUG;
+    enum log_level level = log_access_level(s->log_requests, rq->status >= 400);
     if (aborted && rq->status == 0) level = LOG_INFO;
     if (level >= log_min_level) {
         char dev[4 * STORE_UUID_MAX + 8], method[80];

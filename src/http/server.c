@@ -6,6 +6,7 @@
 #include "http/server.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "http/body_decode.h"
 #include "http/conn_guard.h"
@@ -16,11 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
-#include <openssl/rand.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <unistd.h>
 #include <time.h>
 
 /* Collects every X-Forwarded-For header, joined with commas, in order. */
@@ -202,14 +201,8 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
         http_server_stop(h);
         return rc;
     }
-    h->log_requests = strcmp(cfg->log_requests, "all") == 0      ? 2
-                      : strcmp(cfg->log_requests, "errors") == 0 ? 1
-                                                                 : 0;
-    unsigned char rnd[4];
-    h->request_prefix =
-        RAND_bytes(rnd, sizeof rnd) == 1
-            ? (unsigned)rnd[0] << 24 | (unsigned)rnd[1] << 16 | (unsigned)rnd[2] << 8 | rnd[3]
-            : (unsigned)getpid();
+    h->log_requests = log_requests_mode(cfg->log_requests);
+    h->request_prefix = ident_request_prefix();
     *out = h;
     return 0;
 }

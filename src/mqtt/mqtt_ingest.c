@@ -20,6 +20,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "mqtt/mqtt_srv_int.h"
 
@@ -119,9 +120,7 @@ static void pub__outcome(struct mqtt_server *m, struct mqtt_pub *pub, enum mqtt_
 {
     atomic_fetch_add_explicit(&m->st.publishes[pub->qos][o], 1, memory_order_relaxed);
     bool ok = o == MQTT_OUT_STORED || o == MQTT_OUT_DUPLICATE;
-    enum log_level level =
-        (!ok && m->log_publishes >= 1) || m->log_publishes >= 2 ? LOG_INFO : LOG_DEBUG;
-    LOG(level, "mqtt_publish",
+    LOG(log_access_level(m->log_publishes, !ok), "mqtt_publish",
         "request_id=%s qos=%d packet_id=%u outcome=%s duration_ms=%.3f ip=%s device=%s",
         pub->request_id, pub->qos, (unsigned)pub->packet_id, mqtt_outcome_name(o),
         (double)(clock_mono_us() - pub->t_start_us) / 1000.0, pub->addr, pub->device_uuid);
@@ -314,8 +313,7 @@ void ingest_publish(struct mqtt_conn *c, const struct mqtt_publish *p)
     pub->payload = payload;
     pub->len = p->payload_len;
     pub->t_start_us = clock_mono_us();
-    snprintf(pub->request_id, sizeof pub->request_id, "%08x%012llx", m->request_prefix,
-             m->request_seq++);
+    ident_request_id(pub->request_id, sizeof pub->request_id, m->request_prefix, m->request_seq++);
     memcpy(pub->addr, c->addr, sizeof pub->addr);
     memcpy(pub->device_uuid, c->device_uuid, sizeof pub->device_uuid);
     if (c->pubs_tail)

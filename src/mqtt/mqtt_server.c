@@ -6,14 +6,13 @@
  */
 #include "mqtt/mqtt_srv_int.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define TICK_MS 100
 #define BACKLOG 511
@@ -126,13 +125,8 @@ int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, ch
     }
     m->d = *deps;
     m->max_frame = (size_t)deps->cfg->max_body_bytes + 4096; /* topic, properties */
-    const char *lr = deps->cfg->log_requests;
-    m->log_publishes = strcmp(lr, "all") == 0 ? 2 : strcmp(lr, "errors") == 0 ? 1 : 0;
-    unsigned char rnd[4];
-    m->request_prefix =
-        RAND_bytes(rnd, sizeof rnd) == 1
-            ? (unsigned)rnd[0] << 24 | (unsigned)rnd[1] << 16 | (unsigned)rnd[2] << 8 | rnd[3]
-            : (unsigned)getpid();
+    m->log_publishes = log_requests_mode(deps->cfg->log_requests);
+    m->request_prefix = ident_request_prefix();
     pthread_mutex_init(&m->done_mu, NULL);
     const struct config *cfg = deps->cfg;
     int port = (int)cfg->mqtt_port;

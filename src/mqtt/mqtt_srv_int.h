@@ -8,6 +8,7 @@
 #define IOT_MQTT_SRV_INT_H
 
 #include "core/addr_key.h"
+#include "core/ident.h"
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/mqtt_server.h"
 
@@ -34,11 +35,11 @@ struct mqtt_pub {
     char *payload; /* a copy (the frame's bytes move) */
     size_t len;
     int64_t t_start_us;
-    char request_id[24];     /* as HTTP's: the server's random prefix and a sequence number */
-    char addr[ADDR_KEY_LEN]; /* its connection's, for the log (it may go first) */
-    char device_uuid[STORE_UUID_MAX + 1]; /* likewise */
-    uint64_t retry_at;                    /* uv_now ms: held until then; 0 = not held */
-    bool in_writer;                       /* the job is with the writer: only its done() frees it */
+    char request_id[IDENT_REQUEST_ID_LEN + 1]; /* ident_request_id(): as HTTP's */
+    char addr[ADDR_KEY_LEN];                   /* its connection's, for the log (it may go first) */
+    char device_uuid[STORE_UUID_MAX + 1];      /* likewise */
+    uint64_t retry_at;                         /* uv_now ms: held until then; 0 = not held */
+    bool in_writer; /* the job is with the writer: only its done() frees it */
     struct write_job job;
 };
 
