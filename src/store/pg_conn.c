@@ -5,6 +5,7 @@
  */
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "core/timefmt.h"
 #include "store/pg_int.h"
 
@@ -156,6 +157,35 @@ static int conn_lost(struct pg_store *s)
  * override them. Then the session settings: synchronous_commit from DB_SYNC,
  * lock_timeout from DB_BUSY_TIMEOUT_MS; then pipeline mode.
  */
+/*
+ * The ingest writer checks its foreign keys once per batch instead of per
+ * row (the triggers' own KEY SHARE locks, taken by store_pg.c), which saves
+ * PostgreSQL about a sixth of its CPU per packet (docs/BENCHMARKS.md). That
+ * needs session_replication_role = replica, which a superuser or a role
+ * granted SET on it may set (docs/deployment.md); any other role keeps the
+ * per-row checks. Triggers of the schema that must fire for the writer are
+ * ENABLE ALWAYS (pg_schema.c). 0, or the session's error code.
+ */
+static int writer_replica_role(struct pg_store *s, PGconn *c)
+{
+    PGresult *r = PQexec(c, "SET session_replication_role = replica");
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int rc = 0;
+    s->fk_batch = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!s->fk_batch && !(st && strcmp(st, "42501") == 0)) { /* 42501: not allowed, keep rows */
+        set_err_line(s, "session setup: ", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        rc = pg_sqlstate_code(st);
+    } else if (s->fk_batch) {
+        LOG(LOG_INFO, "pg_writer_session", "foreign_keys=per_batch");
+    } else {
+        LOG(LOG_INFO, "pg_writer_session",
+            "foreign_keys=per_row reason=\"this role may not set session_replication_role"
+            " (docs/deployment.md)\"");
+    }
+    PQclear(r);
+    return rc;
+}
+
 int pg_connect(struct pg_store *s)
 {
     static const char *const kw[] = {"connect_timeout",  "keepalives",
@@ -181,7 +211,10 @@ int pg_connect(struct pg_store *s)
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         set_err_line(s, "session setup: ", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         rc = pg_sqlstate_code(r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL);
-    } else if (!PQenterPipelineMode(c)) {
+    } else if (s->opts.ingest_writer) {
+        rc = writer_replica_role(s, c);
+    }
+    if (!rc && !PQenterPipelineMode(c)) {
         set_err_line(s, "pipeline mode: ", PQerrorMessage(c));
         rc = IOT_EDB;
     }

@@ -81,6 +81,13 @@ struct pg_store {
     int64_t held_sensor_max, pkt_sensor_max; /* highest sensor_state row locked; 0 none */
     int held_adv, pkt_adv;                   /* a packet_id advisory lock is held */
     char lock_timeout[24];                   /* the session's lock_timeout ("5000ms") */
+    /*
+     * The ingest writer's session runs with session_replication_role =
+     * replica when the role may set it: no foreign-key trigger per row; the
+     * writer takes the same KEY SHARE locks once per batch (store_pg.c,
+     * states_load and packet_put). 0: per-row checks as on any session.
+     */
+    int fk_batch;
 
     int64_t retry_at, backoff_ms; /* reconnect throttle (monotonic ms) */
     int64_t last_used;            /* monotonic ms of the last round trip */
@@ -160,7 +167,7 @@ int pg_buf_close(struct pg_buf *b);               /* appends "}" */
 int pg_job_stat_record(struct store *s, const char *job, int ok, int64_t duration_ms, int64_t now);
 int pg_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 
-#define PG_SCHEMA_LATEST 5
+#define PG_SCHEMA_LATEST 6
 /* The rollup lock (class, key): writers shared, the rollup of an hour exclusive. */
 #define PG_ROLLUP_LOCK "74003, 0"
 /*

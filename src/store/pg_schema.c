@@ -356,6 +356,13 @@ static const char *const steps[PG_SCHEMA_LATEST] = {
     "CREATE TRIGGER sensor_readings_rolled_up AFTER INSERT ON sensor_readings"
     " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
     " EXECUTE FUNCTION sensor_readings_rolled_up();",
+    /*
+     * 6: the rollup trigger fires in every session, also the ingest
+     * writer's, which runs with session_replication_role = replica when
+     * allowed so that its rows skip the per-row foreign-key triggers
+     * (pg_conn.c, writer_replica_role).
+     */
+    "ALTER TABLE sensor_readings ENABLE ALWAYS TRIGGER sensor_readings_rolled_up;",
 };
 
 /* Run by every schema initialisation once the schema is current (step 5 on). */

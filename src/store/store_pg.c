@@ -19,6 +19,9 @@
  *  - packet_get takes a transaction-level advisory lock on (device,
  *    packet_id) before it looks the id up, so a concurrent copy at another
  *    gateway waits for the first to commit and then finds its answer.
+ *  - On the ingest writer's session (fk_batch, see pg_conn.c) the batch's
+ *    sensors are locked FOR KEY SHARE in the same round trip, first: the
+ *    foreign-key triggers' work, done once per batch (ST_SENSORS_KEY_SHARE).
  *  - change_epoch moves on every call: another gateway may change any
  *    sensor at any time, so the writer reloads (and locks) the sensors of
  *    every batch, which it has to do anyway to lock them.
@@ -57,6 +60,7 @@ enum stmt_id {
     ST_READINGS_INSERT,
     ST_DEVICE_TOUCH,
     ST_LOCK_TIMEOUT,
+    ST_SENSORS_KEY_SHARE,
     ST_COUNT
 };
 _Static_assert(ST_COUNT <= PG_CORE_BASE + PG_CORE_STMTS, "grow PG_CORE_STMTS");
@@ -111,6 +115,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " late) SELECT * FROM unnest($1::bigint[], $2::float8[],"
                            " $3::timestamptz[], $4::timestamptz[], $5::text[], $6::int[])",
     [ST_LOCK_TIMEOUT] = "SELECT set_config('lock_timeout', $1, true)",
+    /*
+     * What a foreign-key trigger runs per inserted row, run once per batch
+     * on the writer's session, which has no such triggers (fk_batch): the
+     * batch's sensors must exist and stay until commit. That covers every
+     * row the writer inserts: readings and sensor state name these sensors;
+     * alerts name them, their devices and thresholds, notifications those
+     * alerts, packet ids the devices, and none of those can be deleted
+     * without deleting the sensors first (device delete, the only way),
+     * which waits for this lock and then fails on the committed readings, as
+     * it would against the triggers' own locks.
+     */
+    [ST_SENSORS_KEY_SHARE] = "SELECT id FROM sensors WHERE id = ANY($1::bigint[]) ORDER BY id"
+                             " FOR KEY SHARE",
     /* SKIP LOCKED: another gateway touching the same device is not waited for (see docs). */
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = $2 WHERE id = (SELECT id FROM devices"
                         " WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)"
@@ -391,11 +408,14 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
     int rc = id_array(s, 0, ids, n);
     if (rc) return pg_fail(s, rc, "out of memory");
     const char *p = s->buf[0].p;
-    struct pg_cmd c[3] = {cmd(ST_STATES_CLAIM, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
-                          cmd(ST_ALERTS_OF, 1, &p)};
-    PGresult *r[3];
-    int ooo = s->in_tx && ids[0] <= s->held_sensor_max;
-    if ((rc = locked_roundtrip(s, ooo, c, 3, r))) return rc;
+    struct pg_cmd c[4] = {cmd(ST_SENSORS_KEY_SHARE, 1, &p), cmd(ST_STATES_CLAIM, 1, &p),
+                          cmd(ST_STATES_LOCK, 1, &p), cmd(ST_ALERTS_OF, 1, &p)};
+    c[0].want_rows = (int)n; /* a sensor deleted meanwhile: what its foreign key would say */
+    c[0].mismatch = IOT_ENOTFOUND;
+    PGresult *all[4] = {NULL}, **r = all + 1; /* r: claim, lock, alerts */
+    int ooo = s->in_tx && ids[0] <= s->held_sensor_max, skip = !s->fk_batch;
+    if ((rc = locked_roundtrip(s, ooo, c + skip, 4 - (size_t)skip, all + skip))) return rc;
+    PQclear(all[0]);
     pg_note_locks(s, ids[n - 1], 0);
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);

@@ -615,6 +615,99 @@ def test_device_delete_on_postgresql(pgdb, gateways):
     assert p.returncode == 1 and f"no device {gone.uuid}" in p.stderr, p.stderr
 
 
+def writer_waits_for_a_lock(db):
+    return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                     " 'iot-ingest' AND wait_event_type = 'Lock'")
+
+
+def post_in_background(g, dev, readings, **extra):
+    out = {}
+    body = dev.packet(readings, **extra)
+    t = threading.Thread(target=lambda: out.setdefault("r", g.post_packet(body, key=dev.key)))
+    t.start()
+    return t, out
+
+
+def delete_device_while_its_packet_waits(g, db, url, dev, readings, **extra):
+    """Deletes dev in a transaction that commits while the writer waits for it: the answer."""
+    deleter = psycopg2.connect(url)
+    try:
+        cur = deleter.cursor()
+        cur.execute("DELETE FROM sensors WHERE device_id = %s", (dev.id,))
+        cur.execute("DELETE FROM devices WHERE id = %s", (dev.id,))
+        t, out = post_in_background(g, dev, readings, **extra)
+        wait_until(lambda: writer_waits_for_a_lock(db), DEADLINE_S, what="the writer waiting")
+        deleter.commit()
+        t.join(DEADLINE_S)
+        return out["r"]
+    finally:
+        deleter.close()
+
+
+def test_writer_takes_the_foreign_keys_locks_once_per_batch(pgdb, gateways):
+    """The writer's session skips the per-row foreign-key triggers (a superuser may set
+    session_replication_role) and takes their KEY SHARE locks once per batch instead, so
+    nothing changes for anyone else: a sensor held FOR UPDATE holds the packet back, and a
+    device deleted while a packet waits for it leaves no row behind."""
+    url, cli, db = pgdb
+    dev, doomed = provision_device(cli, n_sensors=2), provision_device(cli, n_sensors=1)
+    g = gateways(url, env={"DB_BUSY_TIMEOUT_MS": "30000"})
+    assert "event=pg_writer_session foreign_keys=per_batch" in g.log_text()
+
+    holder = psycopg2.connect(url)
+    try:
+        holder.cursor().execute("SELECT id FROM sensors WHERE id = %s FOR UPDATE",
+                                (dev.sensors[1].id,))
+        t, out = post_in_background(g, dev, [(0, 1.0), (1, 2.0)])
+        wait_until(lambda: writer_waits_for_a_lock(db), DEADLINE_S, what="the writer waiting")
+        assert "r" not in out and db.scalar("SELECT count(*) FROM sensor_readings") == 0
+        holder.rollback()
+        t.join(DEADLINE_S)
+        assert out["r"].status == 200 and out["r"].json()["accepted"] == 2, out
+    finally:
+        holder.close()
+
+    # A device whose deletion is under way when its packet (with a packet id) comes: the
+    # packet waits for the deleting transaction, finds the sensor gone and stores nothing.
+    r = delete_device_while_its_packet_waits(g, db, url, doomed, [(0, 3.0)], packet_id="p-1")
+    assert r.status in (401, 503), r
+    sid = doomed.sensors[0].id
+    for table in ("sensor_readings", "sensor_state", "alerts"):
+        assert db.scalar(f"SELECT count(*) FROM {table} WHERE sensor_id = %s", (sid,)) == 0, table
+    assert db.scalar("SELECT count(*) FROM ingest_packets") == 0
+    assert db.scalar("SELECT count(*) FROM devices WHERE id = %s", (doomed.id,)) == 0
+    post_ok(g, dev, [(0, 4.0)])
+
+
+def test_a_role_that_may_not_set_the_replication_role_keeps_per_row_checks(pgdb, gateways):
+    """Without superuser or `GRANT SET ON PARAMETER session_replication_role`, the writer
+    keeps PostgreSQL's per-row foreign-key checks and says so at start; with the grant it
+    checks per batch. Ingest stores the same either way."""
+    url, cli, db = pgdb
+    dev = provision_device(cli, n_sensors=2)
+    role = f"gw_{os.getpid()}_{uid()[:8]}".replace("-", "_")
+    dbname = url.rpartition("/")[2]
+    db.query(f"CREATE ROLE {role} LOGIN")
+    db.query(f'GRANT ALL ON DATABASE "{dbname}" TO {role};'
+             f" GRANT ALL ON SCHEMA public TO {role};"
+             f" GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};"
+             f" GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};"
+             f" GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}")
+    role_url = url.replace("://postgres@", f"://{role}@", 1)
+    assert role_url != url, url
+    g = gateways(role_url)
+    assert ("event=pg_writer_session foreign_keys=per_row reason=\"this role may not set"
+            in g.log_text()), g.log_tail()
+    post_ok(g, dev, [(0, 1.0), (1, 2.0)])
+    assert g.stop() == 0
+
+    db.query(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
+    g = gateways(role_url)
+    assert "event=pg_writer_session foreign_keys=per_batch" in g.log_text(), g.log_tail()
+    post_ok(g, dev, [(0, 3.0), (1, 4.0)])
+    assert db.scalar("SELECT count(*) FROM sensor_readings") == 4
+
+
 def test_explain_job_stores_the_answer_verbatim(pgdb, gateways):
     url, cli, db = pgdb
     dev = provision_device(cli, n_sensors=1)
