@@ -9,6 +9,7 @@
 #include "core/timefmt.h"
 #include "store/pg_int.h"
 
+#include <endian.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,39 +74,78 @@ const char *pg_fmt_ts(char buf[32], int64_t ms)
     return buf;
 }
 
-void pg_buf_reset(struct pg_buf *b)
+static int buf_be32(struct buf *b, uint32_t v)
+{
+    v = htobe32(v);
+    return buf_put(b, &v, 4);
+}
+
+/* One element: its length, then its bytes in network order. */
+static int arr_be64(struct buf *b, uint64_t v)
+{
+    v = htobe64(v);
+    int rc = buf_be32(b, 8);
+    return rc ? rc : buf_put(b, &v, 8);
+}
+
+int pg_arr_begin(struct buf *b, unsigned oid, size_t n)
 {
     b->len = 0;
-    if (b->p) b->p[0] = 0;
+    /* ndim 1, no null bitmap flag (array_recv finds NULLs itself), type, size, lower bound 1 */
+    const uint32_t head[5] = {1, 0, oid, (uint32_t)n, 1};
+    int rc = 0;
+    for (int i = 0; !rc && i < 5; i++)
+        rc = buf_be32(b, head[i]);
+    return rc;
 }
 
-int pg_buf_add(struct pg_buf *b, const char *str)
+int pg_arr_i64(struct buf *b, int64_t v)
+{
+    return arr_be64(b, (uint64_t)v);
+}
+
+int pg_arr_i32(struct buf *b, int32_t v)
+{
+    int rc = buf_be32(b, 4);
+    return rc ? rc : buf_be32(b, (uint32_t)v);
+}
+
+int pg_arr_f64(struct buf *b, double v)
+{
+    uint64_t u;
+    _Static_assert(sizeof u == sizeof v, "IEEE 754 binary64");
+    memcpy(&u, &v, sizeof u);
+    return arr_be64(b, u);
+}
+
+/* timestamptz on the wire: microseconds since 2000-01-01 00:00:00 UTC. */
+int pg_arr_ts(struct buf *b, int64_t ms)
+{
+    return arr_be64(b, (uint64_t)((ms - INT64_C(946684800000)) * 1000));
+}
+
+int pg_arr_text(struct buf *b, const char *str)
 {
     size_t n = strlen(str);
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return IOT_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, str, n + 1);
-    b->len += n;
-    return 0;
+    int rc = buf_be32(b, (uint32_t)n);
+    return rc ? rc : buf_put(b, str, n);
 }
 
-int pg_buf_elem(struct pg_buf *b, const char *str)
+int pg_arr_null(struct buf *b)
 {
-    int rc = pg_buf_add(b, b->len ? "," : "{");
-    return rc ? rc : pg_buf_add(b, str);
+    return buf_be32(b, UINT32_MAX); /* length -1 */
 }
 
-int pg_buf_close(struct pg_buf *b)
+int pg_buf_elem(struct buf *b, const char *str)
 {
-    int rc = b->len ? 0 : pg_buf_add(b, "{");
-    return rc ? rc : pg_buf_add(b, "}");
+    int rc = buf_put(b, b->len ? "," : "{", 1);
+    return rc ? rc : buf_put(b, str, strlen(str));
+}
+
+int pg_buf_close(struct buf *b)
+{
+    int rc = b->len ? 0 : buf_put(b, "{", 1);
+    return rc ? rc : buf_put(b, "}", 1);
 }
 
 /* A statement that returns one id (RETURNING); ENOTFOUND when it returned no row. */
@@ -282,9 +322,10 @@ static int send_one(struct pg_store *s, const struct pg_cmd *c, int own)
             s->pend[s->npend++] = (struct pg_pending){-1, c->slot, 0, 0, s->gen};
             s->prep[c->slot] = 1;
         }
-        ok = PQsendQueryPrepared(s->conn, name, c->nparams, c->params, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(s->conn, name, c->nparams, c->params, c->lengths, c->formats, 0);
     } else {
-        ok = PQsendQueryParams(s->conn, c->sql, c->nparams, NULL, c->params, NULL, NULL, 0);
+        ok = PQsendQueryParams(s->conn, c->sql, c->nparams, NULL, c->params, c->lengths, c->formats,
+                               0);
     }
     if (!ok) return conn_lost(s);
     s->pend[s->npend++] = (struct pg_pending){own, -1, c->want_rows, c->mismatch, s->gen};
@@ -419,7 +460,7 @@ void pg_close(struct store *base)
     if (!s) return;
     PQfinish(s->conn);
     for (int i = 0; i < PG_NBUF; i++)
-        free(s->buf[i].p);
+        buf_free(&s->buf[i]);
     free(s->pend);
     free(s->url);
     free(s);

@@ -69,7 +69,8 @@ static const char *const stmt_sql[ST_DEV_COUNT] = {
 
 static struct pg_cmd cmd(enum dev_stmt id, int n, const char *const *params)
 {
-    return (struct pg_cmd){PG_DEV_BASE + (int)id, stmt_sql[id], n, params, 0, 0};
+    return (struct pg_cmd){
+        .slot = PG_DEV_BASE + (int)id, .sql = stmt_sql[id], .nparams = n, .params = params};
 }
 
 /* ---- lookups ------------------------------------------------------------------ */
@@ -314,9 +315,10 @@ int pg_device_delete(struct store *base, const char *uuid, struct store_device_d
     if (s->in_tx) return pg_fail(s, IOT_EINVAL, "device_delete runs its own transaction");
     c[0] = pg_raw("BEGIN");
     for (int i = 0; i < PG_DEL_LOCKS; i++)
-        c[1 + i] = (struct pg_cmd){-1, del_locks[i], 1, &uuid, 0, 0};
+        c[1 + i] = (struct pg_cmd){.slot = -1, .sql = del_locks[i], .nparams = 1, .params = &uuid};
     for (int i = 0; i < STORE_DEL_COUNT; i++)
-        c[FIRST_DEL + i] = (struct pg_cmd){-1, del_sql[i], 1, &uuid, 0, 0};
+        c[FIRST_DEL + i] =
+            (struct pg_cmd){.slot = -1, .sql = del_sql[i], .nparams = 1, .params = &uuid};
     c[FIRST_DEL + STORE_DEL_DEVICE].want_rows = 1; /* none: unknown, and nothing was deleted */
     c[FIRST_DEL + STORE_DEL_DEVICE].mismatch = IOT_ENOTFOUND;
     c[N - 1] = pg_raw("COMMIT");

@@ -24,6 +24,7 @@
 #ifndef IOT_PG_INT_H
 #define IOT_PG_INT_H
 
+#include "core/buf.h"
 #include "store/store.h"
 
 #include <libpq-fe.h>
@@ -42,12 +43,6 @@
 #define PG_SLOTS      (PG_RET_BASE + PG_RET_STMTS)
 #define PG_ALERT_BUF  16 /* alert updates coalesced before they are sent */
 #define PG_NBUF       6  /* text buffers for array parameters */
-
-/* A growable text buffer (array literals). */
-struct pg_buf {
-    char *p;
-    size_t len, cap;
-};
 
 /* A command queued in the pipeline whose result is still to be read. */
 struct pg_pending {
@@ -95,11 +90,11 @@ struct pg_store {
 
     struct store_alert abuf[PG_ALERT_BUF]; /* pending alert_update rows */
     size_t nabuf;
-    struct pg_buf buf[PG_NBUF];
+    struct buf buf[PG_NBUF]; /* array parameters */
     char err[256];
 };
 
-/* One command: a prepared statement (slot) or an unnamed one, with text parameters. */
+/* One command: a prepared statement (slot) or an unnamed one, with its parameters. */
 struct pg_cmd {
     int slot;                  /* index into prep[], or -1 for an unnamed statement */
     const char *sql;           /* the statement text (prepared once per connection) */
@@ -107,6 +102,8 @@ struct pg_cmd {
     const char *const *params; /* NULL entries are SQL NULL */
     int want_rows;             /* 0: any; n > 0: the command must touch exactly n rows, */
     int mismatch;              /* else it fails with this code */
+    const int *lengths;        /* NULL: every parameter is text; else with formats: */
+    const int *formats;        /* 1 = binary of lengths[i] bytes (pg_arr_*), 0 = text */
 };
 
 /*
@@ -133,7 +130,7 @@ int pg_ensure_conn(struct pg_store *s);
 
 static inline struct pg_cmd pg_raw(const char *sql)
 {
-    return (struct pg_cmd){-1, sql, 0, NULL, 0, 0};
+    return (struct pg_cmd){.slot = -1, .sql = sql, .nparams = 0, .params = NULL};
 }
 
 /* Notes locks just taken (sensor_state rows up to sensor_max, an advisory lock). */
@@ -156,11 +153,29 @@ const char *pg_fmt_i64(char buf[24], int64_t v);
 const char *pg_fmt_f64(char buf[32], double v);
 const char *pg_fmt_ts(char buf[32], int64_t ms); /* RFC 3339 UTC, for ::timestamptz */
 
+/*
+ * Binary array parameters (PostgreSQL's array_recv format): pg_arr_begin
+ * writes the header of a one-dimensional array of n elements of type oid,
+ * then one pg_arr_* call per element, in order. No text to format in the
+ * gateway or to parse in the server: a batch's readings travel as six such
+ * arrays. IOT_ENOMEM or 0; the buffer's len is the parameter's length.
+ */
+#define PG_OID_INT8        20
+#define PG_OID_INT4        23
+#define PG_OID_TEXT        25
+#define PG_OID_FLOAT8      701
+#define PG_OID_TIMESTAMPTZ 1184
+int pg_arr_begin(struct buf *b, unsigned oid, size_t n);
+int pg_arr_i64(struct buf *b, int64_t v);
+int pg_arr_i32(struct buf *b, int32_t v);
+int pg_arr_f64(struct buf *b, double v);
+int pg_arr_ts(struct buf *b, int64_t ms); /* Unix ms -> timestamptz */
+int pg_arr_text(struct buf *b, const char *s);
+int pg_arr_null(struct buf *b);
+
 /* Text buffers for array literals ("{1,2,3}"). */
-void pg_buf_reset(struct pg_buf *b);
-int pg_buf_add(struct pg_buf *b, const char *s);  /* appends s (IOT_ENOMEM) */
-int pg_buf_elem(struct pg_buf *b, const char *s); /* appends "," if needed, then s */
-int pg_buf_close(struct pg_buf *b);               /* appends "}" */
+int pg_buf_elem(struct buf *b, const char *s); /* appends "," if needed, then s */
+int pg_buf_close(struct buf *b);               /* appends "}" */
 
 /* Schema (pg_schema.c). */
 /* pg_jobstats.c */

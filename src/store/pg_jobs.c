@@ -98,7 +98,8 @@ static const char *const job_sql[JS_COUNT] = {
 
 static struct pg_cmd jcmd(enum job_stmt id, int n, const char *const *params)
 {
-    return (struct pg_cmd){PG_JOB_BASE + (int)id, job_sql[id], n, params, 0, 0};
+    return (struct pg_cmd){
+        .slot = PG_JOB_BASE + (int)id, .sql = job_sql[id], .nparams = n, .params = params};
 }
 
 static void read_threshold(const PGresult *r, int row, int col, struct store_threshold *t)

@@ -5,6 +5,24 @@
 #include <stdio.h>
 #include <string.h>
 
+static const char job_stat_sql[] =
+    "INSERT INTO job_stats(job, runs_ok, runs_failed, duration_sum_ms, b0, b1, b2, b3, b4, b5,"
+    " b6, b7, b8, b9, last_duration_ms, last_run_at, last_success_at)"
+    " VALUES ($1, $2::bigint, 1 - $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint,"
+    "  $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint,"
+    "  $13::bigint, $3::bigint, $14::timestamptz,"
+    "  CASE WHEN $2::bigint = 1 THEN $14::timestamptz END)"
+    " ON CONFLICT (job) DO UPDATE SET runs_ok = job_stats.runs_ok + excluded.runs_ok,"
+    " runs_failed = job_stats.runs_failed + excluded.runs_failed,"
+    " duration_sum_ms = job_stats.duration_sum_ms + excluded.duration_sum_ms,"
+    " b0 = job_stats.b0 + excluded.b0, b1 = job_stats.b1 + excluded.b1,"
+    " b2 = job_stats.b2 + excluded.b2, b3 = job_stats.b3 + excluded.b3,"
+    " b4 = job_stats.b4 + excluded.b4, b5 = job_stats.b5 + excluded.b5,"
+    " b6 = job_stats.b6 + excluded.b6, b7 = job_stats.b7 + excluded.b7,"
+    " b8 = job_stats.b8 + excluded.b8, b9 = job_stats.b9 + excluded.b9,"
+    " last_duration_ms = excluded.last_duration_ms, last_run_at = excluded.last_run_at,"
+    " last_success_at = coalesce(excluded.last_success_at, job_stats.last_success_at)";
+
 int pg_job_stat_record(struct store *base, const char *job, int ok, int64_t duration_ms,
                        int64_t now)
 {
@@ -21,27 +39,7 @@ int pg_job_stat_record(struct store *base, const char *job, int ok, int64_t dura
     }
     params[3 + STORE_JOB_BUCKETS] = pg_fmt_ts(when, now);
     struct pg_cmd c = {
-        -1,
-        "INSERT INTO job_stats(job, runs_ok, runs_failed, duration_sum_ms, b0, b1, b2, b3, b4, b5,"
-        " b6, b7, b8, b9, last_duration_ms, last_run_at, last_success_at)"
-        " VALUES ($1, $2::bigint, 1 - $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint,"
-        "  $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint,"
-        "  $13::bigint, $3::bigint, $14::timestamptz,"
-        "  CASE WHEN $2::bigint = 1 THEN $14::timestamptz END)"
-        " ON CONFLICT (job) DO UPDATE SET runs_ok = job_stats.runs_ok + excluded.runs_ok,"
-        " runs_failed = job_stats.runs_failed + excluded.runs_failed,"
-        " duration_sum_ms = job_stats.duration_sum_ms + excluded.duration_sum_ms,"
-        " b0 = job_stats.b0 + excluded.b0, b1 = job_stats.b1 + excluded.b1,"
-        " b2 = job_stats.b2 + excluded.b2, b3 = job_stats.b3 + excluded.b3,"
-        " b4 = job_stats.b4 + excluded.b4, b5 = job_stats.b5 + excluded.b5,"
-        " b6 = job_stats.b6 + excluded.b6, b7 = job_stats.b7 + excluded.b7,"
-        " b8 = job_stats.b8 + excluded.b8, b9 = job_stats.b9 + excluded.b9,"
-        " last_duration_ms = excluded.last_duration_ms, last_run_at = excluded.last_run_at,"
-        " last_success_at = coalesce(excluded.last_success_at, job_stats.last_success_at)",
-        3 + STORE_JOB_BUCKETS + 1,
-        params,
-        0,
-        0};
+        .slot = -1, .sql = job_stat_sql, .nparams = 3 + STORE_JOB_BUCKETS + 1, .params = params};
     return pg_roundtrip(s, &c, 1, NULL, 0);
 }
 

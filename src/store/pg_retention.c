@@ -106,7 +106,8 @@ static const char *const ret_sql[RS_COUNT] = {
 
 static struct pg_cmd rcmd(enum ret_stmt id, int n, const char *const *params)
 {
-    return (struct pg_cmd){PG_RET_BASE + (int)id, ret_sql[id], n, params, 0, 0};
+    return (struct pg_cmd){
+        .slot = PG_RET_BASE + (int)id, .sql = ret_sql[id], .nparams = n, .params = params};
 }
 
 int pg_rollup_step(struct store *base, int64_t until, int64_t *mark, int64_t *rollups)

@@ -7,9 +7,9 @@
  *  - Round trips per packet: packet_get (only with a packet_id), states_load
  *    (locks the packet's sensor_state rows, reads state and active alerts),
  *    alert_insert (only when an alert opens). Everything else (readings as
- *    one multi-row INSERT ... SELECT unnest(...), sensor states likewise,
- *    alert updates coalesced per alert, notifications, packet_put,
- *    device_touch, savepoints) is pipelined and checked at the next round
+ *    one multi-row INSERT ... SELECT unnest(...) of binary arrays, sensor
+ *    states likewise, alert updates coalesced per alert, notifications,
+ *    packet_put, device_touch, savepoints) is pipelined and checked at the next round
  *    trip; COMMIT is one round trip per batch of packets.
  *  - states_load takes ids ascending and locks the sensor_state rows in
  *    that order (creating a sensor's row on its first packet in the same
@@ -145,7 +145,10 @@ static const struct store_ops pg_ops;
 
 static struct pg_cmd cmd(enum stmt_id id, int n, const char *const *params)
 {
-    return (struct pg_cmd){(int)id, stmt_sql[id], n, params, 0, 0}; /* slots from PG_CORE_BASE */
+    return (struct pg_cmd){.slot = (int)id,
+                           .sql = stmt_sql[id],
+                           .nparams = n,
+                           .params = params}; /* slots from PG_CORE_BASE */
 }
 
 /* "{1,2,3}" of ids into buffer i. */
@@ -153,7 +156,7 @@ static int id_array(struct pg_store *s, int i, const int64_t *ids, size_t n)
 {
     char v[24];
     int rc = 0;
-    pg_buf_reset(&s->buf[i]);
+    buf_clear(&s->buf[i]);
     for (size_t k = 0; !rc && k < n; k++)
         rc = pg_buf_elem(&s->buf[i], pg_fmt_i64(v, ids[k]));
     return rc ? rc : pg_buf_close(&s->buf[i]);
@@ -318,29 +321,47 @@ static int pq_state_get(struct store *base, int64_t sensor_id, struct store_sens
     return 0;
 }
 
-/* One multi-row upsert for the states of a packet: five array parameters. */
+/* A command of n binary array parameters, built in s->buf[0..n). */
+static struct pg_cmd array_cmd(struct pg_store *s, enum stmt_id id, int n, const char **p, int *len,
+                               const int *fmt)
+{
+    for (int i = 0; i < n; i++) {
+        p[i] = s->buf[i].p;
+        len[i] = (int)s->buf[i].len;
+    }
+    struct pg_cmd c = cmd(id, n, p);
+    c.lengths = len;
+    c.formats = fmt;
+    return c;
+}
+
+static const int all_binary[PG_NBUF] = {1, 1, 1, 1, 1, 1};
+
+/* One multi-row upsert for the states of a batch: five binary array parameters. */
 static int pq_states_put(struct store *base, const struct store_sensor_state *const *st, size_t n)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct pg_buf *b = s->buf;
+    struct buf *b = s->buf;
+    static const unsigned oid[5] = {PG_OID_INT8, PG_OID_TIMESTAMPTZ, PG_OID_FLOAT8, PG_OID_TEXT,
+                                    PG_OID_INT8};
     int rc = 0;
     if (n == 0) return 0;
-    for (int i = 0; i < 5; i++)
-        pg_buf_reset(&b[i]);
+    for (int i = 0; !rc && i < 5; i++)
+        rc = pg_arr_begin(&b[i], oid[i], n);
     for (size_t k = 0; !rc && k < n; k++) {
         const struct store_sensor_state *x = st[k];
-        char id[24], ts[32], val[32], run[24];
-        rc = pg_buf_elem(&b[0], pg_fmt_i64(id, x->sensor_id));
-        if (!rc) rc = pg_buf_elem(&b[1], x->has_last ? pg_fmt_ts(ts, x->last_ts) : "NULL");
-        if (!rc) rc = pg_buf_elem(&b[2], x->has_last ? pg_fmt_f64(val, x->last_value) : "NULL");
-        if (!rc) rc = pg_buf_elem(&b[3], x->has_last ? reading_class_name(x->last_class) : "NULL");
-        if (!rc) rc = pg_buf_elem(&b[4], pg_fmt_i64(run, x->normal_run));
+        rc = pg_arr_i64(&b[0], x->sensor_id);
+        if (!rc) rc = x->has_last ? pg_arr_ts(&b[1], x->last_ts) : pg_arr_null(&b[1]);
+        if (!rc) rc = x->has_last ? pg_arr_f64(&b[2], x->last_value) : pg_arr_null(&b[2]);
+        if (!rc)
+            rc = x->has_last ? pg_arr_text(&b[3], reading_class_name(x->last_class))
+                             : pg_arr_null(&b[3]);
+        if (!rc) rc = pg_arr_i64(&b[4], x->normal_run);
     }
-    for (int i = 0; !rc && i < 5; i++)
-        rc = pg_buf_close(&b[i]);
     if (rc) return pg_fail(s, rc, "out of memory");
-    const char *p[5] = {b[0].p, b[1].p, b[2].p, b[3].p, b[4].p};
-    struct pg_cmd c = cmd(ST_STATES_PUT, 5, p);
+    const char *p[5];
+    int len[5];
+    struct pg_cmd c = array_cmd(s, ST_STATES_PUT, 5, p, len, all_binary);
     return pg_defer(s, &c);
 }
 
@@ -494,29 +515,29 @@ static int pq_notification_insert(struct store *base, int64_t alert_id, enum ale
     return pg_defer((struct pg_store *)base, &c);
 }
 
-/* All the readings of a packet: one INSERT ... SELECT unnest(six arrays), queued. */
+/* All the readings of a batch: one INSERT ... SELECT unnest(six binary arrays), queued. */
 static int pq_readings_insert(struct store *base, struct store_reading *rows, size_t n)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct pg_buf *b = s->buf;
+    struct buf *b = s->buf;
+    static const unsigned oid[6] = {PG_OID_INT8,        PG_OID_FLOAT8, PG_OID_TIMESTAMPTZ,
+                                    PG_OID_TIMESTAMPTZ, PG_OID_TEXT,   PG_OID_INT4};
     int rc = 0;
     if (n == 0) return 0;
-    for (int i = 0; i < 6; i++)
-        pg_buf_reset(&b[i]);
-    for (size_t k = 0; !rc && k < n; k++) {
-        char id[24], val[32], ts[32], ing[32];
-        rc = pg_buf_elem(&b[0], pg_fmt_i64(id, rows[k].sensor_id));
-        if (!rc) rc = pg_buf_elem(&b[1], pg_fmt_f64(val, rows[k].value));
-        if (!rc) rc = pg_buf_elem(&b[2], pg_fmt_ts(ts, rows[k].ts));
-        if (!rc) rc = pg_buf_elem(&b[3], pg_fmt_ts(ing, rows[k].ingested_at));
-        if (!rc) rc = pg_buf_elem(&b[4], reading_class_name(rows[k].cls));
-        if (!rc) rc = pg_buf_elem(&b[5], rows[k].late ? "1" : "0");
-    }
     for (int i = 0; !rc && i < 6; i++)
-        rc = pg_buf_close(&b[i]);
+        rc = pg_arr_begin(&b[i], oid[i], n);
+    for (size_t k = 0; !rc && k < n; k++) {
+        rc = pg_arr_i64(&b[0], rows[k].sensor_id);
+        if (!rc) rc = pg_arr_f64(&b[1], rows[k].value);
+        if (!rc) rc = pg_arr_ts(&b[2], rows[k].ts);
+        if (!rc) rc = pg_arr_ts(&b[3], rows[k].ingested_at);
+        if (!rc) rc = pg_arr_text(&b[4], reading_class_name(rows[k].cls));
+        if (!rc) rc = pg_arr_i32(&b[5], rows[k].late ? 1 : 0);
+    }
     if (rc) return pg_fail(s, rc, "out of memory");
-    const char *p[6] = {b[0].p, b[1].p, b[2].p, b[3].p, b[4].p, b[5].p};
-    struct pg_cmd c = cmd(ST_READINGS_INSERT, 6, p);
+    const char *p[6];
+    int len[6];
+    struct pg_cmd c = array_cmd(s, ST_READINGS_INSERT, 6, p, len, all_binary);
     return pg_defer(s, &c);
 }
 
