@@ -224,8 +224,9 @@ struct store;
  * an argument list. Every op returns 0 or a negative code from core/err.h,
  * and its first parameter is the store, named s. The list makes the members
  * of struct store_ops and the inline store_name() wrappers below, and the
- * fault injector (store/store_fault.h) its op enum, names and forwarders.
- * close and errmsg, which return no error code, are written out by hand.
+ * fault injector of the test-support library (tests/support/store_fault.h)
+ * its op enum, names and forwarders. close and errmsg, which return no error
+ * code, are written out by hand.
  */
 
 /* The connection, for every command: health, schema, transactions, upkeep. */

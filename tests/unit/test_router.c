@@ -11,7 +11,7 @@
 #include "ingest/sensor_state.h"
 #include "jobs/retention.h"
 #include "store/store.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "sqlite_peer.h"
 
 #include <criterion/criterion.h>

@@ -1,13 +1,13 @@
 /*
  * Unit tests for the SQLite store backend (src/store/store_sqlite.c) and for
- * the fault-injecting wrapper (src/store/store_fault.c), on real database
+ * the fault-injecting wrapper (tests/support/store_fault.c), on real database
  * files in a fresh temporary directory per test. Rows are checked with a
  * second, plain sqlite3 connection, as the other readers of SPEC §3 would.
  */
 #include "core/err.h"
 #include "store/sqlite_schema.h"
 #include "store/store.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "sqlite_peer.h"
 
 #include <criterion/criterion.h>

@@ -1,5 +1,6 @@
 /*
- * A fault-injecting store: a backend that wraps another one (in the spirit
+ * A fault-injecting store (test-support library, tests/support/; never in
+ * the product binary): a backend that wraps another one (in the spirit
  * of SQLite's test VFS) and makes chosen calls fail with a chosen error, so
  * that the unit tests and the fuzzers can drive every error path of the
  * writer, the router and the jobs against a real database.
@@ -29,8 +30,8 @@
  * time; store_fault_set / _clear and the counters may be called from any
  * thread (a test arms a fault while the writer thread runs).
  */
-#ifndef IOT_STORE_FAULT_H
-#define IOT_STORE_FAULT_H
+#ifndef IOT_TESTS_STORE_FAULT_H
+#define IOT_TESTS_STORE_FAULT_H
 
 #include "store/store.h"
 

@@ -3,7 +3,7 @@
  * enter() whether an armed fault fires on this call; if not, it forwards to
  * the inner store through the usual inline wrappers.
  */
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "core/err.h"
 
 #include <assert.h>
