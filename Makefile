@@ -48,6 +48,11 @@ SRC      := $(shell find src -name '*.c' | sort)
 MAIN_SRC := src/cli/main.c
 LIB_SRC  := $(filter-out $(MAIN_SRC),$(SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+# The test-support library (tests/support/: the fault-injecting store, the HTTP
+# harness): built per variant, linked only into the unit tests and the fuzzers,
+# never into iot-ingest (no-test-code checks). Test sources include it as
+# "support/NAME.h" (-Itests on objects under tests/).
+SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 PYTEST   = /usr/bin/python3 -m pytest
 
 # $(1) = build dir, $(2) = extra flags
@@ -55,9 +60,11 @@ define variant
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	$$(Q_CC)$$(CC) $$(CFLAGS_BASE) $(2) $$(PKG_CFLAGS) -c $$< -o $$@
+$(1)/obj/tests/%.o: CFLAGS_BASE += -Itests
+.SECONDARY: $$(addprefix $(1)/obj/,$$(SUPPORT_SRC:.c=.o))
 $(1)/iot-ingest: $$(addprefix $(1)/obj/,$$(SRC:.c=.o))
 	$$(Q_LD)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
-$(1)/tests/%: $(1)/obj/tests/unit/%.o $$(addprefix $(1)/obj/,$$(LIB_SRC:.c=.o))
+$(1)/tests/%: $(1)/obj/tests/unit/%.o $$(addprefix $(1)/obj/,$$(LIB_SRC:.c=.o) $$(SUPPORT_SRC:.c=.o))
 	@mkdir -p $$(dir $$@)
 	$$(Q_LD)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL) -lcriterion
 endef
@@ -88,7 +95,7 @@ UNIT_BIN      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BIN_ASAN = $(patsubst tests/unit/%.c,build-asan/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps deps-test run test asan unit unit-asan integration clean format opt-levels \
-        scan-build tsan tsan-sqlite
+        scan-build tsan tsan-sqlite no-test-code
 all: build/iot-ingest
 
 deps:
@@ -100,10 +107,14 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh build/iot-ingest
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) no-test-code
 	@sh scripts/run-unit.sh $(UNIT_BIN)
 unit-asan: $(UNIT_BIN_ASAN)
 	@sh scripts/run-unit.sh $(UNIT_BIN_ASAN)
+
+# The product binary holds no test code: no symbol of the test-support library.
+no-test-code: build/iot-ingest $(addprefix build/obj/,$(SUPPORT_SRC:.c=.o))
+	@sh scripts/no-test-code.sh $^
 
 integration: build-asan/iot-ingest
 	IOT_INGEST_BIN=$(CURDIR)/build-asan/iot-ingest sh scripts/run-integration.sh
@@ -144,10 +155,12 @@ tsan: deps-test
 tsan-sqlite:
 	@$(MAKE) --no-print-directory tsan TSAN_BACKENDS=sqlite
 
-# Compiles src/ once per optimization level (objects only, nothing runs).
-opt-levels: $(addprefix build/obj/,$(SRC:.c=.o)) \
-            $(foreach o,$(OPT_LEVELS),$(addprefix build-opt/$(o)/obj/,$(SRC:.c=.o)))
-	@echo "opt-levels: src/ compiles warning-free at $(OPT) (build/) and $(addprefix -,$(OPT_LEVELS))"
+# Compiles src/ and the test-support library once per optimization level (objects
+# only, nothing runs).
+OPT_SRC = $(SRC) $(SUPPORT_SRC)
+opt-levels: $(addprefix build/obj/,$(OPT_SRC:.c=.o)) \
+            $(foreach o,$(OPT_LEVELS),$(addprefix build-opt/$(o)/obj/,$(OPT_SRC:.c=.o)))
+	@echo "opt-levels: src/ and tests/support/ compile warning-free at $(OPT) (build/) and $(addprefix -,$(OPT_LEVELS))"
 
 # clang's static analyzer over src/ (scan-build-14 from clang-tools-14): every
 # object is rebuilt through it into build-scan/, an HTML report per finding goes
@@ -160,7 +173,7 @@ scan-build:
 	    $(MAKE) --no-print-directory CC=clang-14 $(addprefix build-scan/obj/,$(SRC:.c=.o))
 
 format:
-	clang-format -i $(SRC) $(shell find src tests -name '*.h') $(UNIT_SRC)
+	clang-format -i $(SRC) $(shell find src tests -name '*.h') $(UNIT_SRC) $(SUPPORT_SRC)
 
 # Binary, iot-ingest(1), systemd units, env example, nginx TLS sample (packaging/install.sh;
 # DESTDIR honoured).
@@ -177,8 +190,8 @@ openapi-deps:
 	@sh tests/openapi/install.sh
 
 # Fuzzing (tests/fuzz/README.md): clang's libFuzzer with ASan+UBSan. Every object of
-# src/ except main.c is rebuilt with clang into build-fuzz/, one binary per
-# tests/fuzz/fuzz_NAME.c. `fuzz` grows build-fuzz/corpus/NAME from the committed
+# src/ except main.c and of tests/support/ is rebuilt with clang into build-fuzz/, one
+# binary per tests/fuzz/fuzz_NAME.c. `fuzz` grows build-fuzz/corpus/NAME from the committed
 # seeds; `fuzz-smoke` (part of `test`) replays tests/fuzz/regressions/ and fuzzes
 # each harness briefly with a fixed seed.
 FUZZ_CC            ?= clang-14
@@ -191,7 +204,9 @@ FUZZ_BIN   = $(addprefix build-fuzz/fuzz_,$(FUZZ_NAMES))
 build-fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CFLAGS_BASE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c $< -o $@
-build-fuzz/fuzz_%: build-fuzz/obj/tests/fuzz/fuzz_%.o $(addprefix build-fuzz/obj/,$(LIB_SRC:.c=.o))
+build-fuzz/obj/tests/%.o: CFLAGS_BASE += -Itests
+build-fuzz/fuzz_%: build-fuzz/obj/tests/fuzz/fuzz_%.o \
+                   $(addprefix build-fuzz/obj/,$(LIB_SRC:.c=.o) $(SUPPORT_SRC:.c=.o))
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
 
 .PRECIOUS: build-fuzz/obj/%.o

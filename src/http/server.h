@@ -32,7 +32,8 @@ struct http_deps {
 
 /*
  * Builds the server without listening (rate limiters, trusted proxies, API
- * key): for the in-memory harness (harness.h). http_server_stop frees it.
+ * key): for the in-memory harness of the tests (tests/support/http_harness.h).
+ * http_server_stop frees it.
  */
 int http_server_create(const struct http_deps *deps, struct http_server **out, char *err,
                        size_t errlen);

@@ -151,7 +151,7 @@ int sqlite_recent_readings(struct store *base, int64_t sensor_id, size_t limit,
     int64_t head, below = 0;
     *n = 0;
     if (limit == 0) return 0;
-    int rc = base->ops->state_get(base, sensor_id, &state);
+    int rc = sqlite_state_get(base, sensor_id, &state);
     if (rc) return rc;
     head = state.last_reading_id;
     if (head == STORE_READING_UNKNOWN)

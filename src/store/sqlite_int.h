@@ -71,6 +71,8 @@ int sqlite_job_stat_record(struct store *s, const char *job, int ok, int64_t dur
 int sqlite_job_stats(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
 int sqlite_prediction_explain(struct store *s, int64_t id, const char *json);
 
+/* A sensor's state; a sensor without a row reads has_last 0 (store_sqlite.c). */
+int sqlite_state_get(struct store *s, int64_t sensor_id, struct store_sensor_state *out);
 /* A sensor's newest readings through the reading chain (sqlite_chain.c). */
 int sqlite_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
                            struct store_reading *out, size_t *n);

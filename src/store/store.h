@@ -217,179 +217,271 @@ struct store_device_deleted {
 
 struct store;
 
+/*
+ * The operations, one X-macro list, grouped by who calls them. Each row is
+ * X(name, NAME, (parameters), (arguments)): the op's name in struct
+ * store_ops, its name in capitals, its parameter list and the same names as
+ * an argument list. Every op returns 0 or a negative code from core/err.h,
+ * and its first parameter is the store, named s. The list makes the members
+ * of struct store_ops and the inline store_name() wrappers below, and the
+ * fault injector of the test-support library (tests/support/store_fault.h)
+ * its op enum, names and forwarders. close and errmsg, which return no error
+ * code, are written out by hand.
+ */
+
+/* The connection, for every command: health, schema, transactions, upkeep. */
+#define STORE_OPS_CONN(X)                                                                          \
+    X(ping, PING, (struct store * s), (s))                                                         \
+    /* Creates or upgrades the schema; idempotent. */                                              \
+    X(schema_init, SCHEMA_INIT, (struct store * s), (s))                                           \
+    X(schema_version, SCHEMA_VERSION, (struct store * s, int *out), (s, out))                      \
+    X(tx_begin, TX_BEGIN, (struct store * s), (s))                                                 \
+    X(tx_commit, TX_COMMIT, (struct store * s), (s))                                               \
+    X(tx_rollback, TX_ROLLBACK, (struct store * s), (s))                                           \
+    /*                                                                                             \
+     * Housekeeping that must not run on the request path (SQLite: WAL                             \
+     * checkpoints); called periodically on a connection of its own. May be                        \
+     * a no-op.                                                                                    \
+     */                                                                                            \
+    X(maintain, MAINTAIN, (struct store * s), (s))
+
+/*
+ * The gateway's ingest path: the resolver's lookups, and the writer (router,
+ * sensor state cache, alert engine) inside its transaction.
+ */
+#define STORE_OPS_INGEST(X)                                                                        \
+    X(device_get, DEVICE_GET, (struct store * s, const char *uuid, struct store_device *out),      \
+      (s, uuid, out))                                                                              \
+    /* *out is malloc'ed (caller frees), sorted by uuid. */                                        \
+    X(device_sensors, DEVICE_SENSORS,                                                              \
+      (struct store * s, int64_t device_id, struct store_sensor * *out, size_t * n),               \
+      (s, device_id, out, n))                                                                      \
+    /* Savepoints: the writer nests one per packet when it isolates a failure. */                  \
+    X(savepoint, SAVEPOINT, (struct store * s), (s))                                               \
+    X(savepoint_release, SAVEPOINT_RELEASE, (struct store * s), (s))                               \
+    X(savepoint_rollback, SAVEPOINT_ROLLBACK, (struct store * s), (s))                             \
+    /*                                                                                             \
+     * A number that changes whenever another connection or process may                            \
+     * have changed sensor state or alerts; cached state read before a change                      \
+     * must be dropped. Called inside a transaction.                                               \
+     */                                                                                            \
+    X(change_epoch, CHANGE_EPOCH, (struct store * s, uint64_t * out), (s, out))                    \
+    /* Idempotency: ENOTFOUND if unknown; *response malloc'ed. */                                  \
+    X(packet_get, PACKET_GET,                                                                      \
+      (struct store * s, int64_t device_id, const char *packet_id, int64_t since,                  \
+       char **response),                                                                           \
+      (s, device_id, packet_id, since, response))                                                  \
+    /*                                                                                             \
+     * IOT_EEXIST if (device, packet_id) is recorded at or after expired_before;                   \
+     * an older (expired, not yet purged) record is replaced.                                      \
+     */                                                                                            \
+    X(packet_put, PACKET_PUT,                                                                      \
+      (struct store * s, int64_t device_id, const char *packet_id, const char *response,           \
+       int64_t now, int64_t expired_before),                                                       \
+      (s, device_id, packet_id, response, now, expired_before))                                    \
+    X(packets_purge, PACKETS_PURGE, (struct store * s, int64_t before), (s, before))               \
+    /*                                                                                             \
+     * Sensor state and active alerts, one round trip for all the sensors of a                     \
+     * packet. ids are distinct and ascending (the lock order on backends                          \
+     * shared by several gateways, which lock each sensor's state row until                        \
+     * the transaction ends); out[i] belongs to ids[i]: its state (has_last 0                      \
+     * when none) and, for each active alert, alerts[kind] with present[kind]                      \
+     * set to 1. states_put upserts the states of distinct sensors.                                \
+     */                                                                                            \
+    X(states_load, STATES_LOAD,                                                                    \
+      (struct store * s, const int64_t *ids, size_t n, struct store_sensor_snapshot *out),         \
+      (s, ids, n, out))                                                                            \
+    X(states_put, STATES_PUT,                                                                      \
+      (struct store * s, const struct store_sensor_state *const *st, size_t n), (s, st, n))        \
+    /* Sets a->id. */                                                                              \
+    X(alert_insert, ALERT_INSERT, (struct store * s, struct store_alert * a), (s, a))              \
+    X(alert_update, ALERT_UPDATE, (struct store * s, const struct store_alert *a), (s, a))         \
+    X(notification_insert, NOTIFICATION_INSERT,                                                    \
+      (struct store * s, int64_t alert_id, enum alert_event ev, enum severity sev, int64_t now),   \
+      (s, alert_id, ev, sev, now))                                                                 \
+    X(readings_insert, READINGS_INSERT, (struct store * s, struct store_reading * rows, size_t n), \
+      (s, rows, n))                                                                                \
+    X(device_touch, DEVICE_TOUCH, (struct store * s, int64_t device_id, int64_t last_seen),        \
+      (s, device_id, last_seen))
+
+/* The gateway's reads: status, legacy, history and /metrics (the shared connection). */
+#define STORE_OPS_READ(X)                                                                          \
+    X(device_get_by_id, DEVICE_GET_BY_ID,                                                          \
+      (struct store * s, int64_t id, struct store_device * out), (s, id, out))                     \
+    X(sensor_get, SENSOR_GET, (struct store * s, int64_t sensor_id, struct store_sensor * out),    \
+      (s, sensor_id, out))                                                                         \
+    X(device_status, DEVICE_STATUS,                                                                \
+      (struct store * s, int64_t device_id, store_status_cb cb, void *ud), (s, device_id, cb, ud)) \
+    /* Every job's statistics row (see job_stat_record). */                                        \
+    X(job_stats, JOB_STATS,                                                                        \
+      (struct store * s, struct store_job_stat * out, size_t cap, size_t * n), (s, out, cap, n))   \
+    /*                                                                                             \
+     * History of one sensor (GET .../sensors/{uuid}/readings, SPEC §12).                         \
+     * readings_range: its readings with from <= ts < to that come after                           \
+     * (after_ts, after_id) in (ts, id) order (after_ts = from, after_id = 0                       \
+     * for the first page), in that order, at most limit; id is set, prev_id                       \
+     * and ingested_at are not.                                                                    \
+     * readings_buckets: one bucket per step_ms (aligned to the epoch, UTC)                        \
+     * with readings in [from, to) (both multiples of step_ms, itself a                            \
+     * multiple of an hour): from the rollups below the rollup mark, from raw                      \
+     * readings above it (a rollup equals its hour's raw aggregate, so this is                     \
+     * the same answer, only cheaper), ascending, at most cap.                                     \
+     */                                                                                            \
+    X(readings_range, READINGS_RANGE,                                                              \
+      (struct store * s, int64_t sensor_id, int64_t from, int64_t to, int64_t after_ts,            \
+       int64_t after_id, size_t limit, struct store_reading * out, size_t * n),                    \
+      (s, sensor_id, from, to, after_ts, after_id, limit, out, n))                                 \
+    X(readings_buckets, READINGS_BUCKETS,                                                          \
+      (struct store * s, int64_t sensor_id, int64_t from, int64_t to, int64_t step_ms, size_t cap, \
+       struct store_bucket * out, size_t * n),                                                     \
+      (s, sensor_id, from, to, step_ms, cap, out, n))
+
+/* Provisioning: the CLI (device, sensor, threshold, db demo) and sim's fleet. */
+#define STORE_OPS_PROVISION(X)                                                                     \
+    X(device_add, DEVICE_ADD,                                                                      \
+      (struct store * s, const char *uuid, const char *name,                                       \
+       const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id),                \
+      (s, uuid, name, key_hash, now, id))                                                          \
+    X(device_set_active, DEVICE_SET_ACTIVE, (struct store * s, const char *uuid, int active),      \
+      (s, uuid, active))                                                                           \
+    /*                                                                                             \
+     * Deletes the device and everything stored under it (see struct                               \
+     * store_device_deleted) in one transaction of its own: not to be called                       \
+     * inside one. IOT_ENOTFOUND for an unknown device (nothing changed).                          \
+     */                                                                                            \
+    X(device_delete, DEVICE_DELETE,                                                                \
+      (struct store * s, const char *uuid, struct store_device_deleted *out), (s, uuid, out))      \
+    X(sensor_add, SENSOR_ADD,                                                                      \
+      (struct store * s, const char *device_uuid, const char *uuid, const char *name,              \
+       const char *type, const char *unit, int64_t now, int64_t *id, int64_t *device_id),          \
+      (s, device_uuid, uuid, name, type, unit, now, id, device_id))                                \
+    X(sensor_set_active, SENSOR_SET_ACTIVE, (struct store * s, const char *uuid, int active),      \
+      (s, uuid, active))                                                                           \
+    X(threshold_set, THRESHOLD_SET,                                                                \
+      (struct store * s, const char *sensor_uuid, enum severity sev,                               \
+       const struct store_threshold *t, int64_t now, int64_t *id),                                 \
+      (s, sensor_uuid, sev, t, now, id))                                                           \
+    /* IOT_ENOTFOUND for an unknown sensor; 0 also when it had no active threshold of sev. */      \
+    X(threshold_clear, THRESHOLD_CLEAR,                                                            \
+      (struct store * s, const char *sensor_uuid, enum severity sev), (s, sensor_uuid, sev))
+
+/* The batch jobs (baseline, explain, silence, retention) and their statistics. */
+#define STORE_OPS_JOBS(X)                                                                          \
+    /* Keyset pages: id > after_id, ordered by id, at most limit rows. */                          \
+    X(job_sensors, JOB_SENSORS,                                                                    \
+      (struct store * s, int64_t since, int64_t after_id, size_t limit,                            \
+       struct store_job_sensor * out, size_t * n),                                                 \
+      (s, since, after_id, limit, out, n))                                                         \
+    X(silent_sensors, SILENT_SENSORS,                                                              \
+      (struct store * s, int64_t before, int64_t after_id, size_t limit,                           \
+       struct store_job_sensor * out, size_t * n),                                                 \
+      (s, before, after_id, limit, out, n))                                                        \
+    X(job_sensor_get, JOB_SENSOR_GET,                                                              \
+      (struct store * s, int64_t sensor_id, struct store_job_sensor * out), (s, sensor_id, out))   \
+    /* Newest first, by reading time. */                                                           \
+    X(recent_readings, RECENT_READINGS,                                                            \
+      (struct store * s, int64_t sensor_id, size_t limit, struct store_reading * out, size_t * n), \
+      (s, sensor_id, limit, out, n))                                                               \
+    /* Finds or creates the ml_models row (name, version). */                                      \
+    X(model_ensure, MODEL_ENSURE,                                                                  \
+      (struct store * s, const char *name, const char *type, const char *version,                  \
+       const char *params, int64_t now, int64_t *id),                                              \
+      (s, name, type, version, params, now, id))                                                   \
+    /* Sets p->id. */                                                                              \
+    X(prediction_insert, PREDICTION_INSERT, (struct store * s, struct store_prediction * p),       \
+      (s, p))                                                                                      \
+    /* IOT_ENOTFOUND when none. */                                                                 \
+    X(ml_event_active, ML_EVENT_ACTIVE,                                                            \
+      (struct store * s, int64_t sensor_id, const char *event_type, int64_t *id),                  \
+      (s, sensor_id, event_type, id))                                                              \
+    /* Sets e->id. */                                                                              \
+    X(ml_event_insert, ML_EVENT_INSERT, (struct store * s, struct store_ml_event * e), (s, e))     \
+    X(ml_event_resolve, ML_EVENT_RESOLVE, (struct store * s, int64_t id), (s, id))                 \
+    /* Anomalous predictions without an explanation, score >= min_score. */                        \
+    X(unexplained, UNEXPLAINED,                                                                    \
+      (struct store * s, double min_score, int64_t after_id, size_t limit,                         \
+       struct store_prediction *out, size_t *n),                                                   \
+      (s, min_score, after_id, limit, out, n))                                                     \
+    X(prediction_explain, PREDICTION_EXPLAIN, (struct store * s, int64_t id, const char *json),    \
+      (s, id, json))                                                                               \
+    /* Adds one run to the job's statistics row (autocommit). */                                   \
+    X(job_stat_record, JOB_STAT_RECORD,                                                            \
+      (struct store * s, const char *job, int ok, int64_t duration_ms, int64_t now),               \
+      (s, job, ok, duration_ms, now))                                                              \
+    /*                                                                                             \
+     * Retention and hourly rollups (job retention, SPEC §12, docs/jobs.md).                      \
+     * Each runs its own short transaction: call them outside one.                                 \
+     * rollup_step: rolls up the first hour that has readings at or after the                      \
+     * rollup mark (rollup_state.rolled_until) and starts before `until` (an                       \
+     * hour boundary): one sensor_readings_hourly row per sensor of that hour,                     \
+     * the mark moved to its end. Without such an hour the mark moves to                           \
+     * until (never back). *mark gets the mark, *rollups the rows written (0                       \
+     * when only the mark moved). Hours below the mark are kept up to date by                      \
+     * the insert trigger of the schema, in the writer's own transaction.                          \
+     * readings_expire: deletes up to max_rows of the oldest readings with                         \
+     * ts < before and below the mark (a reading not rolled up is never                            \
+     * deleted); *deleted gets the count. rollups_expire: the same for rollups                     \
+     * with hour < before.                                                                         \
+     */                                                                                            \
+    X(rollup_step, ROLLUP_STEP,                                                                    \
+      (struct store * s, int64_t until, int64_t * mark, int64_t * rollups),                        \
+      (s, until, mark, rollups))                                                                   \
+    X(readings_expire, READINGS_EXPIRE,                                                            \
+      (struct store * s, int64_t before, int64_t max_rows, int64_t * deleted),                     \
+      (s, before, max_rows, deleted))                                                              \
+    X(rollups_expire, ROLLUPS_EXPIRE,                                                              \
+      (struct store * s, int64_t before, int64_t max_rows, int64_t * deleted),                     \
+      (s, before, max_rows, deleted))
+
+/*
+ * The online ML consumer (iot-ingest consume, docs/broker.md). online_load
+ * and online_apply run inside a transaction the caller opened with tx_begin;
+ * a shared backend locks the sensor's online_state row in online_load (FOR
+ * UPDATE), so two consumers never apply to one sensor at once.
+ */
+#define STORE_OPS_CONSUME(X)                                                                       \
+    /*                                                                                             \
+     * *applied = 1 when (stream, seq) was already applied (the rest of *out                       \
+     * is then unspecified); else *applied = 0 and *out is the sensor's model                      \
+     * state (count 0 when it has none yet).                                                       \
+     */                                                                                            \
+    X(online_load, ONLINE_LOAD,                                                                    \
+      (struct store * s, const char *stream, uint64_t seq, int64_t sensor_id,                      \
+       struct store_online_state *out, int *applied),                                              \
+      (s, stream, seq, sensor_id, out, applied))                                                   \
+    /*                                                                                             \
+     * Upserts st, inserts pred when not NULL (sets pred->id), and records                         \
+     * (stream, seq) as applied by consumer; IOT_EEXIST when (stream, seq) is                      \
+     * already recorded. seq <= INT64_MAX.                                                         \
+     */                                                                                            \
+    X(online_apply, ONLINE_APPLY,                                                                  \
+      (struct store * s, const char *stream, uint64_t seq, const char *consumer,                   \
+       const struct store_online_state *st, struct store_prediction *pred),                        \
+      (s, stream, seq, consumer, st, pred))                                                        \
+    /*                                                                                             \
+     * Forgets the applied sequences <= upto of stream (those the engine will                      \
+     * never redeliver); *removed gets the row count.                                              \
+     */                                                                                            \
+    X(online_prune, ONLINE_PRUNE,                                                                  \
+      (struct store * s, const char *stream, uint64_t upto, int64_t *removed),                     \
+      (s, stream, upto, removed))
+
+#define STORE_OPS(X)                                                                               \
+    STORE_OPS_CONN(X)                                                                              \
+    STORE_OPS_INGEST(X)                                                                            \
+    STORE_OPS_READ(X)                                                                              \
+    STORE_OPS_PROVISION(X)                                                                         \
+    STORE_OPS_JOBS(X)                                                                              \
+    STORE_OPS_CONSUME(X)
+
+#define STORE_OP_MEMBER_(name, NAME, params, args) int(*name) params;
 struct store_ops {
     const char *name;
     void (*close)(struct store *s);
     const char *(*errmsg)(struct store *s);
-    int (*ping)(struct store *s);
-    int (*schema_init)(struct store *s); /* create or upgrade; idempotent */
-    int (*schema_version)(struct store *s, int *out);
-
-    /* Lookups (resolver, auth, status). */
-    int (*device_get)(struct store *s, const char *uuid, struct store_device *out);
-    int (*device_get_by_id)(struct store *s, int64_t id, struct store_device *out);
-    /* *out is malloc'ed (caller frees), sorted by uuid. */
-    int (*device_sensors)(struct store *s, int64_t device_id, struct store_sensor **out, size_t *n);
-    int (*sensor_get)(struct store *s, int64_t sensor_id, struct store_sensor *out);
-    int (*device_status)(struct store *s, int64_t device_id, store_status_cb cb, void *ud);
-
-    /* Provisioning. */
-    int (*device_add)(struct store *s, const char *uuid, const char *name,
-                      const unsigned char key_hash[STORE_KEY_HASH_LEN], int64_t now, int64_t *id);
-    int (*device_set_active)(struct store *s, const char *uuid, int active);
-    /*
-     * Deletes the device and everything stored under it (see struct
-     * store_device_deleted) in one transaction of its own: not to be called
-     * inside one. IOT_ENOTFOUND for an unknown device (nothing changed).
-     */
-    int (*device_delete)(struct store *s, const char *uuid, struct store_device_deleted *out);
-    int (*sensor_add)(struct store *s, const char *device_uuid, const char *uuid, const char *name,
-                      const char *type, const char *unit, int64_t now, int64_t *id,
-                      int64_t *device_id);
-    int (*sensor_set_active)(struct store *s, const char *uuid, int active);
-    int (*threshold_set)(struct store *s, const char *sensor_uuid, enum severity sev,
-                         const struct store_threshold *t, int64_t now, int64_t *id);
-    /* IOT_ENOTFOUND for an unknown sensor; 0 also when it had no active threshold of sev. */
-    int (*threshold_clear)(struct store *s, const char *sensor_uuid, enum severity sev);
-
-    /* Transactions and savepoints (the writer nests one savepoint per packet). */
-    int (*tx_begin)(struct store *s);
-    int (*tx_commit)(struct store *s);
-    int (*tx_rollback)(struct store *s);
-    int (*savepoint)(struct store *s);
-    int (*savepoint_release)(struct store *s);
-    int (*savepoint_rollback)(struct store *s);
-    /*
-     * A number that changes whenever another connection or process may
-     * have changed sensor state or alerts; cached state read before a change
-     * must be dropped. Called inside a transaction.
-     */
-    int (*change_epoch)(struct store *s, uint64_t *out);
-    /*
-     * Housekeeping that must not run on the request path (SQLite: WAL
-     * checkpoints); called periodically on a connection of its own. May be
-     * a no-op.
-     */
-    int (*maintain)(struct store *s);
-
-    /* Idempotency: ENOTFOUND if unknown; *response malloc'ed. */
-    int (*packet_get)(struct store *s, int64_t device_id, const char *packet_id, int64_t since,
-                      char **response);
-    /*
-     * IOT_EEXIST if (device, packet_id) is recorded at or after expired_before;
-     * an older (expired, not yet purged) record is replaced.
-     */
-    int (*packet_put)(struct store *s, int64_t device_id, const char *packet_id,
-                      const char *response, int64_t now, int64_t expired_before);
-    int (*packets_purge)(struct store *s, int64_t before);
-
-    /* Sensor state and alerts; within the writer's transaction. */
-    int (*state_get)(struct store *s, int64_t sensor_id, struct store_sensor_state *out);
-    int (*state_put)(struct store *s, const struct store_sensor_state *st);
-    /* Fills out[kind] for each active alert; present[kind] set to 1. */
-    int (*alerts_active)(struct store *s, int64_t sensor_id, struct store_alert out[ALERT_KINDS],
-                         int present[ALERT_KINDS]);
-    /*
-     * Batch forms used by the writer: one round trip for all the sensors of
-     * a packet. ids are distinct and ascending (the lock order on backends
-     * shared by several gateways, which lock each sensor's state row until
-     * the transaction ends); out[i] belongs to ids[i].
-     */
-    int (*states_load)(struct store *s, const int64_t *ids, size_t n,
-                       struct store_sensor_snapshot *out);
-    int (*states_put)(struct store *s, const struct store_sensor_state *const *st, size_t n);
-    int (*alert_insert)(struct store *s, struct store_alert *a); /* sets a->id */
-    int (*alert_update)(struct store *s, const struct store_alert *a);
-    int (*notification_insert)(struct store *s, int64_t alert_id, enum alert_event ev,
-                               enum severity sev, int64_t now);
-    int (*readings_insert)(struct store *s, struct store_reading *rows, size_t n);
-    int (*device_touch)(struct store *s, int64_t device_id, int64_t last_seen);
-
-    /* Batch jobs: keyset pages (id > after_id, ordered by id, at most limit rows). */
-    int (*job_sensors)(struct store *s, int64_t since, int64_t after_id, size_t limit,
-                       struct store_job_sensor *out, size_t *n);
-    int (*silent_sensors)(struct store *s, int64_t before, int64_t after_id, size_t limit,
-                          struct store_job_sensor *out, size_t *n);
-    /* Newest first, by reading time. */
-    int (*job_sensor_get)(struct store *s, int64_t sensor_id, struct store_job_sensor *out);
-    int (*recent_readings)(struct store *s, int64_t sensor_id, size_t limit,
-                           struct store_reading *out, size_t *n);
-    /* Finds or creates the ml_models row (name, version). */
-    int (*model_ensure)(struct store *s, const char *name, const char *type, const char *version,
-                        const char *params, int64_t now, int64_t *id);
-    int (*prediction_insert)(struct store *s, struct store_prediction *p); /* sets p->id */
-    int (*ml_event_active)(struct store *s, int64_t sensor_id, const char *event_type,
-                           int64_t *id);                               /* IOT_ENOTFOUND when none */
-    int (*ml_event_insert)(struct store *s, struct store_ml_event *e); /* sets e->id */
-    int (*ml_event_resolve)(struct store *s, int64_t id);
-    /* Anomalous predictions without an explanation, score >= min_score. */
-    int (*unexplained)(struct store *s, double min_score, int64_t after_id, size_t limit,
-                       struct store_prediction *out, size_t *n);
-    int (*prediction_explain)(struct store *s, int64_t id, const char *json);
-
-    /*
-     * Online ML consumer (iot-ingest consume, docs/broker.md). Both run
-     * inside a transaction the caller opened with tx_begin; a shared backend
-     * locks the sensor's online_state row in online_load (FOR UPDATE), so two
-     * consumers never apply to one sensor at once.
-     *
-     * online_load: *applied = 1 when (stream, seq) was already applied (the
-     * rest of *out is then unspecified); else *applied = 0 and *out is the
-     * sensor's model state (count 0 when it has none yet).
-     * online_apply: upserts st, inserts pred when not NULL (sets pred->id),
-     * and records (stream, seq) as applied by consumer; IOT_EEXIST when
-     * (stream, seq) is already recorded. seq <= INT64_MAX.
-     * online_prune: forgets the applied sequences <= upto of stream (those the
-     * engine will never redeliver); *removed gets the row count.
-     */
-    int (*online_load)(struct store *s, const char *stream, uint64_t seq, int64_t sensor_id,
-                       struct store_online_state *out, int *applied);
-    int (*online_apply)(struct store *s, const char *stream, uint64_t seq, const char *consumer,
-                        const struct store_online_state *st, struct store_prediction *pred);
-    int (*online_prune)(struct store *s, const char *stream, uint64_t upto, int64_t *removed);
-
-    /* Job statistics: adds one run (autocommit), and reads every job's row. */
-    int (*job_stat_record)(struct store *s, const char *job, int ok, int64_t duration_ms,
-                           int64_t now);
-    int (*job_stats)(struct store *s, struct store_job_stat *out, size_t cap, size_t *n);
-
-    /*
-     * Retention and hourly rollups (job retention, SPEC §12, docs/jobs.md).
-     * Each runs its own short transaction: call them outside one.
-     * rollup_step: rolls up the first hour that has readings at or after the
-     * rollup mark (rollup_state.rolled_until) and starts before `until` (an
-     * hour boundary): one sensor_readings_hourly row per sensor of that hour,
-     * the mark moved to its end. Without such an hour the mark moves to
-     * until (never back). *mark gets the mark, *rollups the rows written (0
-     * when only the mark moved). Hours below the mark are kept up to date by
-     * the insert trigger of the schema, in the writer's own transaction.
-     * readings_expire: deletes up to max_rows of the oldest readings with
-     * ts < before and below the mark (a reading not rolled up is never
-     * deleted); *deleted gets the count. rollups_expire: the same for rollups
-     * with hour < before.
-     */
-    int (*rollup_step)(struct store *s, int64_t until, int64_t *mark, int64_t *rollups);
-    int (*readings_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
-    int (*rollups_expire)(struct store *s, int64_t before, int64_t max_rows, int64_t *deleted);
-
-    /*
-     * History of one sensor (GET .../sensors/{uuid}/readings, SPEC §12).
-     * readings_range: its readings with from <= ts < to that come after
-     * (after_ts, after_id) in (ts, id) order (after_ts = from, after_id = 0
-     * for the first page), in that order, at most limit; id is set, prev_id
-     * and ingested_at are not.
-     * readings_buckets: one bucket per step_ms (aligned to the epoch, UTC)
-     * with readings in [from, to) (both multiples of step_ms, itself a
-     * multiple of an hour): from the rollups below the rollup mark, from raw
-     * readings above it (a rollup equals its hour's raw aggregate, so this is
-     * the same answer, only cheaper), ascending, at most cap.
-     */
-    int (*readings_range)(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
-                          int64_t after_ts, int64_t after_id, size_t limit,
-                          struct store_reading *out, size_t *n);
-    int (*readings_buckets)(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
-                            int64_t step_ms, size_t cap, struct store_bucket *out, size_t *n);
+    STORE_OPS(STORE_OP_MEMBER_)
 };
+#undef STORE_OP_MEMBER_
 
 /* Every backend's connection struct begins with this. */
 struct store {
@@ -402,6 +494,9 @@ struct store {
  */
 int store_open(const char *url, const struct store_open_opts *opts, struct store **out, char *err,
                size_t errlen);
+/* Backend constructors, used by store_open. */
+int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
+                      char *err, size_t errlen);
 
 static inline void store_close(struct store *s)
 {
@@ -415,274 +510,14 @@ static inline const char *store_backend(struct store *s)
 {
     return s->ops->name;
 }
-static inline int store_ping(struct store *s)
-{
-    return s->ops->ping(s);
-}
-static inline int store_schema_init(struct store *s)
-{
-    return s->ops->schema_init(s);
-}
-static inline int store_schema_version(struct store *s, int *v)
-{
-    return s->ops->schema_version(s, v);
-}
-static inline int store_device_get(struct store *s, const char *uuid, struct store_device *d)
-{
-    return s->ops->device_get(s, uuid, d);
-}
-static inline int store_device_get_by_id(struct store *s, int64_t id, struct store_device *d)
-{
-    return s->ops->device_get_by_id(s, id, d);
-}
-static inline int store_device_sensors(struct store *s, int64_t device_id,
-                                       struct store_sensor **out, size_t *n)
-{
-    return s->ops->device_sensors(s, device_id, out, n);
-}
-static inline int store_sensor_get(struct store *s, int64_t id, struct store_sensor *out)
-{
-    return s->ops->sensor_get(s, id, out);
-}
-static inline int store_device_status(struct store *s, int64_t device_id, store_status_cb cb,
-                                      void *ud)
-{
-    return s->ops->device_status(s, device_id, cb, ud);
-}
-static inline int store_device_add(struct store *s, const char *uuid, const char *name,
-                                   const unsigned char h[STORE_KEY_HASH_LEN], int64_t now,
-                                   int64_t *id)
-{
-    return s->ops->device_add(s, uuid, name, h, now, id);
-}
-static inline int store_device_set_active(struct store *s, const char *uuid, int active)
-{
-    return s->ops->device_set_active(s, uuid, active);
-}
-static inline int store_device_delete(struct store *s, const char *uuid,
-                                      struct store_device_deleted *out)
-{
-    return s->ops->device_delete(s, uuid, out);
-}
-static inline int store_sensor_add(struct store *s, const char *device_uuid, const char *uuid,
-                                   const char *name, const char *type, const char *unit,
-                                   int64_t now, int64_t *id, int64_t *device_id)
-{
-    return s->ops->sensor_add(s, device_uuid, uuid, name, type, unit, now, id, device_id);
-}
-static inline int store_sensor_set_active(struct store *s, const char *uuid, int active)
-{
-    return s->ops->sensor_set_active(s, uuid, active);
-}
-static inline int store_threshold_set(struct store *s, const char *sensor_uuid, enum severity sev,
-                                      const struct store_threshold *t, int64_t now, int64_t *id)
-{
-    return s->ops->threshold_set(s, sensor_uuid, sev, t, now, id);
-}
-static inline int store_threshold_clear(struct store *s, const char *sensor_uuid, enum severity sev)
-{
-    return s->ops->threshold_clear(s, sensor_uuid, sev);
-}
-static inline int store_tx_begin(struct store *s)
-{
-    return s->ops->tx_begin(s);
-}
-static inline int store_tx_commit(struct store *s)
-{
-    return s->ops->tx_commit(s);
-}
-static inline int store_tx_rollback(struct store *s)
-{
-    return s->ops->tx_rollback(s);
-}
-static inline int store_savepoint(struct store *s)
-{
-    return s->ops->savepoint(s);
-}
-static inline int store_savepoint_release(struct store *s)
-{
-    return s->ops->savepoint_release(s);
-}
-static inline int store_savepoint_rollback(struct store *s)
-{
-    return s->ops->savepoint_rollback(s);
-}
-static inline int store_change_epoch(struct store *s, uint64_t *out)
-{
-    return s->ops->change_epoch(s, out);
-}
-static inline int store_maintain(struct store *s)
-{
-    return s->ops->maintain(s);
-}
-static inline int store_packet_get(struct store *s, int64_t device_id, const char *packet_id,
-                                   int64_t since, char **response)
-{
-    return s->ops->packet_get(s, device_id, packet_id, since, response);
-}
-static inline int store_packet_put(struct store *s, int64_t device_id, const char *packet_id,
-                                   const char *response, int64_t now, int64_t expired_before)
-{
-    return s->ops->packet_put(s, device_id, packet_id, response, now, expired_before);
-}
-static inline int store_packets_purge(struct store *s, int64_t before)
-{
-    return s->ops->packets_purge(s, before);
-}
-static inline int store_state_get(struct store *s, int64_t sensor_id, struct store_sensor_state *o)
-{
-    return s->ops->state_get(s, sensor_id, o);
-}
-static inline int store_state_put(struct store *s, const struct store_sensor_state *st)
-{
-    return s->ops->state_put(s, st);
-}
-static inline int store_alerts_active(struct store *s, int64_t sensor_id,
-                                      struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
-{
-    return s->ops->alerts_active(s, sensor_id, out, present);
-}
-static inline int store_states_load(struct store *s, const int64_t *ids, size_t n,
-                                    struct store_sensor_snapshot *out)
-{
-    return s->ops->states_load(s, ids, n, out);
-}
-static inline int store_states_put(struct store *s, const struct store_sensor_state *const *st,
-                                   size_t n)
-{
-    return s->ops->states_put(s, st, n);
-}
-static inline int store_alert_insert(struct store *s, struct store_alert *a)
-{
-    return s->ops->alert_insert(s, a);
-}
-static inline int store_alert_update(struct store *s, const struct store_alert *a)
-{
-    return s->ops->alert_update(s, a);
-}
-static inline int store_notification_insert(struct store *s, int64_t alert_id, enum alert_event ev,
-                                            enum severity sev, int64_t now)
-{
-    return s->ops->notification_insert(s, alert_id, ev, sev, now);
-}
-static inline int store_readings_insert(struct store *s, struct store_reading *rows, size_t n)
-{
-    return s->ops->readings_insert(s, rows, n);
-}
-static inline int store_device_touch(struct store *s, int64_t device_id, int64_t last_seen)
-{
-    return s->ops->device_touch(s, device_id, last_seen);
-}
 
-static inline int store_job_sensors(struct store *s, int64_t since, int64_t after_id, size_t limit,
-                                    struct store_job_sensor *out, size_t *n)
-{
-    return s->ops->job_sensors(s, since, after_id, limit, out, n);
-}
-static inline int store_silent_sensors(struct store *s, int64_t before, int64_t after_id,
-                                       size_t limit, struct store_job_sensor *out, size_t *n)
-{
-    return s->ops->silent_sensors(s, before, after_id, limit, out, n);
-}
-static inline int store_job_sensor_get(struct store *s, int64_t id, struct store_job_sensor *out)
-{
-    return s->ops->job_sensor_get(s, id, out);
-}
-static inline int store_recent_readings(struct store *s, int64_t sensor_id, size_t limit,
-                                        struct store_reading *out, size_t *n)
-{
-    return s->ops->recent_readings(s, sensor_id, limit, out, n);
-}
-static inline int store_model_ensure(struct store *s, const char *name, const char *type,
-                                     const char *version, const char *params, int64_t now,
-                                     int64_t *id)
-{
-    return s->ops->model_ensure(s, name, type, version, params, now, id);
-}
-static inline int store_prediction_insert(struct store *s, struct store_prediction *p)
-{
-    return s->ops->prediction_insert(s, p);
-}
-static inline int store_ml_event_active(struct store *s, int64_t sensor_id, const char *type,
-                                        int64_t *id)
-{
-    return s->ops->ml_event_active(s, sensor_id, type, id);
-}
-static inline int store_ml_event_insert(struct store *s, struct store_ml_event *e)
-{
-    return s->ops->ml_event_insert(s, e);
-}
-static inline int store_ml_event_resolve(struct store *s, int64_t id)
-{
-    return s->ops->ml_event_resolve(s, id);
-}
-static inline int store_unexplained(struct store *s, double min_score, int64_t after_id,
-                                    size_t limit, struct store_prediction *out, size_t *n)
-{
-    return s->ops->unexplained(s, min_score, after_id, limit, out, n);
-}
-static inline int store_prediction_explain(struct store *s, int64_t id, const char *json)
-{
-    return s->ops->prediction_explain(s, id, json);
-}
-
-static inline int store_online_load(struct store *s, const char *stream, uint64_t seq,
-                                    int64_t sensor_id, struct store_online_state *out, int *applied)
-{
-    return s->ops->online_load(s, stream, seq, sensor_id, out, applied);
-}
-static inline int store_online_apply(struct store *s, const char *stream, uint64_t seq,
-                                     const char *consumer, const struct store_online_state *st,
-                                     struct store_prediction *pred)
-{
-    return s->ops->online_apply(s, stream, seq, consumer, st, pred);
-}
-static inline int store_online_prune(struct store *s, const char *stream, uint64_t upto,
-                                     int64_t *removed)
-{
-    return s->ops->online_prune(s, stream, upto, removed);
-}
-
-/* Backend constructors, used by store_open. */
-int store_sqlite_open(const char *path, const struct store_open_opts *opts, struct store **out,
-                      char *err, size_t errlen);
-
-static inline int store_job_stat_record(struct store *s, const char *job, int ok,
-                                        int64_t duration_ms, int64_t now)
-{
-    return s->ops->job_stat_record(s, job, ok, duration_ms, now);
-}
-static inline int store_job_stats(struct store *s, struct store_job_stat *out, size_t cap,
-                                  size_t *n)
-{
-    return s->ops->job_stats(s, out, cap, n);
-}
-
-static inline int store_rollup_step(struct store *s, int64_t until, int64_t *mark, int64_t *rollups)
-{
-    return s->ops->rollup_step(s, until, mark, rollups);
-}
-static inline int store_readings_expire(struct store *s, int64_t before, int64_t max_rows,
-                                        int64_t *deleted)
-{
-    return s->ops->readings_expire(s, before, max_rows, deleted);
-}
-static inline int store_rollups_expire(struct store *s, int64_t before, int64_t max_rows,
-                                       int64_t *deleted)
-{
-    return s->ops->rollups_expire(s, before, max_rows, deleted);
-}
-static inline int store_readings_range(struct store *s, int64_t sensor_id, int64_t from, int64_t to,
-                                       int64_t after_ts, int64_t after_id, size_t limit,
-                                       struct store_reading *out, size_t *n)
-{
-    return s->ops->readings_range(s, sensor_id, from, to, after_ts, after_id, limit, out, n);
-}
-static inline int store_readings_buckets(struct store *s, int64_t sensor_id, int64_t from,
-                                         int64_t to, int64_t step_ms, size_t cap,
-                                         struct store_bucket *out, size_t *n)
-{
-    return s->ops->readings_buckets(s, sensor_id, from, to, step_ms, cap, out, n);
-}
+/* store_ping(s), store_tx_commit(s), ...: one inline wrapper per op of STORE_OPS. */
+#define STORE_OP_WRAPPER_(name, NAME, params, args)                                                \
+    static inline int store_##name params                                                          \
+    {                                                                                              \
+        return s->ops->name args;                                                                  \
+    }
+STORE_OPS(STORE_OP_WRAPPER_)
+#undef STORE_OP_WRAPPER_
 
 #endif

@@ -49,7 +49,6 @@ enum stmt_id {
     ST_PACKET_GET,
     ST_PACKET_PUT,
     ST_PACKETS_PURGE,
-    ST_STATE_GET,
     ST_STATES_PUT,
     ST_STATES_CLAIM,
     ST_STATES_LOCK,
@@ -75,8 +74,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " SET created_at = excluded.created_at, response = excluded.response"
                       " WHERE ingest_packets.created_at < $5",
     [ST_PACKETS_PURGE] = "DELETE FROM ingest_packets WHERE created_at < $1",
-    [ST_STATE_GET] = "SELECT (extract(epoch from last_ts) * 1000)::bigint, last_value, last_class,"
-                     " normal_run FROM sensor_state WHERE sensor_id = $1",
     [ST_STATES_PUT] = "INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
                       " normal_run) SELECT * FROM unnest($1::bigint[], $2::timestamptz[],"
                       " $3::float8[], $4::text[], $5::bigint[]) ON CONFLICT (sensor_id) DO UPDATE"
@@ -306,21 +303,6 @@ static void read_state(const PGresult *r, int row, int col, struct store_sensor_
     if (out->last_class == CLASS_INVALID) out->last_class = CLASS_NORMAL;
 }
 
-static int pq_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
-{
-    char v[24];
-    const char *p = pg_fmt_i64(v, sensor_id);
-    PGresult *r;
-    struct pg_cmd c = cmd(ST_STATE_GET, 1, &p);
-    memset(out, 0, sizeof *out);
-    out->sensor_id = sensor_id;
-    int rc = pg_query((struct pg_store *)base, &c, &r);
-    if (rc) return rc;
-    if (PQntuples(r)) read_state(r, 0, 0, out);
-    PQclear(r);
-    return 0;
-}
-
 /* A command of n binary array parameters, built in s->buf[0..n). */
 static struct pg_cmd array_cmd(struct pg_store *s, enum stmt_id id, int n, const char **p, int *len,
                                const int *fmt)
@@ -365,11 +347,6 @@ static int pq_states_put(struct store *base, const struct store_sensor_state *co
     return pg_defer(s, &c);
 }
 
-static int pq_state_put(struct store *base, const struct store_sensor_state *st)
-{
-    return pq_states_put(base, &st, 1);
-}
-
 /* Row i of ST_ALERTS_OF into a. */
 static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *a)
 {
@@ -388,28 +365,6 @@ static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *
     a->last_seen_at = pg_i64(r, i, 10);
     pg_text(a->message, sizeof a->message, r, i, 11);
     return a->kind;
-}
-
-static int pq_alerts_active(struct store *base, int64_t sensor_id,
-                            struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
-{
-    struct pg_store *s = (struct pg_store *)base;
-    PGresult *r;
-    int rc = id_array(s, 0, &sensor_id, 1);
-    if (rc) return pg_fail(s, rc, "out of memory");
-    const char *p = s->buf[0].p;
-    struct pg_cmd c = cmd(ST_ALERTS_OF, 1, &p);
-    for (int k = 0; k < ALERT_KINDS; k++)
-        present[k] = 0;
-    if ((rc = pg_query(s, &c, &r))) return rc;
-    for (int i = 0; i < PQntuples(r); i++) {
-        struct store_alert a;
-        enum alert_kind k = read_alert(r, i, &a);
-        out[k] = a;
-        present[k] = 1;
-    }
-    PQclear(r);
-    return 0;
 }
 
 /*
@@ -604,9 +559,6 @@ static const struct store_ops pg_ops = {
     .packet_get = pq_packet_get,
     .packet_put = pq_packet_put,
     .packets_purge = pq_packets_purge,
-    .state_get = pq_state_get,
-    .state_put = pq_state_put,
-    .alerts_active = pq_alerts_active,
     .states_load = pq_states_load,
     .states_put = pq_states_put,
     .alert_insert = pq_alert_insert,

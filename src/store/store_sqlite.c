@@ -33,7 +33,6 @@ enum stmt_id {
     ST_PACKET_PUT,
     ST_PACKETS_PURGE,
     ST_STATE_GET,
-    ST_STATE_PUT,
     ST_ALERTS_ACTIVE,
     ST_ALERT_INSERT,
     ST_ALERT_UPDATE,
@@ -88,12 +87,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PACKETS_PURGE] = "DELETE FROM ingest_packets WHERE created_at < ?1",
     [ST_STATE_GET] = "SELECT last_ts, last_value, last_class, normal_run, last_reading_id"
                      " FROM sensor_state WHERE sensor_id = ?1",
-    [ST_STATE_PUT] = "INSERT INTO sensor_state(sensor_id, last_ts, last_value, last_class,"
-                     " normal_run, last_reading_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                     " ON CONFLICT(sensor_id) DO UPDATE"
-                     " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
-                     " last_class = excluded.last_class, normal_run = excluded.normal_run,"
-                     " last_reading_id = excluded.last_reading_id",
     [ST_ALERTS_ACTIVE] =
         "SELECT id, sensor_id, device_id, threshold_id, severity, kind, first_value, last_value,"
         " hit_count, triggered_at, last_seen_at, message FROM alerts"
@@ -630,7 +623,8 @@ static int sq_packets_purge(struct store *base, int64_t before)
     return sqlite_exec_done(s, st);
 }
 
-static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
+/* A sensor's state (has_last 0 when it has none), for states_load and the reading chain. */
+int sqlite_state_get(struct store *base, int64_t sensor_id, struct store_sensor_state *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st = NULL;
@@ -658,23 +652,6 @@ static int sq_state_get(struct store *base, int64_t sensor_id, struct store_sens
     return ret;
 }
 
-static int sq_state_put(struct store *base, const struct store_sensor_state *x)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(s, ST_STATE_PUT, &st);
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, x->sensor_id);
-    if (x->has_last) {
-        sqlite3_bind_int64(st, 2, x->last_ts);
-        sqlite3_bind_double(st, 3, x->last_value);
-        sqlite3_bind_text(st, 4, reading_class_name(x->last_class), -1, SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(st, 5, x->normal_run);
-    if (x->last_reading_id >= 0) sqlite3_bind_int64(st, 6, x->last_reading_id);
-    return sqlite_exec_done(s, st);
-}
-
 /* IOT_ENOTFOUND if sensor `id` is not in the database (deleted). */
 static int sensor_present(struct sqlite_store *s, int64_t id)
 {
@@ -687,29 +664,6 @@ static int sensor_present(struct sqlite_store *s, int64_t id)
     sqlite3_reset(st);
     if (rc == IOT_ENOTFOUND)
         snprintf(s->err, sizeof s->err, "sensor %lld was deleted", (long long)id);
-    return rc;
-}
-
-/*
- * SQLite has no round trips to save: the batch forms loop over the single
- * ones. On the ingest writer's connection, which checks no foreign keys, a
- * sensor that is gone (device delete) is IOT_ENOTFOUND: the writer loads a
- * sensor's state before it stores anything for it, and again after every
- * commit of another connection (store_change_epoch), so a gateway whose
- * resolver still holds a deleted device fails its packets instead of
- * storing rows of a sensor that no longer exists. Other connections check
- * foreign keys, and their inserts fail on such a sensor by themselves.
- */
-static int sq_states_load(struct store *base, const int64_t *ids, size_t n,
-                          struct store_sensor_snapshot *out)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    int rc = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
-        if (s->writer) rc = sensor_present(s, ids[i]);
-        if (!rc) rc = sq_state_get(base, ids[i], &out[i].st);
-        if (!rc) rc = base->ops->alerts_active(base, ids[i], out[i].alerts, out[i].present);
-    }
     return rc;
 }
 
@@ -745,6 +699,29 @@ static int sq_alerts_active(struct store *base, int64_t sensor_id,
     int ret = rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc);
     sqlite3_reset(st);
     return ret;
+}
+
+/*
+ * SQLite has no round trips to save: the batch forms loop over the single
+ * ones. On the ingest writer's connection, which checks no foreign keys, a
+ * sensor that is gone (device delete) is IOT_ENOTFOUND: the writer loads a
+ * sensor's state before it stores anything for it, and again after every
+ * commit of another connection (store_change_epoch), so a gateway whose
+ * resolver still holds a deleted device fails its packets instead of
+ * storing rows of a sensor that no longer exists. Other connections check
+ * foreign keys, and their inserts fail on such a sensor by themselves.
+ */
+static int sq_states_load(struct store *base, const int64_t *ids, size_t n,
+                          struct store_sensor_snapshot *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (s->writer) rc = sensor_present(s, ids[i]);
+        if (!rc) rc = sqlite_state_get(base, ids[i], &out[i].st);
+        if (!rc) rc = sq_alerts_active(base, ids[i], out[i].alerts, out[i].present);
+    }
+    return rc;
 }
 
 static int sq_alert_insert(struct store *base, struct store_alert *a)
@@ -913,9 +890,6 @@ static const struct store_ops sqlite_ops = {
     .packet_get = sq_packet_get,
     .packet_put = sq_packet_put,
     .packets_purge = sq_packets_purge,
-    .state_get = sq_state_get,
-    .state_put = sq_state_put,
-    .alerts_active = sq_alerts_active,
     .states_load = sq_states_load,
     .states_put = sqlite_states_put,
     .alert_insert = sq_alert_insert,

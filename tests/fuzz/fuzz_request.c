@@ -48,11 +48,11 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/secret.h"
-#include "http/harness.h"
+#include "support/http_harness.h"
 #include "ingest/resolver.h"
 #include "ingest/router.h"
 #include "ingest/writer.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "store/store_shared.h"
 
 #include "fuzz_util.h"

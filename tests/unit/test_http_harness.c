@@ -5,7 +5,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/secret.h"
-#include "http/harness.h"
+#include "support/http_harness.h"
 #include "ingest/resolver.h"
 #include "ingest/router.h"
 #include "ingest/writer.h"

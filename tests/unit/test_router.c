@@ -11,7 +11,7 @@
 #include "ingest/sensor_state.h"
 #include "jobs/retention.h"
 #include "store/store.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
@@ -730,11 +730,10 @@ Test(router, sensor_state_changed_by_another_connection_is_seen)
     cr_expect_eq(reading_late_at(&jumpy, T(4)), 1);
 }
 
-/* Sensor loads from the database, whichever form the router uses. */
+/* Sensor state loads from the database (states_load, the one form there is). */
 static uint64_t loads(void)
 {
-    return store_fault_calls(st, STORE_FAULT_STATE_GET) +
-           store_fault_calls(st, STORE_FAULT_STATES_LOAD);
+    return store_fault_calls(st, STORE_FAULT_STATES_LOAD);
 }
 
 /* The cache is worth having: the router's own commits do not invalidate it. */

@@ -1,13 +1,13 @@
 /*
  * Unit tests for the SQLite store backend (src/store/store_sqlite.c) and for
- * the fault-injecting wrapper (src/store/store_fault.c), on real database
+ * the fault-injecting wrapper (tests/support/store_fault.c), on real database
  * files in a fresh temporary directory per test. Rows are checked with a
  * second, plain sqlite3 connection, as the other readers of SPEC §3 would.
  */
 #include "core/err.h"
 #include "store/sqlite_schema.h"
 #include "store/store.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 #include "sqlite_peer.h"
 
 #include <criterion/criterion.h>
@@ -109,6 +109,36 @@ static struct store_threshold band(double min, double max)
     t.min = min;
     t.max = max;
     return t;
+}
+
+/*
+ * One sensor's state, its active alerts, and a state write, through the
+ * batch ops the writer uses (states_load, states_put) on a list of one.
+ */
+static int state_get(struct store *s, int64_t sid, struct store_sensor_state *out)
+{
+    struct store_sensor_snapshot snap;
+    int rc = store_states_load(s, &sid, 1, &snap);
+    if (!rc) *out = snap.st;
+    return rc;
+}
+
+static int state_put(struct store *s, const struct store_sensor_state *x)
+{
+    return store_states_put(s, &x, 1);
+}
+
+static int alerts_active(struct store *s, int64_t sid, struct store_alert out[ALERT_KINDS],
+                         int present[ALERT_KINDS])
+{
+    struct store_sensor_snapshot snap;
+    int rc = store_states_load(s, &sid, 1, &snap);
+    if (rc) return rc;
+    for (int k = 0; k < ALERT_KINDS; k++) {
+        present[k] = snap.present[k];
+        if (present[k]) out[k] = snap.alerts[k];
+    }
+    return 0;
 }
 
 /* ---- schema -------------------------------------------------------------- */
@@ -599,7 +629,7 @@ Test(store_sqlite, change_epoch_stays_after_own_commits)
     cr_assert_eq(store_tx_begin(st), 0);
     cr_assert_eq(store_change_epoch(st, &e2), 0);
     struct store_sensor_state x = {.sensor_id = 1, .has_last = 1, .last_ts = T0, .last_value = 1};
-    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_tx_commit(st), 0);
     cr_assert_eq(store_tx_begin(st), 0);
     cr_assert_eq(store_change_epoch(st, &e3), 0);
@@ -619,17 +649,17 @@ Test(store_sqlite, state_round_trip)
     int64_t sid = add_sensor(st, "dev-a", "s-1");
     struct store_sensor_state x;
     memset(&x, 0xff, sizeof x);
-    cr_assert_eq(store_state_get(st, sid, &x), 0, "no row is not an error");
+    cr_assert_eq(state_get(st, sid, &x), 0, "no row is not an error");
     cr_expect_eq(x.sensor_id, sid);
     cr_expect_eq(x.has_last, 0);
     cr_expect_eq(x.normal_run, 0);
 
     struct store_sensor_state y = {sid, 1, T0 + 5, -2.5, CLASS_SPIKE, 0, 0};
-    cr_assert_eq(store_state_put(st, &y), 0);
+    cr_assert_eq(state_put(st, &y), 0);
     y.normal_run = 7;
     y.last_class = CLASS_NORMAL;
-    cr_assert_eq(store_state_put(st, &y), 0, "upsert");
-    cr_assert_eq(store_state_get(st, sid, &x), 0);
+    cr_assert_eq(state_put(st, &y), 0, "upsert");
+    cr_assert_eq(state_get(st, sid, &x), 0);
     cr_expect_eq(x.has_last, 1);
     cr_expect_eq(x.last_ts, T0 + 5);
     cr_expect_eq(x.last_value, -2.5);
@@ -674,7 +704,7 @@ Test(store_sqlite, alerts_notifications_readings)
 
     struct store_alert out[ALERT_KINDS];
     int present[ALERT_KINDS] = {9, 9, 9};
-    cr_assert_eq(store_alerts_active(st, sid, out, present), 0);
+    cr_assert_eq(alerts_active(st, sid, out, present), 0);
     cr_expect(present[ALERT_THRESHOLD] && present[ALERT_DELTA_SPIKE] && !present[ALERT_NO_DATA]);
     cr_expect_eq(out[ALERT_THRESHOLD].id, a.id);
     cr_expect_eq(out[ALERT_THRESHOLD].threshold_id, tid);
@@ -698,7 +728,7 @@ Test(store_sqlite, alerts_notifications_readings)
         "critical");
     cr_expect_eq(q_int("SELECT resolved_at FROM alerts WHERE id = %lld", (long long)a.id), T0 + 3);
     cr_expect_eq(q_int("SELECT hit_count FROM alerts WHERE id = %lld", (long long)a.id), 3);
-    cr_assert_eq(store_alerts_active(st, sid, out, present), 0);
+    cr_assert_eq(alerts_active(st, sid, out, present), 0);
     cr_expect(!present[ALERT_THRESHOLD] && present[ALERT_DELTA_SPIKE]);
 
     cr_assert_eq(store_notification_insert(st, a.id, EVENT_ESCALATED, SEV_CRITICAL, T0 + 9), 0);
@@ -745,7 +775,7 @@ Test(store_sqlite, device_status)
     cr_expect_eq(row.sensor_id, sid);
     cr_expect_eq(row.has_reading, 0);
     struct store_sensor_state x = {sid, 1, T0, 4.25, CLASS_WARNING, 0, 0};
-    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
     cr_expect_eq(row.has_reading, 1);
     cr_expect_eq(row.last_value, 4.25);
@@ -768,7 +798,7 @@ static void fill_sensor(int64_t dev, const char *uuid, int64_t sid, int64_t mode
     cr_assert_eq(store_threshold_set(st, uuid, SEV_WARNING, &w, T0, &tid), 0);
     cr_assert_eq(store_tx_begin(st), 0);
     struct store_sensor_state x;
-    cr_assert_eq(store_state_get(st, sid, &x), 0);
+    cr_assert_eq(state_get(st, sid, &x), 0);
     struct store_reading r = {sid, 1.0 + k,           T0 + k, T0 + k, CLASS_NORMAL,
                               0,   x.last_reading_id, 0,      0};
     cr_assert_eq(store_readings_insert(st, &r, 1), 0);
@@ -776,7 +806,7 @@ static void fill_sensor(int64_t dev, const char *uuid, int64_t sid, int64_t mode
     x.last_ts = r.ts;
     x.last_value = r.value;
     x.last_reading_id = r.id;
-    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_tx_commit(st), 0);
     if (k > 0) return; /* the rest once per sensor */
 
@@ -890,7 +920,7 @@ Test(store_sqlite, device_delete_removes_everything_under_the_device)
     expect_chain_matches_sql(b1, 4);
     int64_t c1 = add_sensor(st, "dev-b", "b-2"); /* may reuse a deleted sensor's id */
     struct store_sensor_state fresh;
-    cr_assert_eq(store_state_get(st, c1, &fresh), 0);
+    cr_assert_eq(state_get(st, c1, &fresh), 0);
     cr_expect_eq(fresh.has_last, 0, "a new sensor inherits nothing");
     cr_expect_eq(q_int("SELECT count(*) FROM online_state WHERE sensor_id = %lld", (long long)c1),
                  0);
@@ -899,7 +929,7 @@ Test(store_sqlite, device_delete_removes_everything_under_the_device)
     cr_expect_eq(store_device_delete(st, "dev-a", &del), IOT_ENOTFOUND);
     cr_expect_eq(store_device_delete(st, "nope", &del), IOT_ENOTFOUND);
     struct store_sensor_state orphan = {a1 == c1 ? a2 : a1, 1, T0, 1, CLASS_NORMAL, 0, 0};
-    cr_expect_eq(store_state_put(st, &orphan), IOT_EDB, "foreign keys are on again");
+    cr_expect_eq(state_put(st, &orphan), IOT_EDB, "foreign keys are on again");
     cr_assert_eq(store_tx_begin(st), 0);
     cr_expect_eq(store_device_delete(st, "dev-b", &del), IOT_EINVAL, "not inside a transaction");
     cr_assert_eq(store_tx_rollback(st), 0);
@@ -936,22 +966,17 @@ Test(store_sqlite, writer_refuses_a_deleted_sensor)
 /* ---- the ops tables are complete ------------------------------------------------- */
 
 /*
- * Every member of struct store_ops after `name` is a function pointer; a
- * NULL one (an op added to the interface but not to a backend) would crash
- * on first use. Walk them as an array of function pointers.
+ * A NULL op (an op added to STORE_OPS but not to a backend's table) would
+ * crash on first use: every op of the list, and close and errmsg, is set.
  */
+#define EXPECT_OP_(op, OP, params, args) cr_expect_not_null(ops->op, "%s: no " #op, ops->name);
 static void expect_complete(const struct store_ops *ops)
 {
-    typedef void (*any_fn)(void);
-    size_t first = offsetof(struct store_ops, close);
-    size_t n = (sizeof *ops - first) / sizeof(any_fn);
-    cr_assert_eq((sizeof *ops - first) % sizeof(any_fn), 0);
-    for (size_t i = 0; i < n; i++) {
-        any_fn fn;
-        memcpy(&fn, (const char *)ops + first + i * sizeof fn, sizeof fn);
-        cr_expect_not_null(fn, "%s: op #%zu is NULL", ops->name, i);
-    }
+    cr_expect_not_null(ops->close, "%s: no close", ops->name);
+    cr_expect_not_null(ops->errmsg, "%s: no errmsg", ops->name);
+    STORE_OPS(EXPECT_OP_)
 }
+#undef EXPECT_OP_
 
 Test(store_fault, ops_tables_are_complete)
 {
@@ -1009,7 +1034,7 @@ Test(store_fault, transparent_without_a_fault)
     free(resp);
     cr_assert_eq(store_tx_begin(st), 0);
     struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 1, 0};
-    cr_assert_eq(store_state_put(st, &x), 0);
+    cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_tx_commit(st), 0);
     cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 1);
     cr_expect_eq(store_fault_injected(st), 0);
@@ -1024,14 +1049,14 @@ Test(store_fault, nth_call_fails_once)
     add_device(st, "dev-a");
     int64_t sid = add_sensor(st, "dev-a", "s-1");
     struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 0, 0};
-    store_fault_set(st, STORE_FAULT_STATE_PUT, 3, IOT_EBUSY);
+    store_fault_set(st, STORE_FAULT_STATES_PUT, 3, IOT_EBUSY);
     for (int i = 1; i <= 5; i++) {
         x.normal_run = i;
-        int rc = store_state_put(st, &x);
+        int rc = state_put(st, &x);
         cr_expect_eq(rc, i == 3 ? IOT_EBUSY : 0, "call %d: %s", i, iot_strerror(rc));
         if (i == 3) {
             cr_expect_neq(strstr(store_errmsg(st), "injected"), NULL, "%s", store_errmsg(st));
-            cr_expect_neq(strstr(store_errmsg(st), "state_put"), NULL, "%s", store_errmsg(st));
+            cr_expect_neq(strstr(store_errmsg(st), "states_put"), NULL, "%s", store_errmsg(st));
             cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 2, "not forwarded");
         } else {
             cr_expect_null(strstr(store_errmsg(st), "injected"), "%s", store_errmsg(st));
@@ -1039,11 +1064,11 @@ Test(store_fault, nth_call_fails_once)
     }
     cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 5);
     cr_expect_eq(store_fault_injected(st), 1);
-    cr_expect_eq(store_fault_calls(st, STORE_FAULT_STATE_PUT), 5);
+    cr_expect_eq(store_fault_calls(st, STORE_FAULT_STATES_PUT), 5);
 
     /* other ops are not affected by a fault armed on one op */
     store_fault_set(st, STORE_FAULT_READINGS_INSERT, 1, IOT_EDB);
-    cr_expect_eq(store_state_put(st, &x), 0);
+    cr_expect_eq(state_put(st, &x), 0);
     struct store_reading r = {sid, 1, T0, T0, CLASS_NORMAL, 0, 0, 0, 0};
     cr_expect_eq(store_readings_insert(st, &r, 1), IOT_EDB);
     cr_expect_eq(store_readings_insert(st, &r, 1), 0);

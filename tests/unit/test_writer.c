@@ -15,7 +15,7 @@
 #include "ingest/router.h"
 #include "ingest/writer.h"
 #include "store/store.h"
-#include "store/store_fault.h"
+#include "support/store_fault.h"
 
 /*
  * on_done() queries from the writer thread, where cr_assert's longjmp to the

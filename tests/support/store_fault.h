@@ -1,8 +1,9 @@
 /*
- * A fault-injecting store: a backend that wraps another one (in the spirit
+ * A fault-injecting store (test-support library, tests/support/; never in
+ * the product binary): a backend that wraps another one (in the spirit
  * of SQLite's test VFS) and makes chosen calls fail with a chosen error, so
- * that tests, the crash harness and the fuzzers can drive every error path
- * of the writer, the router and the jobs against a real database.
+ * that the unit tests and the fuzzers can drive every error path of the
+ * writer, the router and the jobs against a real database.
  *
  * Without an armed fault the wrapper is transparent: every op of struct
  * store_ops is forwarded to the inner store unchanged, with its arguments,
@@ -29,76 +30,20 @@
  * time; store_fault_set / _clear and the counters may be called from any
  * thread (a test arms a fault while the writer thread runs).
  */
-#ifndef IOT_STORE_FAULT_H
-#define IOT_STORE_FAULT_H
+#ifndef IOT_TESTS_STORE_FAULT_H
+#define IOT_TESTS_STORE_FAULT_H
 
 #include "store/store.h"
 
 #include <stdint.h>
 
-/* One per op of struct store_ops that can fail, plus ANY. */
+/* One per op of STORE_OPS (store/store.h), STORE_FAULT_PING ..., plus ANY. */
+#define STORE_FAULT_ENUM_(name, NAME, params, args) STORE_FAULT_##NAME,
 enum store_fault_op {
-    STORE_FAULT_ANY = 0, /* every call below */
-    STORE_FAULT_PING,
-    STORE_FAULT_SCHEMA_INIT,
-    STORE_FAULT_SCHEMA_VERSION,
-    STORE_FAULT_DEVICE_GET,
-    STORE_FAULT_DEVICE_GET_BY_ID,
-    STORE_FAULT_DEVICE_SENSORS,
-    STORE_FAULT_SENSOR_GET,
-    STORE_FAULT_DEVICE_STATUS,
-    STORE_FAULT_DEVICE_ADD,
-    STORE_FAULT_DEVICE_SET_ACTIVE,
-    STORE_FAULT_DEVICE_DELETE,
-    STORE_FAULT_SENSOR_ADD,
-    STORE_FAULT_SENSOR_SET_ACTIVE,
-    STORE_FAULT_THRESHOLD_SET,
-    STORE_FAULT_THRESHOLD_CLEAR,
-    STORE_FAULT_TX_BEGIN,
-    STORE_FAULT_TX_COMMIT,
-    STORE_FAULT_TX_ROLLBACK,
-    STORE_FAULT_SAVEPOINT,
-    STORE_FAULT_SAVEPOINT_RELEASE,
-    STORE_FAULT_SAVEPOINT_ROLLBACK,
-    STORE_FAULT_CHANGE_EPOCH,
-    STORE_FAULT_PACKET_GET,
-    STORE_FAULT_PACKET_PUT,
-    STORE_FAULT_PACKETS_PURGE,
-    STORE_FAULT_STATE_GET,
-    STORE_FAULT_STATE_PUT,
-    STORE_FAULT_ALERTS_ACTIVE,
-    STORE_FAULT_STATES_LOAD,
-    STORE_FAULT_STATES_PUT,
-    STORE_FAULT_ALERT_INSERT,
-    STORE_FAULT_ALERT_UPDATE,
-    STORE_FAULT_NOTIFICATION_INSERT,
-    STORE_FAULT_READINGS_INSERT,
-    STORE_FAULT_DEVICE_TOUCH,
-    STORE_FAULT_JOB_SENSORS,
-    STORE_FAULT_SILENT_SENSORS,
-    STORE_FAULT_JOB_SENSOR_GET,
-    STORE_FAULT_RECENT_READINGS,
-    STORE_FAULT_MODEL_ENSURE,
-    STORE_FAULT_PREDICTION_INSERT,
-    STORE_FAULT_ML_EVENT_ACTIVE,
-    STORE_FAULT_ML_EVENT_INSERT,
-    STORE_FAULT_ML_EVENT_RESOLVE,
-    STORE_FAULT_UNEXPLAINED,
-    STORE_FAULT_PREDICTION_EXPLAIN,
-    STORE_FAULT_ONLINE_LOAD,
-    STORE_FAULT_ONLINE_APPLY,
-    STORE_FAULT_ONLINE_PRUNE,
-    STORE_FAULT_JOB_STAT_RECORD,
-    STORE_FAULT_JOB_STATS,
-    STORE_FAULT_MAINTAIN,
-    /* retention and rollups */
-    STORE_FAULT_ROLLUP_STEP,
-    STORE_FAULT_READINGS_EXPIRE,
-    STORE_FAULT_ROLLUPS_EXPIRE,
-    STORE_FAULT_READINGS_RANGE,
-    STORE_FAULT_READINGS_BUCKETS,
-    STORE_FAULT_OPS /* count */
+    STORE_FAULT_ANY = 0,                         /* every call below */
+    STORE_OPS(STORE_FAULT_ENUM_) STORE_FAULT_OPS /* count */
 };
+#undef STORE_FAULT_ENUM_
 
 /*
  * Wraps inner. Takes ownership of inner: store_close(*out) closes it, and
@@ -131,7 +76,7 @@ void store_fault_clear_all(struct store *s);
 uint64_t store_fault_calls(struct store *s, enum store_fault_op op);
 uint64_t store_fault_injected(struct store *s);
 
-/* "tx_commit", "state_put", ...: the op's name in struct store_ops ("any" for ANY). */
+/* "tx_commit", "packet_put", ...: the op's name in struct store_ops ("any" for ANY). */
 const char *store_fault_op_name(enum store_fault_op op);
 
 #endif

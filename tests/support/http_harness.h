@@ -2,10 +2,12 @@
  * Serving one request from memory, below the HTTP library: method, path,
  * headers and body in; status, headers and body out. The request goes
  * through exactly the code a socket request does (request.c and the
- * endpoints), including the writer and its commit. For fuzzing and tests.
+ * endpoints), including the writer and its commit. For fuzzing and tests:
+ * part of the test-support library (tests/support/), never of the product
+ * binary; it reaches request.c through the private src/http/http_int.h.
  */
-#ifndef IOT_HTTP_HARNESS_H
-#define IOT_HTTP_HARNESS_H
+#ifndef IOT_TESTS_HTTP_HARNESS_H
+#define IOT_TESTS_HTTP_HARNESS_H
 
 #include "http/server.h"
 

@@ -1,4 +1,4 @@
-#include "http/harness.h"
+#include "support/http_harness.h"
 #include "core/err.h"
 #include "http/http_int.h"
 
