@@ -19,7 +19,7 @@ static int finish_packet(struct request *rq)
     switch (job->status) {
     case WRITE_STORED: {
         /* The answer's text, remembered with the packet_id if there is one. */
-        char *text = (char *)job->response;
+        char *text = job->response;
         job->response = NULL;
         return reply_text(rq, (unsigned)rq->answer_status, "application/json", text, strlen(text));
     }
@@ -29,7 +29,7 @@ static int finish_packet(struct request *rq)
         return reply_text(rq, 200, "application/json", text, strlen(text));
     }
     case WRITE_NOTHING: {
-        char *text = (char *)job->response;
+        char *text = job->response;
         size_t len = strlen(text);
         struct buf a = {text, len, len + 1};
         job->response = NULL;

@@ -329,7 +329,7 @@ void request_free(struct request *rq, int aborted)
     json_decref(rq->answer);
     free(rq->job.readings);
     free(rq->job.stored_response);
-    free((void *)rq->job.response);
+    free(rq->job.response);
     free(rq->body);
     free(rq);
     atomic_fetch_sub(&s->in_flight, 1);
