@@ -102,7 +102,7 @@ int ep_packets(struct request *rq)
     rq->finish = finish_packet;
     rq->job.device_id = dref->dev.id;
     memcpy(rq->job.packet_id, p.packet_id, sizeof rq->job.packet_id);
-    rq->job.readings = v.readings; /* the request frees both (request_free) */
+    rq->job.readings = v.readings; /* the request frees both (request_destroy) */
     rq->job.nreadings = v.nvalid;
     rq->job.response = v.answer.p;
     ret = http_submit(rq);

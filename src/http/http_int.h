@@ -37,8 +37,8 @@ struct http_server {
      * MHD_start_daemon returns: its worker threads may already be serving,
      * and /metrics reads it from them, hence _Atomic (the plain assignment
      * in server.c is a sequentially consistent store); a worker that runs
-     * before the store sees NULL. Cleared never: stop joins the workers
-     * before freeing the server.
+     * before the store sees NULL. Cleared by stop, after MHD_stop_daemon has
+     * joined the workers (no reader is left).
      */
     _Atomic(struct MHD_Daemon *) mhd;
     /*
@@ -139,13 +139,14 @@ static inline const char *rq_limit_key(struct request *rq)
 }
 
 /* request.c: the transport calls these in order. All return MHD_YES or MHD_NO. */
-struct request *request_new(struct http_server *s, const struct http_transport *tp, void *tctx,
-                            const char *method);
+struct request *request_create(struct http_server *s, const struct http_transport *tp, void *tctx,
+                               const char *method);
 int request_headers(struct request *rq, const char *url);
 int request_body(struct request *rq, const char *data, size_t n);
 /* End of body; also called again after resume (then it sends the writer's answer). */
 int request_complete(struct request *rq);
-void request_free(struct request *rq, int aborted);
+/* Logs and counts the request (aborted: the client went away first), then frees it. */
+void request_destroy(struct request *rq, int aborted);
 const char *http_route_name(int route);
 
 /* reply.c: queue a response. All return MHD_YES/MHD_NO for the access handler. */
