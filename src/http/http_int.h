@@ -41,11 +41,6 @@ struct http_server {
      * joined the workers (no reader is left).
      */
     _Atomic(struct MHD_Daemon *) mhd;
-    /*
-     * The listen socket MHD_quiesce_daemon hands back, or -1. Owned by the
-     * start/stop thread; closed only after MHD_stop_daemon has joined the
-     * workers, which still take it out of their epoll sets after the quiesce.
-     */
     struct rate_limiter *rl_ip; /* the per-address request limit (per device: the intake) */
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */
@@ -198,7 +193,13 @@ int auth_device_read(struct request *rq, const char *device_uuid, const struct d
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 
-/* Writer plumbing (server.c): suspends rq and submits rq->job; replies 503 itself on refusal. */
+/*
+ * Writer plumbing (request.c): suspends rq and submits rq->job; returns MHD_YES.
+ * It never replies itself: the endpoint's rq->finish does, from request_complete
+ * once the transport resumes rq, after the writer's done() or at once when the
+ * writer refuses the job (status WRITE_FAILED, err the refusal, which finish
+ * maps to 503 or 500 through reply_store_error). rq->finish must be set first.
+ */
 int http_submit(struct request *rq);
 
 /* Endpoints: each returns the MHD result of its reply. */
