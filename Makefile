@@ -1,9 +1,12 @@
 # iot-ingest: one plain Makefile.
 #   make            build build/iot-ingest
 #   make run        install deps, build, create a demo database, serve on 127.0.0.1:8000
-#   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests,
-#                   compile src/ at every -O level (opt-levels), SQLite integration under TSan
+#   make test       install deps, check the formatting (format-check), build, run unit tests
+#                   (plain + ASan/UBSan) and integration tests, compile src/ at every -O level
+#                   (opt-levels), SQLite integration under TSan
 #   make opt-levels compile src/ at -O0 -O1 -O2 -O3 -Os (-Werror), nothing runs
+#   make format-check  clang-format --dry-run -Werror over src/, tests/unit, tests/fuzz (part of test)
+#   make format     rewrite those files in the committed .clang-format style
 #   make asan       unit + integration tests under ASan+UBSan only
 #   make tsan       integration tests (SQLite, then PostgreSQL) under ThreadSanitizer
 #   make scan-build clang static analyzer over src/ (part of check-all)
@@ -94,8 +97,8 @@ FORCE:
 UNIT_BIN      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BIN_ASAN = $(patsubst tests/unit/%.c,build-asan/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test asan unit unit-asan integration clean format opt-levels \
-        scan-build tsan tsan-sqlite no-test-code
+.PHONY: all deps deps-test run test asan unit unit-asan integration clean format format-check \
+        opt-levels scan-build tsan tsan-sqlite no-test-code
 all: build/iot-ingest
 
 deps:
@@ -120,7 +123,8 @@ integration: build-asan/iot-ingest
 	IOT_INGEST_BIN=$(CURDIR)/build-asan/iot-ingest sh scripts/run-integration.sh
 
 test: deps-test
-	@$(MAKE) --no-print-directory all opt-levels unit unit-asan integration fuzz-smoke tsan-sqlite
+	@$(MAKE) --no-print-directory format-check all opt-levels unit unit-asan integration fuzz-smoke \
+	    tsan-sqlite
 
 asan: deps-test
 	@$(MAKE) --no-print-directory unit-asan integration
@@ -172,8 +176,16 @@ scan-build:
 	$(SCAN_BUILD) --status-bugs -o build-scan/report --use-cc=clang-14 \
 	    $(MAKE) --no-print-directory CC=clang-14 $(addprefix build-scan/obj/,$(SRC:.c=.o))
 
+# Every C file of src/, tests/unit and tests/fuzz, in the committed .clang-format
+# style (clang-format 14, Debian 12's). format rewrites them; format-check only
+# reports (-Werror: any difference fails, so make test and CI catch it).
+FORMAT_SRC = $(sort $(shell find src tests/unit tests/fuzz tests/support -name '*.[ch]'))
+CLANG_FORMAT ?= clang-format
 format:
-	clang-format -i $(SRC) $(shell find src tests -name '*.h') $(UNIT_SRC) $(SUPPORT_SRC)
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+format-check:
+	@$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_SRC) && \
+	    echo "format-check: $(words $(FORMAT_SRC)) files match .clang-format"
 
 # Binary, iot-ingest(1), systemd units, env example, nginx TLS sample (packaging/install.sh;
 # DESTDIR honoured).

@@ -9,7 +9,7 @@ pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libyajl-dev li
       sqlite3 curl"
 if [ "$mode" = test ]; then
     pkgs="$pkgs libcriterion-dev python3 python3-pytest python3-psycopg2 postgresql nats-server
-          prometheus systemd clang-14 libclang-rt-14-dev clang-tools-14 valgrind
+          prometheus systemd clang-14 libclang-rt-14-dev clang-tools-14 clang-format valgrind
           mosquitto-clients python3-paho-mqtt nginx openssl sslscan"
 fi
 missing=""

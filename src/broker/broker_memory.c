@@ -166,7 +166,7 @@ static void memory_destroy(struct broker *b)
     if (m->sub_mu_ok) pthread_mutex_destroy(&m->sub_mu);
     if (m->cond_ok) pthread_cond_destroy(&m->nonempty);
     if (m->mu_ok) pthread_mutex_destroy(&m->mu);
-    broker_ring_free(&m->ring);
+    broker_ring_fini(&m->ring);
     free(m);
 }
 

@@ -467,7 +467,7 @@ static void nats_destroy(struct broker *b)
     if (nb->closed_cv_ok) pthread_cond_destroy(&nb->closed_cv);
     if (nb->cv_ok) pthread_cond_destroy(&nb->cv);
     if (nb->mu_ok) pthread_mutex_destroy(&nb->mu);
-    broker_ring_free(&nb->ring);
+    broker_ring_fini(&nb->ring);
     free(nb);
 }
 

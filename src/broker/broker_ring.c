@@ -14,7 +14,7 @@ int broker_ring_init(struct broker_ring *r, size_t cap)
     return 0;
 }
 
-void broker_ring_free(struct broker_ring *r)
+void broker_ring_fini(struct broker_ring *r)
 {
     if (!r) return;
     free(r->slot);

@@ -24,7 +24,7 @@ struct broker_ring {
 /* Allocates cap slots (lazily backed by the OS). 0, IOT_EINVAL or IOT_ENOMEM. */
 int broker_ring_init(struct broker_ring *r, size_t cap);
 /* Frees the slots; the ring is empty and unusable until init. NULL-safe. */
-void broker_ring_free(struct broker_ring *r);
+void broker_ring_fini(struct broker_ring *r);
 
 /* Appends a copy of *m. False when the ring is full (nothing changes). */
 static inline bool broker_ring_push(struct broker_ring *r, const struct broker_reading *m)

@@ -92,9 +92,9 @@ static int silence(struct store *s, const struct config *cfg, char *line, size_t
     struct silence_summary r;
     int rc = job_silence_run(s, cfg->no_data_after_s * 1000, &r);
     if (!rc)
-        snprintf(line, len, "silence: silent=%llu alerts_opened=%llu duration_ms=%lld",
+        snprintf(line, len, "silence: silent=%llu alerts_opened=%llu failed=%llu duration_ms=%lld",
                  (unsigned long long)r.silent, (unsigned long long)r.opened,
-                 (long long)r.duration_ms);
+                 (unsigned long long)r.failed, (long long)r.duration_ms);
     return rc;
 }
 

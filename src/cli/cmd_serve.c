@@ -119,7 +119,8 @@ static int run_serve(struct config *cfg, const char **pos)
     if (resolve_ingest_host(cfg) || cli_open_ready_bg(cfg, 1, 1, &wdb)) goto out;
     struct store *mdb = NULL;
     if (cli_open_store(cfg, &mdb)) goto out; /* it printed why */
-    if (store_maintainer_start(mdb, MAINTAIN_EVERY_MS, &maint, err, sizeof err)) {
+    if ((rc = store_maintainer_create(mdb, MAINTAIN_EVERY_MS, &maint))) goto fail_rc;
+    if (store_maintainer_start(maint, err, sizeof err)) {
         cli_error("cannot start the store maintainer: %s", err);
         goto out;
     }
@@ -150,12 +151,14 @@ static int run_serve(struct config *cfg, const char **pos)
     }
     struct mqtt_deps mdeps = {cfg, writer, resolver, intake, tls};
     if ((cfg->mqtt_port || cfg->mqtt_tls_port) &&
-        mqtt_server_start(&mdeps, &mqtt, err, sizeof err)) {
+        (mqtt_server_create(&mdeps, &mqtt, err, sizeof err) ||
+         mqtt_server_start(mqtt, err, sizeof err))) {
         cli_error("%s", err);
         goto out;
     }
     struct http_deps deps = {cfg, writer, resolver, &shared, broker, intake, mqtt, tls};
-    if (http_server_start(&deps, &http, err, sizeof err)) {
+    if (http_server_create(&deps, &http, err, sizeof err) ||
+        http_server_start(http, err, sizeof err)) {
         cli_error("%s", err);
         goto out;
     }
@@ -181,10 +184,13 @@ out:
     writer_stop(writer);
     http_server_stop(http);
     mqtt_server_stop(mqtt); /* after writer_stop: every job's done() has run */
-    intake_destroy(intake); /* after the servers: their threads use it */
-    tls_keys_destroy(tls);  /* after the servers: their handshakes use it */
+    http_server_destroy(http);
+    mqtt_server_destroy(mqtt); /* after the HTTP server: /metrics reads its counters */
+    intake_destroy(intake);    /* after the servers: their threads use it */
+    tls_keys_destroy(tls);     /* after the servers: their handshakes use it */
     writer_destroy(writer);
-    store_maintainer_stop(maint);
+    store_maintainer_stop(maint); /* after the writer: the last pass checkpoints all it wrote */
+    store_maintainer_destroy(maint);
     resolver_destroy(resolver);
     broker_destroy(broker);
     router_destroy(router);

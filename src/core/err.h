@@ -1,8 +1,10 @@
 /*
  * One list of error codes for the whole program. Functions return 0 on
- * success and one of these (negative) on failure. Retryable failures
- * (IOT_EBUSY, IOT_EUNAVAIL) are distinct: the HTTP layer maps them to 503,
- * input errors to 4xx.
+ * success and one of these (negative) on failure. Retryable failures are
+ * distinct codes, the four iot_err_retryable() names: IOT_EBUSY and
+ * IOT_EUNAVAIL (the database), IOT_EFULL (the write queue), IOT_ESHUTDOWN
+ * (the gateway is stopping). The HTTP layer maps them to 503 with
+ * Retry-After (reply_store_error), input errors to 4xx, the rest to 500.
  */
 #ifndef IOT_ERR_H
 #define IOT_ERR_H

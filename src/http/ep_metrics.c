@@ -45,7 +45,8 @@ static unsigned long long ld(atomic_ullong *v)
 
 static void http_section(FILE *f, struct http_metrics *m, struct intake_metrics *im)
 {
-    header(f, "iot_ingest_http_requests_total", "counter", "HTTP requests by route and status.");
+    header(f, "iot_ingest_http_requests_total", "counter",
+           "HTTP requests by route and status code.");
     for (int r = 0; r < METRICS_ROUTES; r++)
         for (int i = 0; i < METRICS_STATUSES; i++) {
             unsigned long long v = ld(&m->requests[r][i]);
@@ -55,7 +56,7 @@ static void http_section(FILE *f, struct http_metrics *m, struct intake_metrics 
                 snprintf(code, sizeof code, "%u", metrics_status_codes[i]);
             else
                 snprintf(code, sizeof code, "other");
-            fprintf(f, "iot_ingest_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+            fprintf(f, "iot_ingest_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
                     http_route_name(r), code, v);
         }
     header(f, "iot_ingest_http_request_duration_seconds", "histogram",

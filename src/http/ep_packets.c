@@ -19,7 +19,7 @@ static int finish_packet(struct request *rq)
     switch (job->status) {
     case WRITE_STORED: {
         /* The answer's text, remembered with the packet_id if there is one. */
-        char *text = (char *)job->response;
+        char *text = job->response;
         job->response = NULL;
         return reply_text(rq, (unsigned)rq->answer_status, "application/json", text, strlen(text));
     }
@@ -29,7 +29,7 @@ static int finish_packet(struct request *rq)
         return reply_text(rq, 200, "application/json", text, strlen(text));
     }
     case WRITE_NOTHING: {
-        char *text = (char *)job->response;
+        char *text = job->response;
         size_t len = strlen(text);
         struct buf a = {text, len, len + 1};
         job->response = NULL;
@@ -102,7 +102,7 @@ int ep_packets(struct request *rq)
     rq->finish = finish_packet;
     rq->job.device_id = dref->dev.id;
     memcpy(rq->job.packet_id, p.packet_id, sizeof rq->job.packet_id);
-    rq->job.readings = v.readings; /* the request frees both (request_free) */
+    rq->job.readings = v.readings; /* the request frees both (request_destroy) */
     rq->job.nreadings = v.nvalid;
     rq->job.response = v.answer.p;
     ret = http_submit(rq);

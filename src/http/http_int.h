@@ -37,15 +37,10 @@ struct http_server {
      * MHD_start_daemon returns: its worker threads may already be serving,
      * and /metrics reads it from them, hence _Atomic (the plain assignment
      * in server.c is a sequentially consistent store); a worker that runs
-     * before the store sees NULL. Cleared never: stop joins the workers
-     * before freeing the server.
+     * before the store sees NULL. Cleared by stop, after MHD_stop_daemon has
+     * joined the workers (no reader is left).
      */
     _Atomic(struct MHD_Daemon *) mhd;
-    /*
-     * The listen socket MHD_quiesce_daemon hands back, or -1. Owned by the
-     * start/stop thread; closed only after MHD_stop_daemon has joined the
-     * workers, which still take it out of their epoll sets after the quiesce.
-     */
     struct rate_limiter *rl_ip; /* the per-address request limit (per device: the intake) */
     struct cidr_list *trusted;
     struct conn_guard *guard; /* slow clients and connections per address (conn_guard.h) */
@@ -139,13 +134,14 @@ static inline const char *rq_limit_key(struct request *rq)
 }
 
 /* request.c: the transport calls these in order. All return MHD_YES or MHD_NO. */
-struct request *request_new(struct http_server *s, const struct http_transport *tp, void *tctx,
-                            const char *method);
+struct request *request_create(struct http_server *s, const struct http_transport *tp, void *tctx,
+                               const char *method);
 int request_headers(struct request *rq, const char *url);
 int request_body(struct request *rq, const char *data, size_t n);
 /* End of body; also called again after resume (then it sends the writer's answer). */
 int request_complete(struct request *rq);
-void request_free(struct request *rq, int aborted);
+/* Logs and counts the request (aborted: the client went away first), then frees it. */
+void request_destroy(struct request *rq, int aborted);
 const char *http_route_name(int route);
 
 /* reply.c: queue a response. All return MHD_YES/MHD_NO for the access handler. */
@@ -197,7 +193,13 @@ int auth_device_read(struct request *rq, const char *device_uuid, const struct d
 /* Takes a per-device token after authentication; replies 429 itself when limited. */
 int auth_device_rate(struct request *rq, int64_t device_id, int *replied);
 
-/* Writer plumbing (server.c): suspends rq and submits rq->job; replies 503 itself on refusal. */
+/*
+ * Writer plumbing (request.c): suspends rq and submits rq->job; returns MHD_YES.
+ * It never replies itself: the endpoint's rq->finish does, from request_complete
+ * once the transport resumes rq, after the writer's done() or at once when the
+ * writer refuses the job (status WRITE_FAILED, err the refusal, which finish
+ * maps to 503 or 500 through reply_store_error). rq->finish must be set first.
+ */
 int http_submit(struct request *rq);
 
 /* Endpoints: each returns the MHD result of its reply. */

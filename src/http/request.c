@@ -253,8 +253,8 @@ int http_submit(struct request *rq)
     return MHD_YES;
 }
 
-struct request *request_new(struct http_server *s, const struct http_transport *tp, void *tctx,
-                            const char *method)
+struct request *request_create(struct http_server *s, const struct http_transport *tp, void *tctx,
+                               const char *method)
 {
     struct request *rq = calloc(1, sizeof *rq);
     if (!rq) return NULL;
@@ -309,7 +309,7 @@ int request_complete(struct request *rq)
     return dispatch(rq);
 }
 
-void request_free(struct request *rq, int aborted)
+void request_destroy(struct request *rq, int aborted)
 {
     struct http_server *s = rq->srv;
     int64_t us = clock_mono_us() - rq->t_start_us;
@@ -329,7 +329,7 @@ void request_free(struct request *rq, int aborted)
     json_decref(rq->answer);
     free(rq->job.readings);
     free(rq->job.stored_response);
-    free((void *)rq->job.response);
+    free(rq->job.response);
     free(rq->body);
     free(rq);
     atomic_fetch_sub(&s->in_flight, 1);

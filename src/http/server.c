@@ -138,7 +138,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct request *rq = *con_cls;
     struct conn_guard_conn *gc = conn_guard_of(conn);
     if (!rq) {
-        if (!(rq = request_new(cls, &mhd_transport, conn, method))) return MHD_NO;
+        if (!(rq = request_create(cls, &mhd_transport, conn, method))) return MHD_NO;
         *con_cls = rq;
         find_client_ip(rq, conn);
         find_peer_device(rq, conn);
@@ -162,7 +162,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int timed_out = conn_guard_request_done(conn_guard_of(conn));
     if (!rq) return;
     if (timed_out && rq->status == 0) rq->status = 408; /* the guard answered it (conn_guard.c) */
-    request_free(rq, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    request_destroy(rq, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     *con_cls = NULL;
 }
 
@@ -177,8 +177,15 @@ static void raise_fd_limit(void)
 
 void http_server_stop(struct http_server *h)
 {
+    if (!h || !h->mhd) return;
+    MHD_stop_daemon(h->mhd); /* joins the workers: nothing reads h->mhd afterwards */
+    h->mhd = NULL;
+}
+
+void http_server_destroy(struct http_server *h)
+{
     if (!h) return;
-    if (h->mhd) MHD_stop_daemon(h->mhd);
+    http_server_stop(h);
     conn_guard_destroy(h->guard); /* after the daemon: its callbacks use the guard */
     rl_destroy(h->rl_ip);
     cidr_list_destroy(h->trusted);
@@ -198,7 +205,7 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
     if (!rc && cfg->trusted_proxies[0])
         rc = cidr_list_parse(cfg->trusted_proxies, &h->trusted, err, errlen);
     if (rc) {
-        http_server_stop(h);
+        http_server_destroy(h);
         return rc;
     }
     h->log_requests = log_requests_mode(cfg->log_requests);
@@ -207,17 +214,14 @@ int http_server_create(const struct http_deps *deps, struct http_server **out, c
     return 0;
 }
 
-int http_server_start(const struct http_deps *deps, struct http_server **out, char *err,
-                      size_t errlen)
+int http_server_start(struct http_server *h, char *err, size_t errlen)
 {
+    const struct http_deps *deps = &h->d;
     const struct config *cfg = deps->cfg;
-    struct http_server *h;
-    int rc = http_server_create(deps, &h, err, errlen);
-    if (rc) return rc;
+    int rc;
     raise_fd_limit();
-    if ((rc = conn_guard_create(cfg, h->trusted, &h->guard)) != 0) {
+    if (!h->guard && (rc = conn_guard_create(cfg, h->trusted, &h->guard)) != 0) {
         snprintf(err, errlen, "cannot start the connection guard: %s", iot_strerror(rc));
-        http_server_stop(h);
         return rc;
     }
     struct sockaddr_in6 a6;
@@ -239,7 +243,6 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
     } else {
         snprintf(err, errlen, "INGEST_HOST must be an IPv4 or IPv6 address, got \"%.64s\"",
                  cfg->ingest_host);
-        http_server_stop(h);
         return IOT_EINVAL;
     }
     /* HTTPS: certificates from the reloadable pair, device certificates requested when on. */
@@ -271,10 +274,8 @@ int http_server_start(const struct http_deps *deps, struct http_server **out, ch
     if (!h->mhd) {
         snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)",
                  cfg->ingest_host, (long long)cfg->ingest_port);
-        http_server_stop(h);
         return IOT_EIO;
     }
-    *out = h;
     return 0;
 }
 

@@ -186,6 +186,8 @@ int router_apply(struct router *r, struct store *s, struct write_job *const *job
         struct write_job *job = jobs[j];
         for (size_t i = 0; i < job->nreadings; i++, row++) {
             struct write_reading *w = &job->readings[i];
+            /* An invariant, not input: collect_ids() put every reading's sensor id in
+             * r->ids, so the lookup cannot miss (store_id_index returns d if it did). */
             size_t k = store_id_index(r->ids, d, w->sensor_id);
             assert(k < d);
             struct sensor_entry *e = r->entries[k];

@@ -40,7 +40,8 @@ struct write_job {
     /* Input, owned by the submitter until done() is called. */
     int64_t device_id;                         /* 0 for legacy jobs (no packet bookkeeping) */
     char packet_id[STORE_PACKET_ID_BYTES + 1]; /* "" = none */
-    const char *response;                      /* answer to remember with packet_id */
+    char *response; /* owned: the malloc'ed answer to remember with packet_id; the
+                       submitter frees it (or takes it back) after done() */
     struct write_reading *readings;
     size_t nreadings;
     int64_t received_at; /* server time (ms) the request arrived */

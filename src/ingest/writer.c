@@ -208,6 +208,16 @@ static void publish_flush(struct writer *w)
     w->npub = 0;
 }
 
+/* publish() copies the uuid buffers whole: the broker's must be the write job's size. */
+#define SAME_SIZE(a, b) (sizeof(a) == sizeof(b))
+_Static_assert(SAME_SIZE(((struct broker_reading *)0)->sensor_uuid,
+                         ((struct write_reading *)0)->sensor_uuid),
+               "broker_reading.sensor_uuid and write_reading.sensor_uuid differ in size");
+_Static_assert(SAME_SIZE(((struct broker_reading *)0)->device_uuid,
+                         ((struct write_reading *)0)->device_uuid),
+               "broker_reading.device_uuid and write_reading.device_uuid differ in size");
+#undef SAME_SIZE
+
 /* Gathers job's normal, non-late readings for the broker (WRITER_PUB_CHUNK per call). */
 static void publish(struct writer *w, struct write_job *job, uint64_t *published)
 {

@@ -7,11 +7,14 @@
 
 #include <stdlib.h>
 
-#define PAGE 256
+#define PAGE              256
+#define MAX_PAGE_FAILURES 3 /* in a row: then the database is taken to be away (as baseline) */
 
 /*
  * One page: select and open alerts in the same write transaction. The
  * page's states are loaded in one call (ids ascending, as the store wants).
+ * *n is the page's size, also when a later step failed (0 if the select did);
+ * *after moves past the page either way, so a failed page is not retried.
  */
 static int one_page(struct store *s, int64_t now, int64_t before, int64_t *after,
                     struct store_job_sensor *page, int64_t *ids,
@@ -30,13 +33,9 @@ static int one_page(struct store *s, int64_t now, int64_t before, int64_t *after
         sum->opened += (uint64_t)opened;
     }
     if (!rc) rc = store_tx_commit(s);
-    if (rc) {
-        store_tx_rollback(s);
-        return rc;
-    }
-    sum->silent += *n;
+    if (rc) store_tx_rollback(s);
     if (*n) *after = page[*n - 1].id;
-    return 0;
+    return rc;
 }
 
 int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *sum)
@@ -55,15 +54,25 @@ int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *s
     struct job_progress prog;
     job_progress_start(&prog, "silence", "sensors");
     int64_t now = clock_now_ms(), after = 0;
-    int rc;
+    int rc = 0, failures = 0;
     for (;;) {
         size_t n = 0;
         uint64_t opened_before = sum->opened;
-        if ((rc = one_page(s, now, now - after_ms, &after, page, ids, snaps, &n, sum))) {
+        int prc = one_page(s, now, now - after_ms, &after, page, ids, snaps, &n, sum);
+        sum->silent += n;
+        if (prc) {
+            /* Rolled back: this page's sensors count as failed, the run goes on (SPEC §6). */
             sum->opened = opened_before;
-            LOG(LOG_WARN, "silence_page_failed", "err=\"%s\" db=\"%s\"", iot_strerror(rc),
-                store_errmsg(s));
-            break;
+            sum->failed += n;
+            LOG(LOG_WARN, "silence_page_failed", "err=\"%s\" db=\"%s\" sensors=%zu",
+                iot_strerror(prc), store_errmsg(s), n);
+            if (++failures >= MAX_PAGE_FAILURES) {
+                rc = IOT_EUNAVAIL;
+                break;
+            }
+            if (n == 0) continue; /* the select failed: try the same page again */
+        } else {
+            failures = 0;
         }
         if (n < PAGE) break;
         job_progress_tick(&prog, sum->silent);

@@ -11,11 +11,18 @@
 #include "store/store.h"
 
 struct silence_summary {
-    uint64_t silent, opened;
+    uint64_t silent; /* silent sensors found, those of failed pages included */
+    uint64_t opened; /* no_data alerts opened (committed) */
+    uint64_t failed; /* sensors of pages that failed and were rolled back */
     int64_t duration_ms;
 };
 
-/* after_ms = 0 means the check is off (returns 0 at once). */
+/*
+ * after_ms = 0 means the check is off (returns 0 at once). A page that fails
+ * is rolled back, counted in failed, logged (event=silence_page_failed), and
+ * the run goes on; returns IOT_EUNAVAIL after MAX_PAGE_FAILURES failed pages
+ * in a row (the job could not run), else 0 or IOT_ENOMEM.
+ */
 int job_silence_run(struct store *s, int64_t after_ms, struct silence_summary *sum);
 
 #endif

@@ -35,7 +35,7 @@
 static void pub__free(struct mqtt_pub *pub)
 {
     free(pub->job.readings);
-    free((void *)pub->job.response);
+    free(pub->job.response);
     free(pub->job.stored_response);
     free(pub->payload);
     free(pub);
@@ -179,7 +179,7 @@ static void pub__hold(struct mqtt_pub *pub, uint64_t ms, bool rate_limited)
 static void job__reset(struct write_job *job)
 {
     free(job->readings);
-    free((void *)job->response);
+    free(job->response);
     free(job->stored_response);
     memset(job, 0, sizeof *job);
 }
@@ -361,7 +361,7 @@ static void pub__complete(struct mqtt_pub *pub)
     char *text;
     switch (job->status) {
     case WRITE_STORED:
-        text = (char *)job->response;
+        text = job->response;
         job->response = NULL;
         return pub__final(pub, MQTT_OUT_STORED, MQTT_RC_SUCCESS, text);
     case WRITE_DUPLICATE:
@@ -369,7 +369,7 @@ static void pub__complete(struct mqtt_pub *pub)
                           intake_answer_duplicate(job->stored_response));
     case WRITE_NOTHING: {
         size_t len = strlen(job->response);
-        struct buf a = {(char *)job->response, len, len + 1};
+        struct buf a = {job->response, len, len + 1};
         job->response = NULL;
         text = intake_answer_no_valid(&a, "packet") ? NULL : a.p;
         return pub__final(pub, MQTT_OUT_REJECTED, MQTT_RC_PAYLOAD_FORMAT_INVALID, text);

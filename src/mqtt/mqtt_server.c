@@ -2,7 +2,7 @@
  * The MQTT listener's life: bind, one libuv loop on its own thread, the
  * wake-up from the writer (uv_async: one wake carries any number of
  * completions), a 100 ms tick for deadlines and held packets, quiesce, drain
- * and stop. Connections are in mqtt_conn.c, the packets in mqtt_ingest.c.
+ * stop and destroy. Connections are in mqtt_conn.c, the packets in mqtt_ingest.c.
  */
 #include "mqtt/mqtt_srv_int.h"
 #include "core/err.h"
@@ -114,8 +114,8 @@ static void server__free(struct mqtt_server *m)
     free(m);
 }
 
-int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, char *err,
-                      size_t errlen)
+int mqtt_server_create(const struct mqtt_deps *deps, struct mqtt_server **out, char *err,
+                       size_t errlen)
 {
     *out = NULL;
     struct mqtt_server *m = calloc(1, sizeof *m);
@@ -146,19 +146,24 @@ int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, ch
     if ((rc = uv_timer_init(&m->loop, &m->tick))) goto fail;
     m->tick.data = m;
     if ((rc = uv_timer_start(&m->tick, server__on_tick, TICK_MS, TICK_MS))) goto fail;
-    if (pthread_create(&m->thread, NULL, server__thread, m)) {
-        rc = UV_EAGAIN;
-        goto fail;
-    }
-    m->thread_started = true;
     *out = m;
     return 0;
 fail:
     snprintf(err, errlen, "MQTT listener on %s port %lld: %s", deps->cfg->ingest_host,
              (long long)port, uv_strerror(rc));
-    if (m->loop_ready) server__unwind(m);
-    server__free(m);
+    mqtt_server_destroy(m);
     return rc == UV_EINVAL ? IOT_EINVAL : IOT_EIO;
+}
+
+int mqtt_server_start(struct mqtt_server *m, char *err, size_t errlen)
+{
+    int e = pthread_create(&m->thread, NULL, server__thread, m);
+    if (e) {
+        snprintf(err, errlen, "MQTT listener: cannot create its thread: %s", strerror(e));
+        return IOT_EIO;
+    }
+    m->thread_started = true;
+    return 0;
 }
 
 int mqtt_server_port(struct mqtt_server *m)
@@ -197,11 +202,21 @@ void mqtt_server_drain(struct mqtt_server *m, int64_t timeout_ms)
 
 void mqtt_server_stop(struct mqtt_server *m)
 {
-    if (!m) return;
+    if (!m || !m->thread_started || m->thread_joined) return;
     server__signal(m, true);
-    pthread_join(m->thread, NULL);
+    pthread_join(m->thread, NULL); /* the loop ends once every handle is closed */
+    m->thread_joined = true;
     /* Completions that came after the last wake (none once the writer stopped). */
     ingest_completions(m);
+}
+
+void mqtt_server_destroy(struct mqtt_server *m)
+{
+    if (!m) return;
+    if (m->thread_started)
+        mqtt_server_stop(m);
+    else if (m->loop_ready)
+        server__unwind(m); /* the handles create opened, closed on this thread */
     server__free(m);
 }
 

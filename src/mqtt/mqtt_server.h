@@ -62,12 +62,14 @@ struct mqtt_stats {
 
 /*
  * Binds INGEST_HOST:MQTT_PORT and INGEST_HOST:MQTT_TLS_PORT (those not 0;
- * -1: any free port) and starts the loop thread.
+ * -1: any free port), without serving yet (mqtt_server_start).
  * Returns 0, or IOT_EINVAL/IOT_EIO/IOT_ENOMEM with a message in err. deps
- * and what it points to are borrowed until mqtt_server_stop.
+ * and what it points to are borrowed until mqtt_server_destroy.
  */
-int mqtt_server_start(const struct mqtt_deps *deps, struct mqtt_server **out, char *err,
-                      size_t errlen);
+int mqtt_server_create(const struct mqtt_deps *deps, struct mqtt_server **out, char *err,
+                       size_t errlen);
+/* Starts the loop thread. Returns 0, or IOT_EIO with a message in err. */
+int mqtt_server_start(struct mqtt_server *m, char *err, size_t errlen);
 int mqtt_server_port(struct mqtt_server *m);     /* the bound MQTT_PORT, 0 when off */
 int mqtt_server_tls_port(struct mqtt_server *m); /* the bound MQTT_TLS_PORT, 0 when off */
 /* Stops accepting; connections and packets in flight go on. */
@@ -76,9 +78,12 @@ void mqtt_server_quiesce(struct mqtt_server *m);
 void mqtt_server_drain(struct mqtt_server *m, int64_t timeout_ms);
 /*
  * Closes every connection and joins the loop thread. Call after
- * writer_stop: every job's done() must have run. Accepts NULL.
+ * writer_stop: every job's done() must have run. Accepts NULL, a server
+ * never started, twice.
  */
 void mqtt_server_stop(struct mqtt_server *m);
+/* Stops it if running, then frees it. Accepts NULL and a half-built server. */
+void mqtt_server_destroy(struct mqtt_server *m);
 void mqtt_server_get_stats(struct mqtt_server *m, struct mqtt_stats *out); /* m may be NULL */
 
 #endif

@@ -78,7 +78,7 @@ struct mqtt_server {
     uv_async_t wake;                 /* completions arrived, or stop */
     uv_timer_t tick;                 /* deadlines, keep-alive, held packets */
     pthread_t thread;
-    bool thread_started, listening, listening_tls, loop_ready;
+    bool thread_started, thread_joined, listening, listening_tls, loop_ready;
     int port, tls_port;
     size_t max_frame;        /* the largest frame read: MAX_BODY_BYTES and room for the header */
     unsigned request_prefix; /* random: request ids of two gateways differ */

@@ -461,6 +461,7 @@ void pg_close(struct store *base)
     PQfinish(s->conn);
     for (int i = 0; i < PG_NBUF; i++)
         buf_free(&s->buf[i]);
+    buf_free(&s->claimed);
     free(s->pend);
     free(s->url);
     free(s);
@@ -532,6 +533,7 @@ static void tx_end(struct pg_store *s)
 {
     s->in_tx = s->sp_active = s->poison = s->lost = 0;
     s->nabuf = 0;
+    buf_clear(&s->claimed);
     s->held_sensor_max = s->pkt_sensor_max = 0;
     s->held_adv = s->pkt_adv = 0;
 }
@@ -585,6 +587,25 @@ static void rollback_now(struct pg_store *s)
     }
 }
 
+/*
+ * Queues the delete of the sensor_state rows this transaction claimed for a
+ * sensor that got no state after all (the silence job locks a never-reported
+ * sensor's row to open its alert): a sensor without a reading has no row.
+ * Rows claimed in a savepoint rolled back since are gone already: no match.
+ */
+static int unclaim(struct pg_store *s)
+{
+    int rc = pg_buf_close(&s->claimed);
+    const char *ids = s->claimed.p;
+    struct pg_cmd c = {
+        .slot = -1,
+        .sql = "DELETE FROM sensor_state WHERE sensor_id = ANY($1::bigint[]) AND last_ts IS NULL",
+        .nparams = 1,
+        .params = &ids,
+    };
+    return rc ? pg_fail(s, rc, "out of memory") : pg_defer(s, &c);
+}
+
 int pg_tx_commit(struct store *base)
 {
     struct pg_store *s = (struct pg_store *)base;
@@ -592,6 +613,7 @@ int pg_tx_commit(struct store *base)
     int rc = s->lost ? IOT_EUNAVAIL : s->poison;
     PGresult *r = NULL;
     struct pg_cmd c = pg_raw("COMMIT");
+    if (!rc && s->claimed.len) rc = unclaim(s);
     if (!rc) rc = pg_roundtrip(s, &c, 1, &r, 0);
     /* A COMMIT of a failed transaction answers ROLLBACK, without an error. */
     if (!rc && strcmp(PQcmdStatus(r), "COMMIT") != 0)

@@ -88,6 +88,14 @@ struct pg_store {
     int64_t last_used;            /* monotonic ms of the last round trip */
     uint64_t epoch;
 
+    /*
+     * The sensor_state rows this transaction inserted only to lock them
+     * (states_load of a sensor that never reported), an open array literal
+     * "{1,2": pg_tx_commit deletes those still without a state (last_ts NULL),
+     * so no row of NULLs outlives the transaction. Reset by tx_end.
+     */
+    struct buf claimed;
+
     struct store_alert abuf[PG_ALERT_BUF]; /* pending alert_update rows */
     size_t nabuf;
     struct buf buf[PG_NBUF]; /* array parameters */

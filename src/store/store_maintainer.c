@@ -14,6 +14,7 @@ struct store_maintainer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int running; /* the thread was started and not yet joined (owner's thread only) */
 };
 
 static void pass(struct store_maintainer *m)
@@ -47,12 +48,10 @@ static void *main_loop(void *arg)
     return NULL;
 }
 
-int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maintainer **out,
-                           char *err, size_t errlen)
+int store_maintainer_create(struct store *s, int64_t every_ms, struct store_maintainer **out)
 {
     struct store_maintainer *m = calloc(1, sizeof *m);
     if (!m) {
-        iot_set_err(err, errlen, "out of memory for its state");
         store_close(s);
         return IOT_ENOMEM;
     }
@@ -60,28 +59,38 @@ int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maint
     m->every_ms = every_ms > 0 ? every_ms : 1;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
+    *out = m;
+    return 0;
+}
+
+int store_maintainer_start(struct store_maintainer *m, char *err, size_t errlen)
+{
+    m->stopping = 0;
     int e = pthread_create(&m->thread, NULL, main_loop, m);
     if (e) {
         iot_set_err(err, errlen, "cannot create its thread: %s", strerror(e));
-        pthread_mutex_destroy(&m->mu);
-        pthread_cond_destroy(&m->cv);
-        store_close(s);
-        free(m);
         return IOT_EIO;
     }
-    *out = m;
+    m->running = 1;
     return 0;
 }
 
 void store_maintainer_stop(struct store_maintainer *m)
 {
-    if (!m) return;
+    if (!m || !m->running) return;
     pthread_mutex_lock(&m->mu);
     m->stopping = 1;
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->thread, NULL);
+    m->running = 0;
     pass(m); /* leave the WAL checkpointed for the next start or a backup */
+}
+
+void store_maintainer_destroy(struct store_maintainer *m)
+{
+    if (!m) return;
+    store_maintainer_stop(m);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     store_close(m->s);

@@ -13,12 +13,15 @@
 struct store_maintainer;
 
 /*
- * Takes ownership of s (closed by stop, also on failure). Returns 0, or
- * IOT_ENOMEM/IOT_EIO with the reason (which call failed, and its error) in err.
+ * Builds the maintainer without starting its thread. Takes ownership of s
+ * (closed by store_maintainer_destroy, also on failure). Returns 0 or IOT_ENOMEM.
  */
-int store_maintainer_start(struct store *s, int64_t every_ms, struct store_maintainer **out,
-                           char *err, size_t errlen);
-/* Runs a last pass, stops the thread, closes the store. Accepts NULL. */
+int store_maintainer_create(struct store *s, int64_t every_ms, struct store_maintainer **out);
+/* Starts the thread. Returns 0, or IOT_EIO with the reason in err. */
+int store_maintainer_start(struct store_maintainer *m, char *err, size_t errlen);
+/* Stops the thread and runs a last pass. Accepts NULL, a maintainer never started, twice. */
 void store_maintainer_stop(struct store_maintainer *m);
+/* Stops it if running, closes the store, frees. Accepts NULL. */
+void store_maintainer_destroy(struct store_maintainer *m);
 
 #endif

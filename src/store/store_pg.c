@@ -86,12 +86,14 @@ static const char *const stmt_sql[ST_COUNT] = {
      * locks the row, FOR NO KEY UPDATE strength, without writing it). The ids
      * come from the resolver, so they are not checked against sensors here
      * (the foreign key still is): a join with sensors got a generic plan that
-     * scanned the whole table for every packet (docs/BENCHMARKS.md).
+     * scanned the whole table for every packet (docs/BENCHMARKS.md). RETURNING
+     * names the rows inserted (not those only locked): pg_tx_commit deletes
+     * those still without a state (pg_store.claimed).
      */
     [ST_STATES_CLAIM] =
         "INSERT INTO sensor_state(sensor_id) SELECT u.id FROM unnest($1::bigint[]) AS u(id)"
         " ORDER BY u.id ON CONFLICT (sensor_id) DO UPDATE SET normal_run = sensor_state.normal_run"
-        " WHERE false",
+        " WHERE false RETURNING sensor_id",
     [ST_STATES_LOCK] = "SELECT sensor_id, (extract(epoch from last_ts) * 1000)::bigint,"
                        " last_value, last_class, normal_run FROM sensor_state"
                        " WHERE sensor_id = ANY($1::bigint[]) ORDER BY sensor_id FOR UPDATE",
@@ -393,6 +395,8 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
     if ((rc = locked_roundtrip(s, ooo, c + skip, 4 - (size_t)skip, all + skip))) return rc;
     PQclear(all[0]);
     pg_note_locks(s, ids[n - 1], 0);
+    for (int row = 0; !rc && s->in_tx && row < PQntuples(r[0]); row++)
+        rc = pg_buf_elem(&s->claimed, PQgetvalue(r[0], row, 0));
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         out[i].st.sensor_id = ids[i];
@@ -411,7 +415,7 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
     }
     for (int i = 0; i < 3; i++)
         PQclear(r[i]);
-    return 0;
+    return rc ? pg_fail(s, rc, "out of memory") : 0;
 }
 
 static int pq_alert_insert(struct store *base, struct store_alert *a)

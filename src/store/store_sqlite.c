@@ -540,12 +540,6 @@ static int sq_savepoint_rollback(struct store *base)
 }
 
 /*
- * PRAGMA data_version changes whenever another connection (a job, the
- * CLI, an operator's sqlite3 shell) commits to the file; the writer's own
- * commits leave it unchanged. That is exactly "someone else may have
- * changed state": no cooperation needed from out-of-band writers.
- */
-/*
  * Copies committed WAL frames into the database file without blocking
  * writers or readers (PASSIVE). Once every frame is copied, the writer's next
  * transaction starts the log over by itself; journal_size_limit then trims
@@ -559,6 +553,12 @@ static int sq_maintain(struct store *base)
     return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sqlite_fail(s, rc);
 }
 
+/*
+ * PRAGMA data_version changes whenever another connection (a job, the
+ * CLI, an operator's sqlite3 shell) commits to the file; the writer's own
+ * commits leave it unchanged. That is exactly "someone else may have
+ * changed state": no cooperation needed from out-of-band writers.
+ */
 static int sq_change_epoch(struct store *base, uint64_t *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;

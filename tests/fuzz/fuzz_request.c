@@ -143,7 +143,7 @@ static void provision(struct store *s)
 
 static void teardown(void)
 {
-    http_server_stop(srv);
+    http_server_destroy(srv);
     writer_destroy(writer);
     resolver_destroy(resolver);
     store_shared_fini(&shared);

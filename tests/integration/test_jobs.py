@@ -35,7 +35,7 @@ SUMMARY_KEYS = {
     "baseline": {"sensors", "predictions", "anomalies", "events_opened", "events_resolved",
                  "failed", "duration_ms"},
     "explain": {"candidates", "stored", "failed", "duration_ms"},
-    "silence": {"silent", "alerts_opened", "duration_ms"},
+    "silence": {"silent", "alerts_opened", "failed", "duration_ms"},
     "retention": {"hours_rolled_up", "rollups_written", "readings_deleted", "rollups_deleted",
                   "rolled_until", "duration_ms"},
 }
@@ -780,6 +780,54 @@ def test_silence_off_by_default(fleet):
     assert r.rc == 0, r
     assert r.stdout.startswith("silence: off"), r
     assert rows(g.db_path, "SELECT * FROM alerts") == []
+
+
+def test_silence_goes_on_after_a_failed_page(tmp_path):
+    """
+    SPEC §6: a run that completes exits 0 even if some items failed, as
+    baseline does. Of 301 silent sensors (two pages of 256), the first page
+    cannot open its alerts (a trigger aborts one of its inserts): it is rolled
+    back, counted in failed and logged, and the second page still gets its
+    alerts. The next run, without the trigger, opens the first page's.
+    """
+    dbp = tmp_path / "silence-fail.db"
+    cli = Cli(dbp)
+    cli.init()
+    dev = provision_device(cli, n_sensors=1)
+    t = now_ms()
+    c = sqlite3.connect(str(dbp), isolation_level=None)
+    try:
+        c.execute("BEGIN")
+        # Direct SQL, for speed (see test_baseline_pages_over_many_sensors). None
+        # has a reading: silent since creation, 10 s ago.
+        for i in range(300):
+            c.execute("INSERT INTO sensors(sensor_uuid, device_id, name, sensor_type, unit,"
+                      " is_active, created_at) VALUES (?, ?, ?, 'temperature', 'C', 1, ?)",
+                      (f"mute-{i}-{t}", dev.id, f"mute {i}", t - 10_000))
+        c.execute("UPDATE sensors SET created_at = ? WHERE id = ?", (t - 10_000, dev.sensors[0].id))
+        c.execute("COMMIT")
+        ids = [r[0] for r in c.execute("SELECT id FROM sensors ORDER BY id")]
+        assert len(ids) == 301
+        c.execute("CREATE TRIGGER test_fail_page BEFORE INSERT ON alerts"
+                  f" WHEN NEW.sensor_id = {ids[100]} BEGIN SELECT RAISE(ABORT, 'injected'); END")
+    finally:
+        c.close()
+
+    r = run_job(dbp, "silence", NO_DATA_AFTER_S=1)
+    assert r.rc == 0, r
+    _, kv = parse_summary(r.stdout.strip())
+    assert (kv["silent"], kv["alerts_opened"], kv["failed"]) == (301, 45, 256), kv
+    assert re.search(r"event=silence_page_failed .*sensors=256", r.stderr), r
+    opened = [a["sensor_id"] for a in rows(dbp, "SELECT sensor_id FROM alerts"
+                                                " WHERE kind = 'no_data' ORDER BY sensor_id")]
+    assert opened == ids[256:], "only the second page's alerts, the first rolled back whole"
+
+    c = sqlite3.connect(str(dbp), isolation_level=None)
+    c.execute("DROP TRIGGER test_fail_page")
+    c.close()
+    kv, _ = run_ok(dbp, "silence", NO_DATA_AFTER_S=1)
+    assert (kv["silent"], kv["alerts_opened"], kv["failed"]) == (256, 256, 0), kv
+    assert len(rows(dbp, "SELECT id FROM alerts WHERE kind = 'no_data'")) == 301
 
 
 # --------------------------------------------------------------------------- scheduler

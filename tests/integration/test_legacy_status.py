@@ -51,7 +51,7 @@ def _packet_requests(counters, status=None):
     """iot_ingest_http_requests_total of route /ingest/packets (one status, or all)."""
     return sum(v for (n, lab), v in counters.items()
                if n == "iot_ingest_http_requests_total" and ("route", "/ingest/packets") in lab
-               and (status is None or ("status", status) in lab))
+               and (status is None or ("code", status) in lab))
 
 
 def test_metrics_counters_move_with_traffic(gw, make_device):
@@ -69,7 +69,7 @@ def test_metrics_counters_move_with_traffic(gw, make_device):
     for status, n in (("200", n_ok), ("422", n_422), (None, n_ok + n_422)):
         b, a = _packet_requests(before, status), _packet_requests(after, status)
         assert a - b == n, (f'iot_ingest_http_requests_total{{route="/ingest/packets",'
-                            f'status={status or "any"}}} went {b} -> {a}, expected +{n}')
+                            f'code={status or "any"}}} went {b} -> {a}, expected +{n}')
     shrank = [k for k in before if k in after and after[k] < before[k]]
     assert not shrank, f"counters went down: {shrank}"
 

@@ -36,7 +36,7 @@ def promtool():
 # The families the operations issue asks for: name -> (type, label that must
 # carry these values, or None). Counters end in _total, durations in _seconds.
 REQUIRED = {
-    "iot_ingest_http_requests_total": ("counter", ("route", "status")),
+    "iot_ingest_http_requests_total": ("counter", ("route", "code")),
     "iot_ingest_http_request_duration_seconds": ("histogram", ("route",)),
     "iot_ingest_readings_stored_total": ("counter", ("class",)),
     "iot_ingest_readings_late_total": ("counter", ()),
@@ -188,8 +188,8 @@ def test_counters_moved_with_the_traffic(exposition, traffic):
     e = exposition
     by = lambda name, **lb: sum(e.values(name, **lb))  # noqa: E731
     for status in ("200", "201", "400", "401", "404", "415", "422", "429"):
-        assert by("iot_ingest_http_requests_total", status=status) >= 1, status
-    assert by("iot_ingest_http_requests_total", route="/ingest/packets", status="200") >= 3
+        assert by("iot_ingest_http_requests_total", code=status) >= 1, status
+    assert by("iot_ingest_http_requests_total", route="/ingest/packets", code="200") >= 3
     assert by("iot_ingest_http_request_duration_seconds_count", route="/ingest/packets") >= 3
     for cls, n in traffic["stored"].items():
         assert by("iot_ingest_readings_stored_total", **{"class": cls}) >= n, cls

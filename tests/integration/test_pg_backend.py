@@ -745,6 +745,11 @@ def test_silence_job_and_gateway_resolve_on_postgresql(pgdb, gateways):
         assert a["status"] == "active" and a["severity"] == "warning"
         assert a["triggered_at"] >= before - timedelta(seconds=1) and a["threshold_id"] is None
     assert run_job(url, "silence", NO_DATA_AFTER_S=1)["alerts_opened"] == 0
+    # The job locked the never-reported sensor's state row to open its alert, and
+    # left no row behind: a sensor without a reading has no sensor_state row (as on
+    # SQLite), never one of NULLs.
+    assert db.query("SELECT sensor_id FROM sensor_state WHERE last_ts IS NULL") == []
+    assert db.query("SELECT count(*) FROM sensor_state WHERE sensor_id = %s", (never.id,)) == [(0,)]
     # The running gateway honours the alerts the job opened: the next reading resolves them.
     t1 = now_ms()
     post_ok(g, dev, [(0, 2.0, iso_ms(t1)), (2, 3.0, iso_ms(t1))])

@@ -84,7 +84,7 @@ int http_harness_serve(struct http_server *s, const char *method, const char *ur
     memset(out, 0, sizeof *out);
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
-    struct request *rq = request_new(s, &harness_transport, &c, method);
+    struct request *rq = request_create(s, &harness_transport, &c, method);
     if (!rq) return IOT_ENOMEM;
     snprintf(rq->client_ip, sizeof rq->client_ip, "%s", client_ip ? client_ip : "127.0.0.1");
     /* As libmicrohttpd does, the route sees the path; the query is read apart. */
@@ -104,7 +104,7 @@ int http_harness_serve(struct http_server *s, const char *method, const char *ur
         pthread_mutex_unlock(&c.mu);
         request_complete(rq);
     }
-    request_free(rq, !c.responded);
+    request_destroy(rq, !c.responded);
     pthread_mutex_destroy(&c.mu);
     pthread_cond_destroy(&c.cv);
     if (!c.responded) out->status = 0; /* the connection would have been dropped */

@@ -23,7 +23,7 @@ struct http_harness_reply {
 /*
  * headers: name, value, name, value, ..., NULL (names case-insensitive).
  * client_ip: the address the request seems to come from. The server comes
- * from http_server_create. Returns 0, or IOT_ENOMEM.
+ * from http_server_create (never started). Returns 0, or IOT_ENOMEM.
  */
 int http_harness_serve(struct http_server *s, const char *method, const char *url,
                        const char *const *headers, const char *client_ip, const char *body,

@@ -829,6 +829,6 @@ Test(broker_ring, fifo_bound_wrap_and_rewind)
         cr_assert(broker_ring_push(&r, &m));
     cr_expect_eq(broker_ring_clear(&r), 2);
     cr_expect_not(broker_ring_pop(&r, &out));
-    broker_ring_free(&r);
-    broker_ring_free(NULL);
+    broker_ring_fini(&r);
+    broker_ring_fini(NULL);
 }

@@ -69,7 +69,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    http_server_stop(srv);
+    http_server_destroy(srv);
     intake_destroy(intake);
     writer_destroy(writer);
     resolver_destroy(resolver);

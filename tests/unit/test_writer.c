@@ -156,12 +156,13 @@ static void start_writer(size_t queue_max, size_t batch_max, int64_t window_ms)
 struct tjob {
     struct write_job j;
     struct write_reading r[MAXR];
-    int64_t ts0;   /* time of the first reading added */
-    int block;     /* done() waits for the gate */
-    int calls;     /* done() calls */
-    int64_t rows;  /* readings at ts0 seen by another connection inside done() */
-    int64_t pkt;   /* ingest_packets rows of its packet_id seen inside done() */
-    int64_t touch; /* devices.last_seen_at seen inside done() */
+    char response[64]; /* j.response: the test is the submitter that owns it */
+    int64_t ts0;       /* time of the first reading added */
+    int block;         /* done() waits for the gate */
+    int calls;         /* done() calls */
+    int64_t rows;      /* readings at ts0 seen by another connection inside done() */
+    int64_t pkt;       /* ingest_packets rows of its packet_id seen inside done() */
+    int64_t touch;     /* devices.last_seen_at seen inside done() */
 };
 
 static void tjob_init(struct tjob *t, const char *packet_id, const char *response)
@@ -169,7 +170,10 @@ static void tjob_init(struct tjob *t, const char *packet_id, const char *respons
     memset(t, 0, sizeof *t);
     t->j.device_id = dev_id;
     snprintf(t->j.packet_id, sizeof t->j.packet_id, "%s", packet_id ? packet_id : "");
-    t->j.response = response;
+    if (response) {
+        snprintf(t->response, sizeof t->response, "%s", response);
+        t->j.response = t->response;
+    }
     t->j.readings = t->r;
     t->j.received_at = clock_now_ms();
     t->rows = t->pkt = -1;
