@@ -426,6 +426,7 @@ Test(writer, transient_failure_of_the_fast_pass_stores_everything)
     cr_expect_eq(a.rows, 1);
     cr_expect_eq(b.j.status, WRITE_DUPLICATE);
     cr_expect_str_eq(b.j.stored_response, "ra");
+    free(b.j.stored_response); /* the submitter's, as the reply would take it */
     cr_expect_eq(rows_at(T(20)), 0);
     writer_stop(wr);
     struct writer_stats s;
@@ -478,6 +479,7 @@ Test(writer, repeated_packet_id_in_one_batch_is_a_duplicate)
     cr_expect_eq(a.j.status, WRITE_STORED);
     cr_expect_eq(b.j.status, WRITE_DUPLICATE);
     cr_expect_str_eq(b.j.stored_response, "ra");
+    free(b.j.stored_response);
     cr_expect_eq(c.j.status, WRITE_STORED);
     cr_expect_eq(rows_at(T(11)), 0);
     cr_expect_eq(db_int(peer, "SELECT count(*) FROM ingest_packets"), 2);
