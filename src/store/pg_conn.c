@@ -461,6 +461,8 @@ void pg_close(struct store *base)
     PQfinish(s->conn);
     for (int i = 0; i < PG_NBUF; i++)
         buf_free(&s->buf[i]);
+    for (int i = 0; i < 2; i++)
+        buf_free(&s->touch_buf[i]);
     buf_free(&s->claimed);
     free(s->pend);
     free(s->url);
@@ -532,7 +534,7 @@ int pg_schema_version(struct store *base, int *out)
 static void tx_end(struct pg_store *s)
 {
     s->in_tx = s->sp_active = s->poison = s->lost = 0;
-    s->nabuf = 0;
+    s->nabuf = s->ntouch = 0;
     buf_clear(&s->claimed);
     s->held_sensor_max = s->pkt_sensor_max = 0;
     s->held_adv = s->pkt_adv = 0;
@@ -576,7 +578,7 @@ int pg_tx_begin(struct store *base)
 static void rollback_now(struct pg_store *s)
 {
     struct pg_cmd c = pg_raw("ROLLBACK");
-    s->nabuf = 0;
+    s->nabuf = s->ntouch = 0;
     for (int i = 0; i < 2 && s->conn; i++) {
         int older;
         char keep[sizeof s->err];
@@ -613,6 +615,7 @@ int pg_tx_commit(struct store *base)
     int rc = s->lost ? IOT_EUNAVAIL : s->poison;
     PGresult *r = NULL;
     struct pg_cmd c = pg_raw("COMMIT");
+    if (!rc) rc = pg_touches_flush(s);
     if (!rc && s->claimed.len) rc = unclaim(s);
     if (!rc) rc = pg_roundtrip(s, &c, 1, &r, 0);
     /* A COMMIT of a failed transaction answers ROLLBACK, without an error. */
@@ -644,6 +647,7 @@ int pg_savepoint(struct store *base)
     struct pg_store *s = (struct pg_store *)base;
     struct pg_cmd c = pg_raw("SAVEPOINT pkt");
     int rc = in_tx_or_fail(s);
+    if (!rc) rc = pg_touches_flush(s);
     if (!rc) rc = pg_defer(s, &c); /* queued in the old generation: its failure poisons */
     if (rc) return rc;
     s->gen++;
@@ -658,6 +662,7 @@ int pg_savepoint_release(struct store *base)
     struct pg_store *s = (struct pg_store *)base;
     struct pg_cmd c = pg_raw("RELEASE SAVEPOINT pkt");
     int rc = in_tx_or_fail(s);
+    if (!rc) rc = pg_touches_flush(s);
     if (!rc) rc = pg_defer(s, &c);
     if (rc) return rc;
     s->sp_active = 0; /* the packet's locks are the transaction's now */
@@ -678,7 +683,7 @@ int pg_savepoint_rollback(struct store *base)
     struct pg_store *s = (struct pg_store *)base;
     int rc = in_tx_or_fail(s);
     if (rc) return rc;
-    s->nabuf = 0;
+    s->nabuf = s->ntouch = 0;
     if (s->npend) {
         int older = 0;
         rc = roundtrip_raw(s, NULL, 0, NULL, &older);

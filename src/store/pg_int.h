@@ -42,6 +42,7 @@
 #define PG_RET_STMTS  16 /* pg_retention.c */
 #define PG_SLOTS      (PG_RET_BASE + PG_RET_STMTS)
 #define PG_ALERT_BUF  16 /* alert updates coalesced before they are sent */
+#define PG_TOUCH_BUF  64 /* devices' last_seen_at coalesced per transaction */
 #define PG_NBUF       6  /* text buffers for array parameters */
 
 /* A command queued in the pipeline whose result is still to be read. */
@@ -98,6 +99,11 @@ struct pg_store {
 
     struct store_alert abuf[PG_ALERT_BUF]; /* pending alert_update rows */
     size_t nabuf;
+    struct pg_touch {
+        int64_t device_id, last_seen;
+    } touch[PG_TOUCH_BUF]; /* pending device_touch, one per device (pg_touches_flush) */
+    size_t ntouch;
+    struct buf touch_buf[2]; /* their array parameters */
     struct buf buf[PG_NBUF]; /* array parameters */
     char err[256];
 };
@@ -131,6 +137,12 @@ int pg_defer(struct pg_store *s, const struct pg_cmd *cmd);
 int pg_send(struct pg_store *s, const struct pg_cmd *cmd);
 /* Sends the buffered alert updates (store_pg.c); called before anything else is sent. */
 int pg_alerts_flush(struct pg_store *s);
+/*
+ * Queues the buffered device touches as one statement (store_pg.c): before
+ * COMMIT and before each savepoint command, so that a savepoint rolled back
+ * undoes its packet's touches with it (tx_end and the rollback drop them).
+ */
+int pg_touches_flush(struct pg_store *s);
 /* Connects s->url with the session settings, in pipeline mode (s->conn). */
 int pg_connect(struct pg_store *s);
 /* A connection for the next op: reconnects outside a transaction (with backoff). */

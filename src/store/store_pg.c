@@ -58,6 +58,7 @@ enum stmt_id {
     ST_NOTIFY_INSERT,
     ST_READINGS_INSERT,
     ST_DEVICE_TOUCH,
+    ST_DEVICES_TOUCH,
     ST_LOCK_TIMEOUT,
     ST_SENSORS_KEY_SHARE,
     ST_COUNT
@@ -131,6 +132,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = $2 WHERE id = (SELECT id FROM devices"
                         " WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)"
                         " FOR NO KEY UPDATE SKIP LOCKED)",
+    /* The same for a transaction's devices at once (pg_touches_flush), locked in id order. */
+    [ST_DEVICES_TOUCH] =
+        "UPDATE devices d SET last_seen_at = u.ts FROM (SELECT l.id, x.ts"
+        " FROM unnest($1::bigint[], $2::timestamptz[]) AS x(id, ts) JOIN devices l ON l.id = x.id"
+        " WHERE l.last_seen_at IS NULL OR l.last_seen_at < x.ts ORDER BY l.id"
+        " FOR NO KEY UPDATE OF l SKIP LOCKED) u WHERE d.id = u.id",
 };
 
 /* PostgreSQL checkpoints and vacuums itself (docs/deployment.md). */
@@ -500,12 +507,59 @@ static int pq_readings_insert(struct store *base, struct store_reading *rows, si
     return pg_defer(s, &c);
 }
 
+static int by_device(const void *a, const void *b)
+{
+    int64_t x = ((const struct pg_touch *)a)->device_id,
+            y = ((const struct pg_touch *)b)->device_id;
+    return (x > y) - (x < y);
+}
+
+int pg_touches_flush(struct pg_store *s)
+{
+    size_t n = s->ntouch;
+    if (n == 0) return 0;
+    s->ntouch = 0;
+    qsort(s->touch, n, sizeof *s->touch, by_device);
+    struct buf *b = s->touch_buf;
+    int rc = pg_arr_begin(&b[0], PG_OID_INT8, n);
+    if (!rc) rc = pg_arr_begin(&b[1], PG_OID_TIMESTAMPTZ, n);
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = pg_arr_i64(&b[0], s->touch[i].device_id);
+        if (!rc) rc = pg_arr_ts(&b[1], s->touch[i].last_seen);
+    }
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p[2] = {b[0].p, b[1].p};
+    int len[2] = {(int)b[0].len, (int)b[1].len};
+    struct pg_cmd c = cmd(ST_DEVICES_TOUCH, 2, p);
+    c.lengths = len;
+    c.formats = all_binary;
+    return pg_defer(s, &c);
+}
+
+/*
+ * Inside a transaction a device's last_seen_at is buffered, one entry per
+ * device, and written for all of them in one statement (pg_touches_flush):
+ * a batch touches each of its devices once, not once per packet. Outside
+ * one, a statement of its own.
+ */
 static int pq_device_touch(struct store *base, int64_t device_id, int64_t last_seen)
 {
+    struct pg_store *s = (struct pg_store *)base;
+    if (s->in_tx) {
+        for (size_t i = 0; i < s->ntouch; i++)
+            if (s->touch[i].device_id == device_id) {
+                if (last_seen > s->touch[i].last_seen) s->touch[i].last_seen = last_seen;
+                return 0;
+            }
+        int rc = s->ntouch == PG_TOUCH_BUF ? pg_touches_flush(s) : 0;
+        if (rc) return rc;
+        s->touch[s->ntouch++] = (struct pg_touch){device_id, last_seen};
+        return 0;
+    }
     char id[24], ts[32];
     const char *p[2] = {pg_fmt_i64(id, device_id), pg_fmt_ts(ts, last_seen)};
     struct pg_cmd c = cmd(ST_DEVICE_TOUCH, 2, p);
-    return pg_defer((struct pg_store *)base, &c);
+    return pg_defer(s, &c);
 }
 
 /* ---- open and the ops table ----------------------------------------------------------- */

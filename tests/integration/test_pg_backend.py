@@ -509,6 +509,22 @@ def test_unstamped_readings_at_two_gateways_are_never_late(pgdb, gateways):
                     (s.id,)) == [(160, "active")]
 
 
+def test_a_batch_touches_each_device_once_with_its_newest_packet(pgdb, gateways):
+    """Within a transaction the writer buffers each device's last_seen_at and writes them in
+    one statement: with several packets of each device per batch, every device ends with
+    the time of its newest stored packet (its readings' ingested_at), never an older one."""
+    url, cli, db = pgdb
+    devs = [provision_device(cli, n_sensors=1) for _ in range(3)]
+    g = gateways(url, env={"RATE_LIMIT_IP_RPS": "0", "RATE_LIMIT_DEVICE_RPS": "0"})
+    for d in devs:
+        assert post_unstamped_concurrently([g], d, 0, 1.0, threads=4, per_thread=15) == [200] * 60
+    for d in devs:
+        seen, newest = db.query(
+            "SELECT d.last_seen_at, (SELECT max(r.ingested_at) FROM sensor_readings r"
+            " WHERE r.sensor_id = %s) FROM devices d WHERE d.id = %s", (d.sensors[0].id, d.id))[0]
+        assert seen == newest, (d.uuid, seen, newest)
+
+
 # --------------------------------------------------------------------------- jobs
 
 
