@@ -3,8 +3,8 @@
  * "SipHash: a fast short-input PRF", 2012), a 64-bit keyed hash. Under a
  * random secret an attacker who chooses the input (a client address, a
  * device uuid) cannot predict the output, so he cannot make keys collide in
- * a hash table or forge a digest. Used by core/lru (hash tables) and the
- * rate limiter's long-key digest.
+ * a hash table or forge a digest. Used by core/lru (hash tables), the rate
+ * limiter's long-key digest and http/conn_count.
  */
 #ifndef IOT_SIPHASH_H
 #define IOT_SIPHASH_H
