@@ -49,7 +49,8 @@ static const void *entry_key(const struct lru_node *n, size_t *len)
 
 /*
  * The devices' bucket array is sized for max_devices up front (256 to 2^22
- * buckets); the negatives' starts at 16 and grows with them.
+ * buckets); the negatives' starts at 16 and grows with them, up to a quarter
+ * of the devices' (their bound is a quarter of max_devices).
  */
 int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms, size_t max_devices,
                     struct resolver **out)
@@ -68,7 +69,7 @@ int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms,
     struct lru_params neg = {.key = entry_key,
                              .max = max_neg,
                              .buckets = 16,
-                             .buckets_max = max_neg,
+                             .buckets_max = nbuckets / 4,
                              .secret_of = &r->devices};
     if (lru_init(&r->devices, &dev) || lru_init(&r->negatives, &neg)) {
         lru_fini(&r->devices);
