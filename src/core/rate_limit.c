@@ -1,46 +1,44 @@
 /*
- * Token buckets in a chained hash table, threaded on an LRU list.
+ * Token buckets in a core/lru table (SipHash under the table's own random
+ * secret, so chains stay short even when clients choose their keys: IPv6
+ * addresses).
  *
  * Keys of up to RL_KEY_MAX bytes are stored verbatim. A longer key is stored
- * as its first RL_KEY_PREFIX bytes followed by a 128-bit keyed digest of the
- * whole key, together with its true length; two long keys therefore share a
- * bucket only if they have the same length, the same prefix and the same
- * 128-bit SipHash under a per-limiter random secret, which an attacker cannot
- * arrange. The table hash is SipHash too, so chains stay short even when
- * clients choose their keys (IPv6 addresses).
+ * as its first RL_KEY_PREFIX bytes, a 128-bit keyed digest of the whole key
+ * (two SipHashes under two more per-limiter random secrets) and one marker
+ * byte, RL_KEY_MAX + 1 bytes that no short key has; two long keys therefore
+ * share a bucket only if they have the same prefix and the same 128-bit
+ * digest, which an attacker who does not know the secrets cannot arrange.
  *
- * Memory: an index of next_pow2(max_buckets) pointers is allocated up front;
- * buckets are allocated on first use and, once max_buckets exist, the least
- * recently used one is recycled in place (no malloc on the hot path).
+ * Memory: the table's bucket array, next_pow2(max_buckets) pointers, is
+ * allocated up front; buckets (112 bytes) are allocated on first use and,
+ * once max_buckets exist, the least recently used one is recycled in place
+ * (no malloc on the hot path).
  */
 #include "core/rate_limit.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/lru.h"
+#include "core/siphash.h"
 
 #define RL_KEY_MAX    64
 #define RL_DIGEST_LEN 16
 #define RL_KEY_PREFIX (RL_KEY_MAX - RL_DIGEST_LEN)
+#define RL_KEY_LONG   (RL_KEY_MAX + 1) /* stored length of a long key: prefix, digest, marker */
 #define RL_EPSILON    1e-9 /* fractional costs: a bucket this close to the cost holds it */
 
 struct rl_bucket {
-    struct rl_bucket *hnext;   /* hash chain */
-    struct rl_bucket **hpprev; /* address of the pointer to this bucket */
-    struct rl_bucket *lprev;   /* LRU list, towards most recent */
-    struct rl_bucket *lnext;   /* LRU list, towards least recent */
-    uint64_t hash;
-    size_t keylen; /* true length; > RL_KEY_MAX means key holds prefix + digest */
+    struct lru_node node;
     double tokens;
     int64_t last_ms;
-    unsigned char key[RL_KEY_MAX];
+    unsigned char keylen; /* stored length: <= RL_KEY_MAX, or RL_KEY_LONG */
+    unsigned char key[RL_KEY_LONG];
 };
 
 struct rate_limiter {
@@ -48,13 +46,9 @@ struct rate_limiter {
     double rate_per_ms;
     double rate;
     double burst;
-    size_t max_buckets;
-    size_t count;
-    size_t mask;
-    struct rl_bucket **index;
-    struct rl_bucket *lru_head; /* most recently used */
-    struct rl_bucket *lru_tail; /* least recently used: next to evict */
-    uint64_t seed[6];           /* [0,1] table hash, [2..5] long-key digest */
+    struct lru table; /* of rl_bucket */
+    int table_ok;
+    struct siphash_key digest[2]; /* the long-key digest */
     pthread_mutex_t lock;
     int lock_ok;
 };
@@ -62,92 +56,15 @@ struct rate_limiter {
 /* A key reduced to its stored form, computed before taking the lock. */
 struct rl_key {
     uint64_t hash;
-    size_t keylen;
-    size_t storedlen;
-    unsigned char bytes[RL_KEY_MAX];
+    size_t len;
+    unsigned char bytes[RL_KEY_LONG];
 };
 
-static uint64_t rl__rotl(uint64_t x, int b)
+static const void *rl__bucket_key(const struct lru_node *n, size_t *len)
 {
-    return (x << b) | (x >> (64 - b));
-}
-
-static uint64_t rl__load64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-#define RL_SIPROUND                                                                                \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rl__rotl(v1, 13);                                                                     \
-        v1 ^= v0;                                                                                  \
-        v0 = rl__rotl(v0, 32);                                                                     \
-        v2 += v3;                                                                                  \
-        v3 = rl__rotl(v3, 16);                                                                     \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rl__rotl(v3, 21);                                                                     \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rl__rotl(v1, 17);                                                                     \
-        v1 ^= v2;                                                                                  \
-        v2 = rl__rotl(v2, 32);                                                                     \
-    } while (0)
-
-/* SipHash-2-4 of data under the 128-bit key (k0, k1). */
-static uint64_t rl__siphash(uint64_t k0, uint64_t k1, const unsigned char *data, size_t len)
-{
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-    size_t whole = len - len % 8;
-
-    for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = rl__load64(data + i);
-        v3 ^= m;
-        RL_SIPROUND;
-        RL_SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t i = 0; i < len % 8; i++)
-        b |= (uint64_t)data[whole + i] << (8 * i);
-    v3 ^= b;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/*
- * Fills the hash secrets from getrandom(); if the kernel cannot supply them
- * (very early boot, seccomp), falls back to clock and address bits, which
- * still keeps distinct processes from sharing a secret.
- */
-static void rl__seed(struct rate_limiter *rl)
-{
-    if (getrandom(rl->seed, sizeof rl->seed, GRND_NONBLOCK) == (ssize_t)sizeof rl->seed) return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec ^
-                 (uint64_t)(uintptr_t)rl ^ (uint64_t)errno;
-    for (size_t i = 0; i < sizeof rl->seed / sizeof rl->seed[0]; i++) {
-        x += 0x9e3779b97f4a7c15ULL;
-        uint64_t z = x;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        rl->seed[i] = z ^ (z >> 31);
-    }
+    const struct rl_bucket *b = LRU_ENTRY(n, const struct rl_bucket, node);
+    *len = b->keylen;
+    return b->key;
 }
 
 int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter **out)
@@ -162,33 +79,29 @@ int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter
     rl->rate = rate;
     rl->rate_per_ms = rate / 1000.0;
     rl->burst = burst;
-    rl->max_buckets = max_buckets;
     if (!(rate > 0)) {
         rl->disabled = 1;
         *out = rl;
         return 0;
     }
 
-    size_t n = 1;
-    while (n < max_buckets) {
-        if (n > SIZE_MAX / 2 / sizeof *rl->index) {
-            rl_destroy(rl);
-            return IOT_ENOMEM;
-        }
-        n <<= 1;
-    }
-    rl->index = calloc(n, sizeof *rl->index);
-    if (!rl->index) {
+    struct lru_params p = {.key = rl__bucket_key,
+                           .max = max_buckets,
+                           .buckets = max_buckets,
+                           .buckets_max = max_buckets};
+    int rc = lru_init(&rl->table, &p);
+    if (rc) {
         rl_destroy(rl);
         return IOT_ENOMEM;
     }
-    rl->mask = n - 1;
+    rl->table_ok = 1;
     if (pthread_mutex_init(&rl->lock, NULL) != 0) {
         rl_destroy(rl);
         return IOT_ENOMEM;
     }
     rl->lock_ok = 1;
-    rl__seed(rl);
+    siphash_key_random(&rl->digest[0]);
+    siphash_key_random(&rl->digest[1]);
     *out = rl;
     return 0;
 }
@@ -196,13 +109,12 @@ int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter
 void rl_destroy(struct rate_limiter *rl)
 {
     if (!rl) return;
-    struct rl_bucket *b = rl->lru_head;
-    while (b) {
-        struct rl_bucket *next = b->lnext;
-        free(b);
-        b = next;
+    if (rl->table_ok) {
+        struct lru_node *n;
+        while ((n = lru_evict(&rl->table)))
+            free(LRU_ENTRY(n, struct rl_bucket, node));
+        lru_fini(&rl->table);
     }
-    free(rl->index);
     if (rl->lock_ok) pthread_mutex_destroy(&rl->lock);
     free(rl);
 }
@@ -212,90 +124,40 @@ static void rl__key_init(const struct rate_limiter *rl, struct rl_key *k, const 
 {
     const unsigned char *p = key;
 
-    k->keylen = keylen;
-    k->hash = rl__siphash(rl->seed[0], rl->seed[1], p, keylen);
     if (keylen <= RL_KEY_MAX) {
         if (keylen) memcpy(k->bytes, p, keylen);
-        k->storedlen = keylen;
-        return;
+        k->len = keylen;
+    } else {
+        uint64_t d0 = siphash24(&rl->digest[0], p, keylen);
+        uint64_t d1 = siphash24(&rl->digest[1], p, keylen);
+        memcpy(k->bytes, p, RL_KEY_PREFIX);
+        memcpy(k->bytes + RL_KEY_PREFIX, &d0, sizeof d0);
+        memcpy(k->bytes + RL_KEY_PREFIX + sizeof d0, &d1, sizeof d1);
+        k->bytes[RL_KEY_MAX] = 0;
+        k->len = RL_KEY_LONG;
     }
-    uint64_t d0 = rl__siphash(rl->seed[2], rl->seed[3], p, keylen);
-    uint64_t d1 = rl__siphash(rl->seed[4], rl->seed[5], p, keylen);
-    memcpy(k->bytes, p, RL_KEY_PREFIX);
-    memcpy(k->bytes + RL_KEY_PREFIX, &d0, sizeof d0);
-    memcpy(k->bytes + RL_KEY_PREFIX + sizeof d0, &d1, sizeof d1);
-    k->storedlen = RL_KEY_MAX;
-}
-
-static void rl__lru_unlink(struct rate_limiter *rl, struct rl_bucket *b)
-{
-    if (b->lprev)
-        b->lprev->lnext = b->lnext;
-    else
-        rl->lru_head = b->lnext;
-    if (b->lnext)
-        b->lnext->lprev = b->lprev;
-    else
-        rl->lru_tail = b->lprev;
-    b->lprev = b->lnext = NULL;
-}
-
-static void rl__lru_push_front(struct rate_limiter *rl, struct rl_bucket *b)
-{
-    b->lprev = NULL;
-    b->lnext = rl->lru_head;
-    if (rl->lru_head) rl->lru_head->lprev = b;
-    rl->lru_head = b;
-    if (!rl->lru_tail) rl->lru_tail = b;
-}
-
-static void rl__hash_unlink(struct rl_bucket *b)
-{
-    *b->hpprev = b->hnext;
-    if (b->hnext) b->hnext->hpprev = b->hpprev;
-}
-
-static void rl__hash_insert(struct rate_limiter *rl, struct rl_bucket *b)
-{
-    struct rl_bucket **slot = &rl->index[b->hash & rl->mask];
-    b->hnext = *slot;
-    if (*slot) (*slot)->hpprev = &b->hnext;
-    b->hpprev = slot;
-    *slot = b;
+    k->hash = lru_hash(&rl->table, k->bytes, k->len);
 }
 
 static struct rl_bucket *rl__lookup(struct rate_limiter *rl, const struct rl_key *k)
 {
-    for (struct rl_bucket *b = rl->index[k->hash & rl->mask]; b; b = b->hnext) {
-        if (b->hash == k->hash && b->keylen == k->keylen &&
-            memcmp(b->key, k->bytes, k->storedlen) == 0)
-            return b;
-    }
-    return NULL;
+    struct lru_node *n = lru_find(&rl->table, k->hash, k->bytes, k->len);
+    return n ? LRU_ENTRY(n, struct rl_bucket, node) : NULL;
 }
 
 /*
  * A bucket for a key not in the table: a fresh allocation while under the
- * cap, otherwise the least recently used bucket, unhooked for reuse. NULL
+ * cap, otherwise the least recently used bucket, taken out for reuse. NULL
  * only if the table is empty and malloc fails.
  */
 static struct rl_bucket *rl__obtain(struct rate_limiter *rl)
 {
-    struct rl_bucket *b = NULL;
-
-    if (rl->count < rl->max_buckets) {
-        b = malloc(sizeof *b);
-        if (b) {
-            rl->count++;
-            return b;
-        }
+    if (!lru_full(&rl->table)) {
+        struct rl_bucket *b = malloc(sizeof *b);
+        if (b) return b;
     }
-    b = rl->lru_tail;
-    if (b) {
-        rl__lru_unlink(rl, b);
-        rl__hash_unlink(b);
-    }
-    return b;
+    struct lru_node *n = lru_evict(&rl->table);
+    return n ? LRU_ENTRY(n, struct rl_bucket, node) : NULL;
 }
 
 /* Whole seconds (>= 1) until tokens reaches cost at the limiter's rate. */
@@ -327,22 +189,20 @@ static struct rl_bucket *rl__touch(struct rate_limiter *rl, const struct rl_key 
 {
     struct rl_bucket *b = rl__lookup(rl, k);
     if (b) {
-        rl__lru_unlink(rl, b);
+        lru_touch(&rl->table, &b->node);
         if (now_ms > b->last_ms) {
             b->tokens = rl__tokens_at(rl, b, now_ms);
             b->last_ms = now_ms;
         }
-    } else {
-        b = rl__obtain(rl);
-        if (!b) return NULL;
-        b->hash = k->hash;
-        b->keylen = k->keylen;
-        memcpy(b->key, k->bytes, k->storedlen);
-        b->tokens = rl->burst;
-        b->last_ms = now_ms;
-        rl__hash_insert(rl, b);
+        return b;
     }
-    rl__lru_push_front(rl, b);
+    b = rl__obtain(rl);
+    if (!b) return NULL;
+    b->keylen = (unsigned char)k->len;
+    memcpy(b->key, k->bytes, k->len);
+    b->tokens = rl->burst;
+    b->last_ms = now_ms;
+    lru_insert(&rl->table, &b->node, k->hash);
     return b;
 }
 
@@ -410,7 +270,7 @@ size_t rl_size(struct rate_limiter *rl)
 {
     if (!rl || rl->disabled) return 0;
     pthread_mutex_lock(&rl->lock);
-    size_t n = rl->count;
+    size_t n = lru_count(&rl->table);
     pthread_mutex_unlock(&rl->lock);
     return n;
 }

@@ -4,20 +4,20 @@
  * table holds only addresses that are connected now. The bucket index
  * (next_pow2(max_keys) pointers) is allocated up front.
  *
- * The hash is FNV-1a over the key, seeded with a per-table random value and
- * finished with a 64-bit mixer: clients choose their IPv6 keys within their
- * prefix, so the bucket must not be predictable. A chain can only hold keys
+ * The hash is SipHash-2-4 (core/siphash.h) under a per-table random secret:
+ * clients choose their IPv6 keys within their prefix, so the bucket must not
+ * be predictable. A chain can only hold keys
  * that are connected, so even a long one costs one short string compare per
  * live address.
  */
 #include "http/conn_count.h"
 #include "core/err.h"
+#include "core/siphash.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define CC_KEY_MAX 64
 
@@ -31,21 +31,14 @@ struct conn_count_entry {
 struct conn_count {
     unsigned limit;
     size_t max_keys, keys, mask;
-    uint64_t seed;
+    struct siphash_key secret;
     struct conn_count_entry **index;
     pthread_mutex_t lock;
 };
 
-static uint64_t cc__hash(uint64_t seed, const char *key)
+static uint64_t cc__hash(const struct conn_count *c, const char *key)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 0x100000001b3ULL;
-    h ^= h >> 33; /* murmur3 fmix64 */
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
+    return siphash24(&c->secret, key, strlen(key));
 }
 
 int conn_count_create(unsigned limit, size_t max_keys, struct conn_count **out)
@@ -67,8 +60,7 @@ int conn_count_create(unsigned limit, size_t max_keys, struct conn_count **out)
     c->limit = limit;
     c->max_keys = max_keys;
     c->mask = n - 1;
-    if (getrandom(&c->seed, sizeof c->seed, 0) != (ssize_t)sizeof c->seed)
-        c->seed = (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ULL;
+    siphash_key_random(&c->secret);
     *out = c;
     return 0;
 }
@@ -110,7 +102,7 @@ struct conn_count_entry *conn_count_take(struct conn_count *c, const char *key, 
 {
     char k[CC_KEY_MAX];
     size_t n = cc__key(key, k);
-    uint64_t h = cc__hash(c->seed, k);
+    uint64_t h = cc__hash(c, k);
     struct conn_count_entry **slot;
     pthread_mutex_lock(&c->lock);
     struct conn_count_entry *e = cc__find(c, k, h, &slot);
@@ -149,7 +141,7 @@ unsigned conn_count_get(struct conn_count *c, const char *key)
     cc__key(key, k);
     struct conn_count_entry **slot;
     pthread_mutex_lock(&c->lock);
-    struct conn_count_entry *e = cc__find(c, k, cc__hash(c->seed, k), &slot);
+    struct conn_count_entry *e = cc__find(c, k, cc__hash(c, k), &slot);
     unsigned v = e ? e->count : 0;
     pthread_mutex_unlock(&c->lock);
     return v;

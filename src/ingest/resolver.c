@@ -1,16 +1,18 @@
 /*
- * One hash table holds two kinds of entry, each on its own LRU list with its
- * own bound: devices (a loaded device_ref, handed out with a reference) and
- * negative entries (a uuid the database did not know: answered IOT_ENOTFOUND
- * without a query until it expires; never handed out). A load that finds the
- * device replaces a negative entry at once; one that does not replaces a
- * device entry (a device that is gone must not live on in the cache).
+ * Two core/lru tables, each with its own bound: devices (a loaded
+ * device_ref, handed out with a reference) and negative entries (a uuid the
+ * database did not know: answered IOT_ENOTFOUND without a query until it
+ * expires; never handed out). A uuid is in at most one of them. A load that
+ * finds the device replaces a negative entry at once; one that does not
+ * replaces a device entry (a device that is gone must not live on in the
+ * cache). Uuids come from the network: the tables hash them with SipHash
+ * under their own random secrets.
  */
 #include "ingest/resolver.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/lru.h"
 
-#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,33 +22,36 @@ struct entry {
     int64_t expires;       /* monotonic ms */
     int refs;              /* holders, plus 1 while in the table */
     int negative;          /* the device is not in the database */
-    struct entry *hnext, *lprev, *lnext;
-};
-
-/* Least recently used last. */
-struct lru {
-    struct entry *head, *tail;
-    size_t count, max;
+    struct lru_node node;
 };
 
 struct resolver {
     struct store_shared *db;
     int64_t ttl_ms, neg_ttl_ms;
-    size_t nbuckets;
-    struct entry **buckets;
     struct lru devices, negatives;
     pthread_mutex_t mu;
     struct resolver_stats stats;
 };
 
-static size_t hash_str(const char *s)
+/* A uuid to look up, hashed (outside the lock) for both tables: they share a secret. */
+struct uuid_key {
+    const char *s;
+    size_t len;
+    uint64_t hash;
+};
+
+static const void *entry_key(const struct lru_node *n, size_t *len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return (size_t)h;
+    const struct entry *e = LRU_ENTRY(n, const struct entry, node);
+    *len = strlen(e->ref.dev.uuid);
+    return e->ref.dev.uuid;
 }
 
+/*
+ * The devices' bucket array is sized for max_devices up front (256 to 2^22
+ * buckets); the negatives' starts at 16 and grows with them, up to a quarter
+ * of the devices' (their bound is a quarter of max_devices).
+ */
 int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms, size_t max_devices,
                     struct resolver **out)
 {
@@ -55,13 +60,20 @@ int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms,
     r->db = db;
     r->ttl_ms = ttl_ms;
     r->neg_ttl_ms = neg_ttl_ms < ttl_ms ? neg_ttl_ms : ttl_ms;
-    r->devices.max = max_devices;
-    r->negatives.max = max_devices / 4 > 16 ? max_devices / 4 : 16;
-    r->nbuckets = 256;
-    while (r->nbuckets < max_devices && r->nbuckets < ((size_t)1 << 22))
-        r->nbuckets <<= 1;
-    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
-    if (!r->buckets) {
+    size_t nbuckets = 256;
+    while (nbuckets < max_devices && nbuckets < ((size_t)1 << 22))
+        nbuckets <<= 1;
+    size_t max_neg = max_devices / 4 > 16 ? max_devices / 4 : 16;
+    struct lru_params dev = {
+        .key = entry_key, .max = max_devices, .buckets = nbuckets, .buckets_max = nbuckets};
+    struct lru_params neg = {.key = entry_key,
+                             .max = max_neg,
+                             .buckets = 16,
+                             .buckets_max = nbuckets / 4,
+                             .secret_of = &r->devices};
+    if (lru_init(&r->devices, &dev) || lru_init(&r->negatives, &neg)) {
+        lru_fini(&r->devices);
+        lru_fini(&r->negatives);
         free(r);
         return IOT_ENOMEM;
     }
@@ -78,68 +90,37 @@ static void entry_unref(struct entry *e)
     }
 }
 
-static struct lru *lru_of(struct resolver *r, const struct entry *e)
+static struct lru *table_of(struct resolver *r, const struct entry *e)
 {
     return e->negative ? &r->negatives : &r->devices;
 }
 
-static void lru_unlink(struct lru *l, struct entry *e)
-{
-    if (e->lprev)
-        e->lprev->lnext = e->lnext;
-    else
-        l->head = e->lnext;
-    if (e->lnext)
-        e->lnext->lprev = e->lprev;
-    else
-        l->tail = e->lprev;
-    e->lprev = e->lnext = NULL;
-}
-
-static void lru_front(struct lru *l, struct entry *e)
-{
-    e->lnext = l->head;
-    if (l->head) l->head->lprev = e;
-    l->head = e;
-    if (!l->tail) l->tail = e;
-}
-
-/* Removes e from the table (holders keep it alive until they release). */
+/* Removes e from its table (holders keep it alive until they release). */
 static void table_remove(struct resolver *r, struct entry *e)
 {
-    struct entry **pp = &r->buckets[hash_str(e->ref.dev.uuid) & (r->nbuckets - 1)];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_unlink(lru_of(r, e), e);
-    lru_of(r, e)->count--;
+    lru_remove(table_of(r, e), &e->node);
     entry_unref(e);
 }
 
 /*
- * Puts e (its refs already count the table) in bucket b, first evicting the
+ * Puts e (its refs already count the table) in its table, first evicting the
  * least recently used entries of e's kind while that kind is at its bound.
  */
-static void table_insert(struct resolver *r, size_t b, struct entry *e)
+static void table_insert(struct resolver *r, const struct uuid_key *k, struct entry *e)
 {
-    struct lru *l = lru_of(r, e);
-    while (l->count >= l->max && l->tail) {
-        struct entry *victim = l->tail;
-        table_remove(r, victim);   /* unlinks it, then may free it */
-        assert(l->tail != victim); /* so the loop never reads freed memory */
-    }
-    e->hnext = r->buckets[b];
-    r->buckets[b] = e;
-    lru_front(l, e);
-    l->count++;
+    struct lru *t = table_of(r, e);
+    struct lru_node *victim;
+    while (lru_full(t) && (victim = lru_evict(t)))
+        entry_unref(LRU_ENTRY(victim, struct entry, node));
+    lru_insert(t, &e->node, k->hash);
 }
 
-static struct entry *table_find(struct resolver *r, size_t b, const char *uuid)
+/* The entry of k, in either table, or NULL. */
+static struct entry *table_find(struct resolver *r, const struct uuid_key *k)
 {
-    struct entry *e = r->buckets[b];
-    while (e && strcmp(e->ref.dev.uuid, uuid) != 0)
-        e = e->hnext;
-    return e;
+    struct lru_node *n = lru_find(&r->devices, k->hash, k->s, k->len);
+    if (!n) n = lru_find(&r->negatives, k->hash, k->s, k->len);
+    return n ? LRU_ENTRY(n, struct entry, node) : NULL;
 }
 
 /*
@@ -147,27 +128,32 @@ static struct entry *table_find(struct resolver *r, size_t b, const char *uuid)
  * (now: taken before the query, so a device added after it is seen by then).
  * Not when negative caching is off, the uuid would not fit, or memory is short.
  */
-static void negative_insert(struct resolver *r, size_t b, const char *uuid, int64_t now)
+static void negative_insert(struct resolver *r, const struct uuid_key *k, int64_t now)
 {
-    size_t n = strlen(uuid);
-    if (r->neg_ttl_ms <= 0 || n > STORE_UUID_MAX) return;
+    if (r->neg_ttl_ms <= 0 || k->len > STORE_UUID_MAX) return;
     struct entry *e = calloc(1, sizeof *e);
     if (!e) return;
-    memcpy(e->ref.dev.uuid, uuid, n + 1);
+    memcpy(e->ref.dev.uuid, k->s, k->len + 1);
     e->negative = 1;
     e->refs = 1;
     e->expires = now + r->neg_ttl_ms;
-    table_insert(r, b, e);
+    table_insert(r, k, e);
+}
+
+static void table_drain(struct lru *t)
+{
+    struct lru_node *n;
+    while ((n = lru_evict(t)))
+        entry_unref(LRU_ENTRY(n, struct entry, node));
 }
 
 void resolver_destroy(struct resolver *r)
 {
     if (!r) return;
-    while (r->devices.head)
-        table_remove(r, r->devices.head);
-    while (r->negatives.head)
-        table_remove(r, r->negatives.head);
-    free(r->buckets);
+    table_drain(&r->devices);
+    table_drain(&r->negatives);
+    lru_fini(&r->devices);
+    lru_fini(&r->negatives);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -192,13 +178,13 @@ static int load(struct resolver *r, const char *uuid, struct entry **out)
 int resolver_get(struct resolver *r, const char *uuid, const struct device_ref **out)
 {
     int64_t now = clock_mono_ms();
-    size_t b = hash_str(uuid) & (r->nbuckets - 1);
+    struct uuid_key k = {.s = uuid, .len = strlen(uuid)};
+    k.hash = lru_hash(&r->devices, k.s, k.len);
     *out = NULL;
     pthread_mutex_lock(&r->mu);
-    struct entry *e = table_find(r, b, uuid);
+    struct entry *e = table_find(r, &k);
     if (e && e->expires > now) {
-        lru_unlink(lru_of(r, e), e);
-        lru_front(lru_of(r, e), e);
+        lru_touch(table_of(r, e), &e->node);
         if (e->negative) {
             r->stats.negative_hits++;
             pthread_mutex_unlock(&r->mu);
@@ -216,12 +202,12 @@ int resolver_get(struct resolver *r, const char *uuid, const struct device_ref *
     struct entry *fresh = NULL;
     int rc = load(r, uuid, &fresh);
     pthread_mutex_lock(&r->mu);
-    e = table_find(r, b, uuid);
+    e = table_find(r, &k);
     if (rc) {
         /* A device that is gone (or unreadable) must not live on in the cache. */
         if (rc == IOT_ENOTFOUND) {
             if (e) table_remove(r, e);
-            negative_insert(r, b, uuid, now);
+            negative_insert(r, &k, now);
         }
         pthread_mutex_unlock(&r->mu);
         return rc;
@@ -229,7 +215,7 @@ int resolver_get(struct resolver *r, const char *uuid, const struct device_ref *
     if (e) table_remove(r, e);
     fresh->expires = now + r->ttl_ms;
     fresh->refs = 2; /* the table and the caller */
-    table_insert(r, b, fresh);
+    table_insert(r, &k, fresh);
     pthread_mutex_unlock(&r->mu);
     *out = &fresh->ref;
     return 0;
@@ -258,7 +244,7 @@ void resolver_get_stats(struct resolver *r, struct resolver_stats *out)
 {
     pthread_mutex_lock(&r->mu);
     *out = r->stats;
-    out->entries = r->devices.count;
-    out->negatives = r->negatives.count;
+    out->entries = lru_count(&r->devices);
+    out->negatives = lru_count(&r->negatives);
     pthread_mutex_unlock(&r->mu);
 }

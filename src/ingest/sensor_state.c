@@ -4,33 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * A core/lru table keyed by sensor id (an id key: ids come from the
+ * database, and this table is on the per-packet path). Its bucket array
+ * starts at 1024 and doubles with the sensors actually seen, up to a power
+ * of two >= max (at most 2^24), not sized for STATE_CACHE_MAX up front.
+ */
 struct sensor_states {
-    struct sensor_entry **buckets;
-    size_t nbuckets, count, max;
-    size_t nbuckets_max; /* the table grows up to this (a power of two >= max) */
-    struct sensor_entry *lru_head, *lru_tail; /* head = most recently used */
+    struct lru table; /* of sensor_entry, owned */
     uint64_t packet_gen;
     uint64_t epoch;
     int epoch_known;
 };
 
-static size_t slot(const struct sensor_states *c, int64_t id)
-{
-    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    return (size_t)(x >> 32) & (c->nbuckets - 1);
-}
-
 int sensor_states_create(size_t max_entries, struct sensor_states **out)
 {
     struct sensor_states *c = calloc(1, sizeof *c);
     if (!c) return IOT_ENOMEM;
-    c->max = max_entries;
-    c->nbuckets = 1024;
-    c->nbuckets_max = 1024;
-    while (c->nbuckets_max < max_entries && c->nbuckets_max < ((size_t)1 << 24))
-        c->nbuckets_max <<= 1;
-    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
-    if (!c->buckets) {
+    size_t nbuckets_max = max_entries < ((size_t)1 << 24) ? max_entries : ((size_t)1 << 24);
+    struct lru_params p = {.id_offset = LRU_ID_OFFSET(struct sensor_entry, node, st.sensor_id),
+                           .max = max_entries,
+                           .buckets = 1024,
+                           .buckets_max = nbuckets_max};
+    if (lru_init(&c->table, &p)) {
         free(c);
         return IOT_ENOMEM;
     }
@@ -39,51 +35,25 @@ int sensor_states_create(size_t max_entries, struct sensor_states **out)
     return 0;
 }
 
-static void lru_unlink(struct sensor_states *c, struct sensor_entry *e)
-{
-    if (e->lprev)
-        e->lprev->lnext = e->lnext;
-    else
-        c->lru_head = e->lnext;
-    if (e->lnext)
-        e->lnext->lprev = e->lprev;
-    else
-        c->lru_tail = e->lprev;
-    e->lprev = e->lnext = NULL;
-}
-
-static void lru_push_front(struct sensor_states *c, struct sensor_entry *e)
-{
-    e->lprev = NULL;
-    e->lnext = c->lru_head;
-    if (c->lru_head) c->lru_head->lprev = e;
-    c->lru_head = e;
-    if (!c->lru_tail) c->lru_tail = e;
-}
-
 static void remove_entry(struct sensor_states *c, struct sensor_entry *e)
 {
-    struct sensor_entry **pp = &c->buckets[slot(c, e->st.sensor_id)];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_unlink(c, e);
-    c->count--;
+    lru_remove(&c->table, &e->node);
     free(e->alerts);
     free(e);
 }
 
 void sensor_states_clear(struct sensor_states *c)
 {
-    while (c->lru_head)
-        remove_entry(c, c->lru_head);
+    struct lru_node *n;
+    while ((n = lru_newest(&c->table)))
+        remove_entry(c, LRU_ENTRY(n, struct sensor_entry, node));
 }
 
 void sensor_states_destroy(struct sensor_states *c)
 {
     if (!c) return;
     sensor_states_clear(c);
-    free(c->buckets);
+    lru_fini(&c->table);
     free(c);
 }
 
@@ -105,9 +75,9 @@ void sensor_states_next_packet(struct sensor_states *c)
 
 void sensor_states_evict_pinned(struct sensor_states *c)
 {
-    struct sensor_entry *e = c->lru_head, *next;
-    for (; e; e = next) {
-        next = e->lnext;
+    for (struct lru_node *n = lru_newest(&c->table), *older; n; n = older) {
+        older = lru_older(n);
+        struct sensor_entry *e = LRU_ENTRY(n, struct sensor_entry, node);
         if (e->pin == c->packet_gen) remove_entry(c, e);
     }
 }
@@ -115,49 +85,23 @@ void sensor_states_evict_pinned(struct sensor_states *c)
 /* Evicts least recently used entries that the current packet does not pin. */
 static void make_room(struct sensor_states *c)
 {
-    struct sensor_entry *e = c->lru_tail;
-    while (c->count >= c->max && e) {
-        struct sensor_entry *prev = e->lprev;
+    struct lru_node *n = lru_oldest(&c->table);
+    while (lru_full(&c->table) && n) {
+        struct lru_node *newer = lru_newer(n);
+        struct sensor_entry *e = LRU_ENTRY(n, struct sensor_entry, node);
         if (e->pin != c->packet_gen) remove_entry(c, e);
-        e = prev;
+        n = newer;
     }
 }
 
 static struct sensor_entry *lookup(struct sensor_states *c, int64_t sensor_id)
 {
-    struct sensor_entry *e = c->buckets[slot(c, sensor_id)];
-    while (e && e->st.sensor_id != sensor_id)
-        e = e->hnext;
-    if (e) {
-        lru_unlink(c, e);
-        lru_push_front(c, e);
-        e->pin = c->packet_gen;
-    }
+    struct lru_node *n = lru_find_id(&c->table, lru_hash_id(&c->table, sensor_id), sensor_id);
+    if (!n) return NULL;
+    struct sensor_entry *e = LRU_ENTRY(n, struct sensor_entry, node);
+    lru_touch(&c->table, n);
+    e->pin = c->packet_gen;
     return e;
-}
-
-/*
- * Doubles the bucket array once it holds as many entries as buckets (up to
- * nbuckets_max), so that its memory follows the sensors actually seen, not
- * STATE_CACHE_MAX. Keeps the old array if memory is short (chains grow).
- */
-static void maybe_grow(struct sensor_states *c)
-{
-    if (c->count < c->nbuckets || c->nbuckets >= c->nbuckets_max) return;
-    struct sensor_entry **old = c->buckets;
-    size_t oldn = c->nbuckets;
-    struct sensor_entry **nb = calloc(oldn * 2, sizeof *nb);
-    if (!nb) return;
-    c->buckets = nb;
-    c->nbuckets = oldn * 2;
-    for (size_t i = 0; i < oldn; i++)
-        for (struct sensor_entry *e = old[i], *next; e; e = next) {
-            next = e->hnext;
-            size_t b = slot(c, e->st.sensor_id);
-            e->hnext = nb[b];
-            nb[b] = e;
-        }
-    free(old);
 }
 
 static struct sensor_entry *insert(struct sensor_states *c,
@@ -178,12 +122,7 @@ static struct sensor_entry *insert(struct sensor_states *c,
             break;
         }
     make_room(c);
-    maybe_grow(c);
-    size_t b = slot(c, sensor_id);
-    e->hnext = c->buckets[b];
-    c->buckets[b] = e;
-    lru_push_front(c, e);
-    c->count++;
+    lru_insert(&c->table, &e->node, lru_hash_id(&c->table, sensor_id));
     e->pin = c->packet_gen;
     return e;
 }

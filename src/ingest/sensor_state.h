@@ -9,6 +9,7 @@
 #ifndef IOT_SENSOR_STATE_H
 #define IOT_SENSOR_STATE_H
 
+#include "core/lru.h"
 #include "store/store.h"
 
 #include <stddef.h>
@@ -23,9 +24,9 @@ struct sensor_entry {
     struct store_alert *alerts; /* ALERT_KINDS slots, or NULL: none present (owned) */
     int present[ALERT_KINDS];
     size_t router_row; /* owned by the router: 1 + its newest row in the packet */
-    /* Internal: cache links and the pin of the packet in progress. */
+    /* Internal: the pin of the packet in progress and the cache's links. */
     uint64_t pin;
-    struct sensor_entry *hnext, *lprev, *lnext;
+    struct lru_node node;
 };
 
 struct sensor_states;
