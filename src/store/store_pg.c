@@ -4,16 +4,18 @@
  * in pg_int.h; the locking scheme that keeps N gateways on one database
  * correct is in docs/deployment.md. In short:
  *
- *  - Round trips per packet: packet_get (only with a packet_id), states_load
- *    (locks the packet's sensor_state rows, reads state and active alerts),
- *    alert_insert (only when an alert opens). Everything else (readings as
- *    one multi-row INSERT ... SELECT unnest(...) of binary arrays, sensor
- *    states likewise, alert updates coalesced per alert, notifications,
- *    packet_put, device_touch, savepoints) is pipelined and checked at the next round
- *    trip; COMMIT is one round trip per batch of packets.
+ *  - Round trips per batch: packet_get (per packet, only with a
+ *    packet_id), states_load (locks the batch's sensor_state rows, reads
+ *    state and active alerts; a second one only for sensors without a row
+ *    yet), alert_insert (only when an alert opens). Everything else
+ *    (readings as one multi-row INSERT ... SELECT unnest(...) of binary
+ *    arrays, sensor states likewise, alert updates coalesced per alert,
+ *    notifications, packet_put, device touches, savepoints) is pipelined and
+ *    checked at the next round trip; COMMIT is one round trip per batch.
  *  - states_load takes ids ascending and locks the sensor_state rows in
- *    that order (creating a sensor's row on its first packet in the same
- *    pass), so lock order is global; state and alerts are read by later
+ *    that order (SELECT ... ORDER BY ... FOR UPDATE), so lock order is
+ *    global; the rows of first readings are created afterwards, out of
+ *    order, with the short wait. State and alerts are read by later
  *    statements (fresh READ COMMITTED snapshots, taken after the locks).
  *    A wait against that order is bounded (locked_roundtrip).
  *  - packet_get takes a transaction-level advisory lock on (device,
@@ -25,9 +27,10 @@
  *  - change_epoch moves on every call: another gateway may change any
  *    sensor at any time, so the writer reloads (and locks) the sensors of
  *    every batch, which it has to do anyway to lock them.
- * Timestamps travel as RFC 3339 text into timestamptz and come back as
- * bigint ms ((extract(epoch from col) * 1000)::bigint, exact: numeric); key
- * hashes are hex text as on SQLite.
+ * Timestamps travel as RFC 3339 text into timestamptz (binary in the
+ * readings' and states' arrays) and come back as bigint ms ((extract(epoch
+ * from col) * 1000)::bigint, exact: numeric); key hashes are hex text as on
+ * SQLite.
  */
 #include "core/clock.h"
 #include "core/err.h"
@@ -81,8 +84,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " SET last_ts = excluded.last_ts, last_value = excluded.last_value,"
                       " last_class = excluded.last_class, normal_run = excluded.normal_run",
     /*
-     * Locks the packet's sensor_state rows in ascending id order, creating
-     * the missing ones (a sensor's first packet) in the same pass: each id
+     * Creates the sensor_state rows of sensors that have none (a sensor's
+     * first reading; claim_missing), in ascending id order: each id
      * is either inserted or, on conflict, locked (DO UPDATE ... WHERE false
      * locks the row, FOR NO KEY UPDATE strength, without writing it). The ids
      * come from the resolver, so they are not checked against sensors here
@@ -376,12 +379,76 @@ static enum alert_kind read_alert(const PGresult *r, int i, struct store_alert *
     return a->kind;
 }
 
+/* Fills out[] from a lock result (state rows) and an alerts result, for the ids[0..n). */
+static void read_snapshots(const PGresult *lock, const PGresult *alerts, const int64_t *ids,
+                           size_t n, struct store_sensor_snapshot *out)
+{
+    for (int row = 0; row < PQntuples(lock); row++) {
+        size_t i = store_id_index(ids, n, pg_i64(lock, row, 0));
+        if (i < n) read_state(lock, row, 1, &out[i].st);
+    }
+    for (int row = 0; row < PQntuples(alerts); row++) {
+        struct store_alert a;
+        enum alert_kind k = read_alert(alerts, row, &a);
+        size_t i = store_id_index(ids, n, a.sensor_id);
+        if (i == n) continue;
+        out[i].alerts[k] = a;
+        out[i].present[k] = 1;
+    }
+}
+
 /*
- * The writer's one round trip per packet: [lock the state rows in id order,
- * creating missing ones (held until COMMIT); read them (SELECT ... FOR
- * UPDATE: already ours, no wait); read the active alerts]. The reads are
- * later statements than the lock, so with fresh snapshots: whatever another
- * gateway committed before we got the locks is seen.
+ * The sensors of ids whose state row the lock result does not hold (no row
+ * yet: their first reading), in ascending order into missing; their number.
+ */
+static size_t missing_rows(const PGresult *lock, const int64_t *ids, size_t n, int64_t *missing)
+{
+    size_t m = 0, row = 0, rows = (size_t)PQntuples(lock);
+    for (size_t i = 0; i < n; i++) {
+        while (row < rows && pg_i64(lock, (int)row, 0) < ids[i])
+            row++;
+        if (row == rows || pg_i64(lock, (int)row, 0) != ids[i]) missing[m++] = ids[i];
+    }
+    return m;
+}
+
+/*
+ * Creates and locks the state rows of the sensors in missing[0..m) and
+ * reads them and their alerts into out (indexed by ids): a second round
+ * trip, needed only for sensors without a row yet. It may lock below rows
+ * already held, so it waits with the short out-of-order timeout; and it
+ * reads again what it locked, since another gateway may have created the
+ * row (and written state and alerts) since the first round trip. The rows
+ * it inserted are remembered (pg_store.claimed) for pg_tx_commit.
+ */
+static int claim_missing(struct pg_store *s, const int64_t *missing, size_t m, const int64_t *ids,
+                         size_t n, struct store_sensor_snapshot *out)
+{
+    int rc = id_array(s, 1, missing, m);
+    if (rc) return pg_fail(s, rc, "out of memory");
+    const char *p = s->buf[1].p;
+    struct pg_cmd c[3] = {cmd(ST_STATES_CLAIM, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
+                          cmd(ST_ALERTS_OF, 1, &p)};
+    PGresult *r[3];
+    if ((rc = locked_roundtrip(s, s->in_tx, c, 3, r))) return rc;
+    for (int row = 0; !rc && s->in_tx && row < PQntuples(r[0]); row++)
+        rc = pg_buf_elem(&s->claimed, PQgetvalue(r[0], row, 0));
+    if (!rc && PQntuples(r[1]) != (int)m) /* a sensor deleted meanwhile */
+        rc = pg_fail(s, IOT_ENOTFOUND, "a sensor of the batch is gone");
+    if (!rc) read_snapshots(r[1], r[2], ids, n, out);
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    return rc == IOT_ENOMEM ? pg_fail(s, rc, "out of memory") : rc;
+}
+
+/*
+ * The writer's one round trip per batch: [on the writer's session, the
+ * sensors' KEY SHARE locks (their foreign keys' work, fk_batch); lock the
+ * existing state rows in id order (held until COMMIT) and read them; read
+ * the active alerts]. Sensors without a row yet (a first reading) take a
+ * second round trip (claim_missing). Reads come after the locks, so with
+ * fresh snapshots: whatever another gateway committed before we got the
+ * locks is seen.
  */
 static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
                           struct store_sensor_snapshot *out)
@@ -393,36 +460,31 @@ static int pq_states_load(struct store *base, const int64_t *ids, size_t n,
     int rc = id_array(s, 0, ids, n);
     if (rc) return pg_fail(s, rc, "out of memory");
     const char *p = s->buf[0].p;
-    struct pg_cmd c[4] = {cmd(ST_SENSORS_KEY_SHARE, 1, &p), cmd(ST_STATES_CLAIM, 1, &p),
-                          cmd(ST_STATES_LOCK, 1, &p), cmd(ST_ALERTS_OF, 1, &p)};
+    struct pg_cmd c[3] = {cmd(ST_SENSORS_KEY_SHARE, 1, &p), cmd(ST_STATES_LOCK, 1, &p),
+                          cmd(ST_ALERTS_OF, 1, &p)};
     c[0].want_rows = (int)n; /* a sensor deleted meanwhile: what its foreign key would say */
     c[0].mismatch = IOT_ENOTFOUND;
-    PGresult *all[4] = {NULL}, **r = all + 1; /* r: claim, lock, alerts */
+    PGresult *all[3] = {NULL}, **r = all + 1; /* r: lock, alerts */
     int ooo = s->in_tx && ids[0] <= s->held_sensor_max, skip = !s->fk_batch;
-    if ((rc = locked_roundtrip(s, ooo, c + skip, 4 - (size_t)skip, all + skip))) return rc;
+    if ((rc = locked_roundtrip(s, ooo, c + skip, 3 - (size_t)skip, all + skip))) return rc;
     PQclear(all[0]);
-    pg_note_locks(s, ids[n - 1], 0);
-    for (int row = 0; !rc && s->in_tx && row < PQntuples(r[0]); row++)
-        rc = pg_buf_elem(&s->claimed, PQgetvalue(r[0], row, 0));
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         out[i].st.sensor_id = ids[i];
     }
-    for (int row = 0; row < PQntuples(r[1]); row++) {
-        size_t i = store_id_index(ids, n, pg_i64(r[1], row, 0));
-        if (i < n) read_state(r[1], row, 1, &out[i].st);
-    }
-    for (int row = 0; row < PQntuples(r[2]); row++) {
-        struct store_alert a;
-        enum alert_kind k = read_alert(r[2], row, &a);
-        size_t i = store_id_index(ids, n, a.sensor_id);
-        if (i == n) continue;
-        out[i].alerts[k] = a;
-        out[i].present[k] = 1;
-    }
-    for (int i = 0; i < 3; i++)
-        PQclear(r[i]);
-    return rc ? pg_fail(s, rc, "out of memory") : 0;
+    read_snapshots(r[0], r[1], ids, n, out);
+    pg_note_locks(s, ids[n - 1], 0);
+    int64_t *missing = NULL; /* the rare case: sensors with no row yet */
+    size_t m = 0;
+    if ((size_t)PQntuples(r[0]) < n && !(missing = malloc(n * sizeof *missing)))
+        rc = pg_fail(s, IOT_ENOMEM, "out of memory");
+    else if (missing)
+        m = missing_rows(r[0], ids, n, missing);
+    PQclear(r[0]);
+    PQclear(r[1]);
+    if (!rc && m) rc = claim_missing(s, missing, m, ids, n, out);
+    free(missing);
+    return rc;
 }
 
 static int pq_alert_insert(struct store *base, struct store_alert *a)
