@@ -64,7 +64,10 @@ struct http_reply {
     int close;         /* close the connection after this response */
 };
 
-/* How request.c talks to the connection: libmicrohttpd (server.c) or memory (harness.c). */
+/*
+ * How request.c talks to the connection: libmicrohttpd (server.c) or memory
+ * (tests/support/http_harness.c).
+ */
 struct http_transport {
     const char *(*header)(struct request *rq, const char *name);
     /* The URL query argument name, decoded; NULL when absent (also "?name" without "="). */

@@ -3,8 +3,8 @@
  * per-IP rate limit and header checks before the body is read, body
  * accumulation under MAX_BODY_BYTES, gzip, dispatch to the endpoint, and the
  * suspend/resume protocol that lets an endpoint answer only after the
- * writer's commit. server.c drives it from libmicrohttpd; harness.c drives it
- * from memory (fuzzing, tests).
+ * writer's commit. server.c drives it from libmicrohttpd;
+ * tests/support/http_harness.c drives it from memory (fuzzing, tests).
  */
 #include "core/clock.h"
 #include "core/err.h"
