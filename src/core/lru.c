@@ -37,8 +37,10 @@ int lru_init(struct lru *t, const struct lru_params *p)
     t->id_offset = p->id_offset;
     if (p->secret_of)
         t->secret = p->secret_of->secret;
-    else
-        siphash_key_random(&t->secret);
+    else if (siphash_key_random(&t->secret)) {
+        lru_fini(t);
+        return IOT_EIO;
+    }
     return 0;
 }
 

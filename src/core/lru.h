@@ -85,7 +85,8 @@ struct lru {
 
 /*
  * An empty table with a fresh random secret. Returns 0, IOT_EINVAL (no key
- * function, a bucket count too large to allocate) or IOT_ENOMEM.
+ * function, a bucket count too large to allocate), IOT_ENOMEM or IOT_EIO (no
+ * random bytes for the secret).
  */
 int lru_init(struct lru *t, const struct lru_params *p);
 /* Frees the bucket array; the entries are the caller's. Accepts a zeroed or failed table. */

@@ -85,14 +85,15 @@ int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter
         return 0;
     }
 
+    /* The bucket array starts small and doubles with the keys actually seen. */
     struct lru_params p = {.key = rl__bucket_key,
                            .max = max_buckets,
-                           .buckets = max_buckets,
+                           .buckets = max_buckets < 64 ? max_buckets : 64,
                            .buckets_max = max_buckets};
     int rc = lru_init(&rl->table, &p);
     if (rc) {
         rl_destroy(rl);
-        return IOT_ENOMEM;
+        return rc;
     }
     rl->table_ok = 1;
     if (pthread_mutex_init(&rl->lock, NULL) != 0) {
@@ -100,8 +101,10 @@ int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter
         return IOT_ENOMEM;
     }
     rl->lock_ok = 1;
-    siphash_key_random(&rl->digest[0]);
-    siphash_key_random(&rl->digest[1]);
+    if (siphash_key_random(&rl->digest[0]) || siphash_key_random(&rl->digest[1])) {
+        rl_destroy(rl);
+        return IOT_EIO;
+    }
     *out = rl;
     return 0;
 }

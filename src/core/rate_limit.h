@@ -16,7 +16,7 @@ struct rate_limiter;
 /*
  * rate: tokens added per second (0 disables the limiter: rl_take always
  * allows); burst: bucket capacity (>= 1); max_buckets: cap on keys kept.
- * Returns 0 and *out, or IOT_ENOMEM / IOT_EINVAL.
+ * Returns 0 and *out, or IOT_ENOMEM / IOT_EINVAL / IOT_EIO (no random secret).
  */
 int rl_create(double rate, double burst, size_t max_buckets, struct rate_limiter **out);
 void rl_destroy(struct rate_limiter *rl); /* accepts NULL */

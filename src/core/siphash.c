@@ -6,13 +6,11 @@
  * tests/unit/test_lru.c).
  */
 #include "core/siphash.h"
+#include "core/err.h"
 
 #include <endian.h>
-#include <stdatomic.h>
+#include <openssl/rand.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 static inline uint64_t sip__rotl(uint64_t x, int b)
 {
@@ -84,22 +82,10 @@ uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len)
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-void siphash_key_random(struct siphash_key *k)
+int siphash_key_random(struct siphash_key *k)
 {
-    static atomic_uint_fast64_t calls;
-    static const struct siphash_key fixed = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
-
-    if (getrandom(k, sizeof *k, GRND_NONBLOCK) == (ssize_t)sizeof *k) return;
-    struct {
-        struct timespec ts;
-        uint64_t pid, addr, n, half;
-    } m;
-    memset(&m, 0, sizeof m);
-    clock_gettime(CLOCK_REALTIME, &m.ts);
-    m.pid = (uint64_t)getpid();
-    m.addr = (uint64_t)(uintptr_t)k;
-    m.n = atomic_fetch_add(&calls, 1);
-    k->k0 = siphash24(&fixed, &m, sizeof m);
-    m.half = 1;
-    k->k1 = siphash24(&fixed, &m, sizeof m);
+    unsigned char b[sizeof *k];
+    if (RAND_bytes(b, (int)sizeof b) != 1) return IOT_EIO;
+    memcpy(k, b, sizeof b);
+    return 0;
 }

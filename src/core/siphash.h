@@ -21,11 +21,10 @@ struct siphash_key {
 uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len);
 
 /*
- * Fills k from getrandom(). If the kernel cannot supply the bytes (very early
- * boot, a seccomp filter), falls back to the clock, the process id, k's
- * address and a counter, hashed: weaker, but two processes or two tables
- * still do not share a secret.
+ * Fills k from OpenSSL's generator (RAND_bytes), the project's one source of
+ * secrets (core/secret.c, core/ident.c). 0, or IOT_EIO if it has no bytes
+ * to give (no entropy yet): the caller fails rather than use a guessable key.
  */
-void siphash_key_random(struct siphash_key *k);
+int siphash_key_random(struct siphash_key *k);
 
 #endif

@@ -52,15 +52,15 @@ int conn_count_create(unsigned limit, size_t max_keys, struct conn_count **out)
     while (n < max_keys)
         n <<= 1;
     c->index = calloc(n, sizeof *c->index);
-    if (!c->index || pthread_mutex_init(&c->lock, NULL) != 0) {
+    int rc = c->index ? siphash_key_random(&c->secret) : IOT_ENOMEM;
+    if (rc || pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c->index);
         free(c);
-        return IOT_ENOMEM;
+        return rc ? rc : IOT_ENOMEM;
     }
     c->limit = limit;
     c->max_keys = max_keys;
     c->mask = n - 1;
-    siphash_key_random(&c->secret);
     *out = c;
     return 0;
 }

@@ -48,9 +48,11 @@ static const void *entry_key(const struct lru_node *n, size_t *len)
 }
 
 /*
- * The devices' bucket array is sized for max_devices up front (256 to 2^22
- * buckets); the negatives' starts at 16 and grows with them, up to a quarter
- * of the devices' (their bound is a quarter of max_devices).
+ * The devices' bucket array starts at 256 buckets and doubles with the
+ * devices actually cached, up to a power of two >= max_devices (at most
+ * 2^22): 8 bytes per bucket, not 1 MiB up front for the default
+ * SENSOR_CACHE_MAX. The negatives' starts at 16 and grows likewise, up to a
+ * quarter of the devices' (their bound is a quarter of max_devices).
  */
 int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms, size_t max_devices,
                     struct resolver **out)
@@ -65,7 +67,7 @@ int resolver_create(struct store_shared *db, int64_t ttl_ms, int64_t neg_ttl_ms,
         nbuckets <<= 1;
     size_t max_neg = max_devices / 4 > 16 ? max_devices / 4 : 16;
     struct lru_params dev = {
-        .key = entry_key, .max = max_devices, .buckets = nbuckets, .buckets_max = nbuckets};
+        .key = entry_key, .max = max_devices, .buckets = 256, .buckets_max = nbuckets};
     struct lru_params neg = {.key = entry_key,
                              .max = max_neg,
                              .buckets = 16,

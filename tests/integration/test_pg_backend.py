@@ -645,10 +645,14 @@ def post_in_background(g, dev, readings, **extra):
 
 
 def delete_device_while_its_packet_waits(g, db, url, dev, readings, **extra):
-    """Deletes dev in a transaction that commits while the writer waits for it: the answer."""
+    """Deletes dev in a transaction that commits while the writer waits for it: the answer.
+    Its readings and sensor states go first, as `device delete` does."""
     deleter = psycopg2.connect(url)
     try:
         cur = deleter.cursor()
+        for table in ("sensor_readings", "sensor_state"):
+            cur.execute(f"DELETE FROM {table} WHERE sensor_id IN"
+                        " (SELECT id FROM sensors WHERE device_id = %s)", (dev.id,))
         cur.execute("DELETE FROM sensors WHERE device_id = %s", (dev.id,))
         cur.execute("DELETE FROM devices WHERE id = %s", (dev.id,))
         t, out = post_in_background(g, dev, readings, **extra)
@@ -662,9 +666,11 @@ def delete_device_while_its_packet_waits(g, db, url, dev, readings, **extra):
 
 def test_writer_takes_the_foreign_keys_locks_once_per_batch(pgdb, gateways):
     """The writer's session skips the per-row foreign-key triggers (a superuser may set
-    session_replication_role) and takes their KEY SHARE locks once per batch instead, so
-    nothing changes for anyone else: a sensor held FOR UPDATE holds the packet back, and a
-    device deleted while a packet waits for it leaves no row behind."""
+    session_replication_role) and keeps the batch's sensors itself: the lock on a sensor's
+    state row, or for a sensor without one (its first reading) the triggers' KEY SHARE lock.
+    So nothing changes for anyone else: a new sensor held FOR UPDATE holds the packet back,
+    and a device deleted while a packet waits for it leaves no row behind, whether its
+    sensors had readings before or not."""
     url, cli, db = pgdb
     dev, doomed = provision_device(cli, n_sensors=2), provision_device(cli, n_sensors=1)
     g = gateways(url, env={"DB_BUSY_TIMEOUT_MS": "30000"})
@@ -692,6 +698,19 @@ def test_writer_takes_the_foreign_keys_locks_once_per_batch(pgdb, gateways):
         assert db.scalar(f"SELECT count(*) FROM {table} WHERE sensor_id = %s", (sid,)) == 0, table
     assert db.scalar("SELECT count(*) FROM ingest_packets") == 0
     assert db.scalar("SELECT count(*) FROM devices WHERE id = %s", (doomed.id,)) == 0
+
+    # The same for a device whose sensor has a state row: the packet waits for that row's
+    # lock, finds the row gone, and the sensor too (without the KEY SHARE of first readings
+    # the writer would create the state row again and store the reading of a sensor that
+    # no longer exists: no trigger checks it on its session).
+    known = provision_device(cli, n_sensors=1)
+    post_ok(g, known, [(0, 5.0)])
+    r = delete_device_while_its_packet_waits(g, db, url, known, [(0, 6.0)])
+    assert r.status in (401, 503), r
+    sid = known.sensors[0].id
+    for table in ("sensor_readings", "sensor_state", "alerts"):
+        assert db.scalar(f"SELECT count(*) FROM {table} WHERE sensor_id = %s", (sid,)) == 0, table
+    assert db.scalar("SELECT count(*) FROM sensors WHERE id = %s", (sid,)) == 0
     post_ok(g, dev, [(0, 4.0)])
 
 
