@@ -25,9 +25,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PACKET_WINDOW_MS  (24LL * 3600 * 1000)
-#define DRAIN_TIMEOUT_MS  15000
-#define MAINTAIN_EVERY_MS 200
+#define PACKET_WINDOW_MS (24LL * 3600 * 1000)
+#define DRAIN_TIMEOUT_MS 15000
+/*
+ * How often the store maintainer checkpoints (SQLite). Short, so that each
+ * checkpoint's fsync of the database file is small: the writer's WAL fsync
+ * waits behind it (one filesystem journal), and at 200 ms a commit now and
+ * then took 13-20 ms, which was the p99 of the whole ingest path
+ * (docs/BENCHMARKS.md). A checkpoint with nothing to copy costs nothing.
+ */
+#define MAINTAIN_EVERY_MS 50
 
 /*
  * INGEST_HOST may be a name ("localhost", a name in /etc/hosts): it is
