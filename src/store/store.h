@@ -286,7 +286,9 @@ struct store;
      * shared by several gateways, which lock each sensor's state row until                        \
      * the transaction ends); out[i] belongs to ids[i]: its state (has_last 0                      \
      * when none) and, for each active alert, alerts[kind] with present[kind]                      \
-     * set to 1. states_put upserts the states of distinct sensors.                                \
+     * set to 1. states_put writes the states of distinct sensors that                             \
+     * states_load loaded in the same transaction (PostgreSQL updates the                          \
+     * rows it locked or created, and fails if one is missing).                                    \
      */                                                                                            \
     X(states_load, STATES_LOAD,                                                                    \
       (struct store * s, const int64_t *ids, size_t n, struct store_sensor_snapshot *out),         \
