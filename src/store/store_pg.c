@@ -147,10 +147,11 @@ static const char *const stmt_sql[ST_COUNT] = {
      * thresholds and devices, notifications' alerts, packet ids' devices:
      * device delete is the only way): such a delete waits for the batch
      * and then fails on its committed readings, as it would against the
-     * triggers' own locks.
+     * triggers' own locks. A join with the array, as ST_STATES_LOCK, for
+     * the same reason (the generic plan of "id = ANY($1)").
      */
-    [ST_SENSORS_KEY_SHARE] = "SELECT id FROM sensors WHERE id = ANY($1::bigint[]) ORDER BY id"
-                             " FOR KEY SHARE",
+    [ST_SENSORS_KEY_SHARE] = "SELECT s.id FROM unnest($1::bigint[]) AS u(id) JOIN sensors s"
+                             " ON s.id = u.id ORDER BY s.id FOR KEY SHARE OF s",
     /* SKIP LOCKED: another gateway touching the same device is not waited for (see docs). */
     [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_at = $2 WHERE id = (SELECT id FROM devices"
                         " WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)"
