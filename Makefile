@@ -22,7 +22,7 @@
 ifeq ($(origin CC),default)
 CC = cc
 endif
-PKGS     = libmicrohttpd gnutls jansson yajl sqlite3 libcrypto zlib libcurl libpq libnats libuv
+PKGS     = libmicrohttpd gnutls nettle jansson yajl sqlite3 zlib libcurl libpq libnats libuv
 VERSION  = 0.1.0
 # The date of this source, which dates the man page (.TH): SOURCE_DATE_EPOCH
 # when set (reproducible-builds.org), else the commit date of HEAD, else (a

@@ -5,7 +5,7 @@
 set -eu
 mode=${1:-build}
 pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libyajl-dev libsqlite3-dev
-      libgnutls28-dev libssl-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev libuv1-dev
+      libgnutls28-dev nettle-dev zlib1g-dev libcurl4-openssl-dev libpq-dev libnats-dev libuv1-dev
       sqlite3 curl"
 if [ "$mode" = test ]; then
     pkgs="$pkgs libcriterion-dev python3 python3-pytest python3-psycopg2 postgresql nats-server

@@ -121,7 +121,7 @@ enum config_use {
       "full: a 2xx survives power loss; normal: survives a process crash only")                    \
     X(INT, db_busy_timeout_ms, "DB_BUSY_TIMEOUT_MS", 5000, 0, 600000, CU_DB,                       \
       "How long a write waits for a lock before giving up (503)")                                  \
-    X(INT, sqlite_cache_mb, "SQLITE_CACHE_MB", 4, 1, 65536, CU_DB,                                 \
+    X(INT, sqlite_cache_mb, "SQLITE_CACHE_MB", 2, 1, 65536, CU_DB,                                 \
       "SQLite page cache per connection")                                                          \
     X(INT, baseline_lookback_s, "BASELINE_LOOKBACK_S", 86400, 1, 86400 * 3650, CU_BASELINE,        \
       "Baseline: sensors with a reading this recent get a prediction")                             \

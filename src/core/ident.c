@@ -1,7 +1,7 @@
 /* The identifier alphabet (see ident.h). */
 #include "core/ident.h"
 
-#include <openssl/rand.h>
+#include <gnutls/crypto.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -20,7 +20,7 @@ size_t ident_span(const char *s, size_t n)
 unsigned ident_request_prefix(void)
 {
     unsigned char r[4];
-    if (RAND_bytes(r, sizeof r) != 1) return (unsigned)getpid();
+    if (gnutls_rnd(GNUTLS_RND_NONCE, r, sizeof r) < 0) return (unsigned)getpid();
     return (unsigned)r[0] << 24 | (unsigned)r[1] << 16 | (unsigned)r[2] << 8 | r[3];
 }
 

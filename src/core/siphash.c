@@ -9,7 +9,7 @@
 #include "core/err.h"
 
 #include <endian.h>
-#include <openssl/rand.h>
+#include <gnutls/crypto.h>
 #include <string.h>
 
 static inline uint64_t sip__rotl(uint64_t x, int b)
@@ -85,7 +85,7 @@ uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len)
 int siphash_key_random(struct siphash_key *k)
 {
     unsigned char b[sizeof *k];
-    if (RAND_bytes(b, (int)sizeof b) != 1) return IOT_EIO;
+    if (gnutls_rnd(GNUTLS_RND_KEY, b, sizeof b) < 0) return IOT_EIO;
     memcpy(k, b, sizeof b);
     return 0;
 }

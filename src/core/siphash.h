@@ -21,8 +21,8 @@ struct siphash_key {
 uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len);
 
 /*
- * Fills k from OpenSSL's generator (RAND_bytes), the project's one source of
- * secrets (core/secret.c, core/ident.c). 0, or IOT_EIO if it has no bytes
+ * Fills k from GnuTLS's generator (gnutls_rnd, GNUTLS_RND_KEY), the project's
+ * one source of secrets (core/secret.c, core/ident.c). 0, or IOT_EIO if it has no bytes
  * to give (no entropy yet): the caller fails rather than use a guessable key.
  */
 int siphash_key_random(struct siphash_key *k);

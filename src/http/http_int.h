@@ -15,6 +15,15 @@
 #include <stdatomic.h>
 
 #define REQUEST_ID_MAX 64
+/*
+ * libmicrohttpd's memory per connection: request line, headers, read buffer
+ * and answer headers, allocated when the connection is accepted and cleared
+ * per request. 16 KiB: the longest request line and header block the gateway
+ * takes (past it 414/431); a body is not held there (it is streamed into the
+ * request's own buffer), so 100-reading packets cost no more CPU than with 32
+ * KiB, and 64 connections hold 1 MiB, not 2 (docs/BENCHMARKS.md, memory).
+ */
+#define HTTP_CONN_MEMORY (16 * 1024)
 _Static_assert(CLIENT_IP_LEN <= INTAKE_ADDR_MAX, "a client address must fit an intake claim");
 
 enum route {

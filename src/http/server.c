@@ -267,7 +267,7 @@ int http_server_start(struct http_server *h, char *err, size_t errlen)
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_idle_timeout_s,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                               MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, h->guard,
                               MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
