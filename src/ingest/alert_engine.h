@@ -14,8 +14,8 @@
 #include "store/store.h"
 
 struct alert_set {
-    struct store_alert *a; /* ALERT_KINDS slots */
-    int *present;          /* ALERT_KINDS flags */
+    struct store_alert *a;  /* ALERT_KINDS slots */
+    unsigned char *present; /* ALERT_KINDS flags */
 };
 
 struct alert_counts {

@@ -10,6 +10,9 @@
  * starts at 1024 and doubles with the sensors actually seen, up to a power
  * of two >= max (at most 2^24), not sized for STATE_CACHE_MAX up front.
  */
+/* The size docs/operations.md counts per cached sensor (a 112-byte malloc chunk). */
+_Static_assert(sizeof(struct sensor_entry) <= 104, "sensor_entry grew past 104 bytes");
+
 struct sensor_states {
     struct lru table; /* of sensor_entry, owned */
     uint64_t packet_gen;

@@ -19,14 +19,18 @@
  * About 140 bytes a sensor: the alerts, 888 bytes, are allocated only for a
  * sensor that has had an active alert while cached (a small minority).
  */
+/*
+ * One per cached sensor, 104 bytes (a 112-byte malloc chunk): the fields are
+ * ordered so that no padding is left (docs/operations.md, memory per sensor).
+ */
 struct sensor_entry {
     struct store_sensor_state st;
     struct store_alert *alerts; /* ALERT_KINDS slots, or NULL: none present (owned) */
-    int present[ALERT_KINDS];
-    size_t router_row; /* owned by the router: 1 + its newest row in the packet */
+    size_t router_row;          /* owned by the router: 1 + its newest row in the packet */
     /* Internal: the pin of the packet in progress and the cache's links. */
     uint64_t pin;
     struct lru_node node;
+    unsigned char present[ALERT_KINDS]; /* 1: alerts[k] holds an active alert */
 };
 
 struct sensor_states;

@@ -78,11 +78,11 @@ struct store_sensor {
 /* Per-sensor classification state (table sensor_state). */
 struct store_sensor_state {
     int64_t sensor_id;
-    int has_last;      /* 0 until the first non-late reading */
-    int64_t last_ts;   /* newest reading time seen */
-    double last_value; /* value of that reading */
-    enum reading_class last_class;
+    int64_t last_ts;    /* newest reading time seen */
+    double last_value;  /* value of that reading */
     int64_t normal_run; /* consecutive normal readings (non-late) */
+    int has_last;       /* 0 until the first non-late reading */
+    enum reading_class last_class;
     /*
      * Head of the sensor's reading chain (backends that keep one: SQLite): id
      * of its most recently stored reading, 0 when none, STORE_READING_UNKNOWN
@@ -108,7 +108,7 @@ struct store_alert {
 struct store_sensor_snapshot {
     struct store_sensor_state st;
     struct store_alert alerts[ALERT_KINDS];
-    int present[ALERT_KINDS];
+    unsigned char present[ALERT_KINDS];
 };
 
 struct store_reading {

@@ -668,7 +668,7 @@ static int sensor_present(struct sqlite_store *s, int64_t id)
 }
 
 static int sq_alerts_active(struct store *base, int64_t sensor_id,
-                            struct store_alert out[ALERT_KINDS], int present[ALERT_KINDS])
+                            struct store_alert out[ALERT_KINDS], unsigned char present[ALERT_KINDS])
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st = NULL;

@@ -654,7 +654,13 @@ Test(store_sqlite, state_round_trip)
     cr_expect_eq(x.has_last, 0);
     cr_expect_eq(x.normal_run, 0);
 
-    struct store_sensor_state y = {sid, 1, T0 + 5, -2.5, CLASS_SPIKE, 0, 0};
+    struct store_sensor_state y = {.sensor_id = sid,
+                                   .has_last = 1,
+                                   .last_ts = T0 + 5,
+                                   .last_value = -2.5,
+                                   .last_class = CLASS_SPIKE,
+                                   .normal_run = 0,
+                                   .last_reading_id = 0};
     cr_assert_eq(state_put(st, &y), 0);
     y.normal_run = 7;
     y.last_class = CLASS_NORMAL;
@@ -774,7 +780,13 @@ Test(store_sqlite, device_status)
     cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
     cr_expect_eq(row.sensor_id, sid);
     cr_expect_eq(row.has_reading, 0);
-    struct store_sensor_state x = {sid, 1, T0, 4.25, CLASS_WARNING, 0, 0};
+    struct store_sensor_state x = {.sensor_id = sid,
+                                   .has_last = 1,
+                                   .last_ts = T0,
+                                   .last_value = 4.25,
+                                   .last_class = CLASS_WARNING,
+                                   .normal_run = 0,
+                                   .last_reading_id = 0};
     cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_device_status(st, dev, count_rows, &row), 0);
     cr_expect_eq(row.has_reading, 1);
@@ -928,7 +940,13 @@ Test(store_sqlite, device_delete_removes_everything_under_the_device)
     /* gone is gone; foreign keys are checked again on this connection */
     cr_expect_eq(store_device_delete(st, "dev-a", &del), IOT_ENOTFOUND);
     cr_expect_eq(store_device_delete(st, "nope", &del), IOT_ENOTFOUND);
-    struct store_sensor_state orphan = {a1 == c1 ? a2 : a1, 1, T0, 1, CLASS_NORMAL, 0, 0};
+    struct store_sensor_state orphan = {.sensor_id = a1 == c1 ? a2 : a1,
+                                        .has_last = 1,
+                                        .last_ts = T0,
+                                        .last_value = 1,
+                                        .last_class = CLASS_NORMAL,
+                                        .normal_run = 0,
+                                        .last_reading_id = 0};
     cr_expect_eq(state_put(st, &orphan), IOT_EDB, "foreign keys are on again");
     cr_assert_eq(store_tx_begin(st), 0);
     cr_expect_eq(store_device_delete(st, "dev-b", &del), IOT_EINVAL, "not inside a transaction");
@@ -1033,7 +1051,13 @@ Test(store_fault, transparent_without_a_fault)
     cr_expect_str_eq(resp, "r");
     free(resp);
     cr_assert_eq(store_tx_begin(st), 0);
-    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 1, 0};
+    struct store_sensor_state x = {.sensor_id = sid,
+                                   .has_last = 1,
+                                   .last_ts = T0,
+                                   .last_value = 3,
+                                   .last_class = CLASS_NORMAL,
+                                   .normal_run = 1,
+                                   .last_reading_id = 0};
     cr_assert_eq(state_put(st, &x), 0);
     cr_assert_eq(store_tx_commit(st), 0);
     cr_expect_eq(q_int("SELECT normal_run FROM sensor_state"), 1);
@@ -1048,7 +1072,13 @@ Test(store_fault, nth_call_fails_once)
     open_wrapped();
     add_device(st, "dev-a");
     int64_t sid = add_sensor(st, "dev-a", "s-1");
-    struct store_sensor_state x = {sid, 1, T0, 3, CLASS_NORMAL, 0, 0};
+    struct store_sensor_state x = {.sensor_id = sid,
+                                   .has_last = 1,
+                                   .last_ts = T0,
+                                   .last_value = 3,
+                                   .last_class = CLASS_NORMAL,
+                                   .normal_run = 0,
+                                   .last_reading_id = 0};
     store_fault_set(st, STORE_FAULT_STATES_PUT, 3, IOT_EBUSY);
     for (int i = 1; i <= 5; i++) {
         x.normal_run = i;
