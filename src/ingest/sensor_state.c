@@ -4,15 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The size docs/operations.md counts per cached sensor (a 112-byte malloc chunk). */
+_Static_assert(sizeof(struct sensor_entry) <= 104, "sensor_entry grew past 104 bytes");
+
 /*
  * A core/lru table keyed by sensor id (an id key: ids come from the
  * database, and this table is on the per-packet path). Its bucket array
  * starts at 1024 and doubles with the sensors actually seen, up to a power
  * of two >= max (at most 2^24), not sized for STATE_CACHE_MAX up front.
  */
-/* The size docs/operations.md counts per cached sensor (a 112-byte malloc chunk). */
-_Static_assert(sizeof(struct sensor_entry) <= 104, "sensor_entry grew past 104 bytes");
-
 struct sensor_states {
     struct lru table; /* of sensor_entry, owned */
     uint64_t packet_gen;

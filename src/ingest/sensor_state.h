@@ -16,12 +16,10 @@
 #include <stdint.h>
 
 /*
- * About 140 bytes a sensor: the alerts, 888 bytes, are allocated only for a
- * sensor that has had an active alert while cached (a small minority).
- */
-/*
  * One per cached sensor, 104 bytes (a 112-byte malloc chunk): the fields are
  * ordered so that no padding is left (docs/operations.md, memory per sensor).
+ * The alerts, 888 bytes, are allocated only for a sensor that has had an
+ * active alert while cached (a small minority).
  */
 struct sensor_entry {
     struct store_sensor_state st;
